@@ -1,0 +1,36 @@
+"""ppcfin's world: the case schema and loader, the credit-loss Monte Carlo, scenario sets.
+
+This layer never imports cvxpy or the reports.
+"""
+
+from models.errors import CaseError, CaseProblem
+from models.loader import DEFAULT_CASE, load_case
+from models.schema import (
+    Case,
+    FinanceSource,
+    GuaranteeFund,
+    GuaranteeStructure,
+    LoanProduct,
+    Policy,
+    RiskModel,
+    Segment,
+    ShockEvent,
+    SourceKind,
+)
+
+__all__ = [
+    "DEFAULT_CASE",
+    "Case",
+    "CaseError",
+    "CaseProblem",
+    "FinanceSource",
+    "GuaranteeFund",
+    "GuaranteeStructure",
+    "LoanProduct",
+    "Policy",
+    "RiskModel",
+    "Segment",
+    "ShockEvent",
+    "SourceKind",
+    "load_case",
+]

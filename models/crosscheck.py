@@ -1,0 +1,316 @@
+"""Checks that span fields and entities of a case: references, ids, consistency of limits.
+
+They run once, after every field has passed its own bounds, and collect every problem instead of
+stopping at the first, so an analyst fixes a case in one round.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Iterable
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+if TYPE_CHECKING:
+    from models.schema import Case
+
+Loc = tuple[str | int, ...]
+Problem = tuple[Loc, Any, str]
+
+
+class CrossFieldProblems(ValueError):
+    """Problems found across fields, each ``(loc, value, message)`` with loc a tuple path."""
+
+    def __init__(self, problems: list[Problem]):
+        self.problems = problems
+        super().__init__("; ".join(f"{'.'.join(map(str, p[0]))}: {p[2]}" for p in problems))
+
+
+def _dangling(loc: Loc, refs: Iterable[str] | None, known: set[str], what: str) -> list[Problem]:
+    """One problem per reference in ``refs`` that is not among the ``known`` ids."""
+    if refs is None:
+        return []
+    valid = ", ".join(sorted(known)) or "(none defined)"
+    return [
+        (loc + (i,), ref, f"unknown {what} id; valid ids: {valid}")
+        for i, ref in enumerate(refs)
+        if ref not in known
+    ]
+
+
+def _duplicates(loc: Loc, ids: list[str], what: str) -> list[Problem]:
+    counts = Counter(ids)
+    return [
+        (loc + (i, "id"), item_id, f"duplicate {what} id; ids must be unique")
+        for i, item_id in enumerate(ids)
+        if counts[item_id] > 1 and ids.index(item_id) != i
+    ]
+
+
+def entity_problems(case: Case) -> list[Problem]:
+    """Consistency inside each entity (supply vs need, LGD spread, CVaR limits...)."""
+    out: list[Problem] = []
+    for i, seg in enumerate(case.segments):
+        if seg.supply_usd > seg.need_usd:
+            out.append(
+                (
+                    ("segments", i, "supply_usd"),
+                    seg.supply_usd,
+                    f"current supply exceeds the need of {seg.need_usd:,.0f}; it must be <= need",
+                )
+            )
+    for i, prod in enumerate(case.products):
+        m, sd = prod.lgd_mean, prod.lgd_sd
+        if 0.0 < m < 1.0 and sd * sd >= m * (1.0 - m):
+            out.append(
+                (
+                    ("products", i, "lgd_sd"),
+                    sd,
+                    f"too wide for a Beta LGD with mean {m}: need lgd_sd < {np.sqrt(m * (1 - m)):.4f}",
+                )
+            )
+        elif m in (0.0, 1.0) and sd > 0.0:
+            out.append((("products", i, "lgd_sd"), sd, f"must be 0 when lgd_mean is {m}"))
+    for i, fund in enumerate(case.funds):
+        if fund.structure == "first_loss" and fund.first_loss_cap_share is None:
+            out.append(
+                (
+                    ("funds", i, "first_loss_cap_share"),
+                    None,
+                    "required for a first_loss fund: the share of covered volume it absorbs, e.g. 0.10",
+                )
+            )
+        if fund.structure == "pari_passu" and fund.first_loss_cap_share is not None:
+            out.append(
+                (
+                    ("funds", i, "first_loss_cap_share"),
+                    fund.first_loss_cap_share,
+                    "only a first_loss fund has a cap; remove it or set structure: first_loss",
+                )
+            )
+        for prod_id in fund.coverage_by_product:
+            if prod_id not in fund.eligible_products:
+                out.append(
+                    (
+                        ("funds", i, "coverage_by_product", prod_id),
+                        prod_id,
+                        "coverage given for a product the fund does not cover; eligible_products: "
+                        + ", ".join(fund.eligible_products),
+                    )
+                )
+    for i, src in enumerate(case.sources):
+        out += _source_problems(i, src)
+    copula = case.risk_model.copula
+    if copula.rho_total >= 1.0:
+        out.append(
+            (
+                ("risk_model", "copula"),
+                round(copula.rho_total, 6),
+                "rho_macro + rho_chain + rho_region must be < 1",
+            )
+        )
+    return out
+
+
+def _source_problems(i: int, src: Any) -> list[Problem]:
+    out: list[Problem] = []
+    loc: Loc = ("sources", i)
+    has_limit = src.cvar_limit_usd is not None or src.cvar_limit_share is not None
+    if src.cvar_limit_usd is not None and src.cvar_limit_share is not None:
+        out.append(
+            (
+                loc + ("cvar_limit_share",),
+                src.cvar_limit_share,
+                "give the CVaR limit either in US$ (cvar_limit_usd) or as a share, not both",
+            )
+        )
+    if has_limit and src.cvar_alpha is None:
+        out.append(
+            (
+                loc + ("cvar_alpha",),
+                None,
+                "a CVaR limit needs its confidence level cvar_alpha in (0, 1), e.g. 0.95",
+            )
+        )
+    if src.cvar_alpha is not None and not has_limit:
+        out.append(
+            (
+                loc + ("cvar_alpha",),
+                src.cvar_alpha,
+                "cvar_alpha without a limit; add cvar_limit_usd or cvar_limit_share",
+            )
+        )
+    if src.cvar_limit_usd is not None and src.cvar_limit_usd > src.amount_usd:
+        out.append(
+            (
+                loc + ("cvar_limit_usd",),
+                src.cvar_limit_usd,
+                f"exceeds the source's amount of {src.amount_usd:,.0f}; it must be <= amount_usd",
+            )
+        )
+    if (
+        src.max_pd_unguaranteed is not None
+        and src.max_pd_guaranteed is not None
+        and src.max_pd_unguaranteed > src.max_pd_guaranteed
+    ):
+        out.append(
+            (
+                loc + ("max_pd_unguaranteed",),
+                src.max_pd_unguaranteed,
+                f"must be <= max_pd_guaranteed ({src.max_pd_guaranteed})",
+            )
+        )
+    if not (src.products or src.funds or src.technical_assistance):
+        out.append(
+            (
+                loc + ("products",),
+                "[]",
+                "the source can finance nothing: give products, funds or technical_assistance",
+            )
+        )
+    if src.max_multiple_of_concessional is not None and src.kind != "private":
+        out.append(
+            (
+                loc + ("max_multiple_of_concessional",),
+                src.max_multiple_of_concessional,
+                f"only private senior money is capped by concessional money; kind is {src.kind}",
+            )
+        )
+    if src.return_hurdle_rate is not None and src.kind != "private":
+        out.append(
+            (
+                loc + ("return_hurdle_rate",),
+                src.return_hurdle_rate,
+                f"a return hurdle applies to private sources; kind is {src.kind}",
+            )
+        )
+    return out
+
+
+def case_problems(case: Case) -> list[Problem]:
+    """Unique ids and references that must resolve across the case."""
+    regions = {r.id for r in case.regions}
+    chains = {c.id for c in case.value_chains}
+    segments = {s.id for s in case.segments}
+    products = {p.id for p in case.products}
+    funds = {f.id for f in case.funds}
+    events = {e.id for e in case.risk_model.events}
+    out: list[Problem] = []
+    for name, items, what in [
+        ("regions", case.regions, "region"),
+        ("value_chains", case.value_chains, "value chain"),
+        ("segments", case.segments, "segment"),
+        ("products", case.products, "product"),
+        ("funds", case.funds, "fund"),
+        ("sources", case.sources, "source"),
+    ]:
+        out += _duplicates((name,), [x.id for x in items], what)
+    out += _duplicates(("risk_model", "events"), [e.id for e in case.risk_model.events], "event")
+
+    pairs = Counter((s.region, s.value_chain) for s in case.segments)
+    for i, seg in enumerate(case.segments):
+        if seg.region not in regions:
+            out.append(
+                (
+                    ("segments", i, "region"),
+                    seg.region,
+                    f"unknown region id; valid ids: {', '.join(sorted(regions))}",
+                )
+            )
+        if seg.value_chain not in chains:
+            out.append(
+                (
+                    ("segments", i, "value_chain"),
+                    seg.value_chain,
+                    f"unknown value chain id; valid ids: {', '.join(sorted(chains))}",
+                )
+            )
+        if pairs[(seg.region, seg.value_chain)] > 1:
+            out.append(
+                (
+                    ("segments", i, "value_chain"),
+                    seg.value_chain,
+                    f"a second segment for region {seg.region} and this chain; "
+                    "each region x value chain appears once",
+                )
+            )
+    for i, prod in enumerate(case.products):
+        out += _dangling(
+            ("products", i, "eligible_chains"), prod.eligible_chains, chains, "value chain"
+        )
+        out += _dangling(
+            ("products", i, "excluded_segments"), prod.excluded_segments, segments, "segment"
+        )
+    for i, fund in enumerate(case.funds):
+        out += _dangling(
+            ("funds", i, "eligible_products"), fund.eligible_products, products, "product"
+        )
+        out += _dangling(
+            ("funds", i, "active_only_in_events"), fund.active_only_in_events, events, "event"
+        )
+    for i, src in enumerate(case.sources):
+        out += _dangling(("sources", i, "products"), src.products, products, "product")
+        out += _dangling(("sources", i, "funds"), src.funds, funds, "fund")
+    for i, ev in enumerate(case.risk_model.events):
+        loc: Loc = ("risk_model", "events", i)
+        out += _dangling(loc + ("chains",), ev.chains, chains, "value chain")
+        out += _dangling(loc + ("regions",), ev.regions, regions, "region")
+        out += _dangling(
+            loc + ("pd_multiplier_by_chain",),
+            list(ev.pd_multiplier_by_chain),
+            chains,
+            "value chain",
+        )
+        out += _dangling(loc + ("region_intensity",), list(ev.region_intensity), regions, "region")
+    out += _dangling(
+        ("risk_model", "price_factors"), list(case.risk_model.price_factors), chains, "value chain"
+    )
+    out += _correlation_problems(case, chains)
+    return out
+
+
+def _correlation_problems(case: Case, chains: set[str]) -> list[Problem]:
+    out: list[Problem] = []
+    seen: set[frozenset[str]] = set()
+    for i, cc in enumerate(case.risk_model.chain_correlations):
+        loc: Loc = ("risk_model", "chain_correlations", i, "chains")
+        out += _dangling(loc, cc.chains, chains, "value chain")
+        a, b = cc.chains
+        if a == b:
+            out.append((loc, f"{a}, {b}", "a correlation needs two different value chains"))
+        key = frozenset(cc.chains)
+        if key in seen:
+            out.append((loc, f"{a}, {b}", "this pair is given twice"))
+        seen.add(key)
+    if out:
+        return out
+    matrix = chain_correlation_matrix(case)
+    smallest = float(np.linalg.eigvalsh(matrix).min()) if matrix.size else 1.0
+    if smallest < -1e-10:
+        out.append(
+            (
+                ("risk_model", "chain_correlations"),
+                f"min eigenvalue {smallest:.4f}",
+                "the value-chain correlations do not form a valid correlation matrix "
+                "(not positive semi-definite); lower the largest correlations",
+            )
+        )
+    return out
+
+
+def chain_correlation_matrix(case: Case) -> np.ndarray:
+    """Correlation matrix of the value-chain factors, ordered as ``case.value_chains``.
+
+    Returns
+    -------
+    ndarray of shape (n_chains, n_chains)
+        Identity plus the given pairs; unlisted pairs are uncorrelated.
+    """
+    index = {c.id: n for n, c in enumerate(case.value_chains)}
+    matrix = np.eye(len(index))
+    for cc in case.risk_model.chain_correlations:
+        a, b = (index.get(c) for c in cc.chains)
+        if a is not None and b is not None:
+            matrix[a, b] = matrix[b, a] = cc.correlation
+    return matrix

@@ -1,0 +1,397 @@
+"""The case schema: what a PPC financing structure is made of.
+
+Pydantic v2 models, frozen, unknown keys forbidden, every number bounded. Rates are annual and
+written as fractions (0.36 = 36 %/yr); money is US$. Field-level checks live on the fields;
+checks that span fields or entities live in :mod:`models.crosscheck`, so that one pass finds
+every dangling reference at once.
+"""
+
+from __future__ import annotations
+
+import re
+from enum import StrEnum
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from models.crosscheck import CrossFieldProblems, case_problems, entity_problems
+
+# --- bounded number types ------------------------------------------------------------------
+Probability = Annotated[float, Field(ge=0.0, lt=1.0)]
+"""A probability of default or similar: in [0, 1)."""
+EventProbability = Annotated[float, Field(ge=0.0, le=1.0)]
+"""An annual event probability: in [0, 1]; 1 forces the event (stress replays)."""
+Share = Annotated[float, Field(ge=0.0, le=1.0)]
+PositiveShare = Annotated[float, Field(gt=0.0, le=1.0)]
+Correlation = Annotated[float, Field(ge=0.0, lt=1.0)]
+RateFraction = Annotated[float, Field(ge=0.0, le=2.0)]
+"""An annual rate as a fraction; 2.0 (200 %/yr) is a generous ceiling that catches % typos."""
+AmountUSD = Annotated[float, Field(ge=0.0, le=1e13)]
+Multiplier = Annotated[float, Field(ge=0.0, le=100.0)]
+Identifier = Annotated[
+    str,
+    Field(min_length=1, max_length=64, pattern=r"^[A-Za-z][A-Za-z0-9_.\-]*$"),
+]
+"""Ids start with a letter and use letters, digits, ``_``, ``.`` or ``-`` (no spaces)."""
+Name = Annotated[str, Field(min_length=1, max_length=200)]
+
+_TAG = re.compile(r"^\[[SDAU](/[SDAU])*\](/\[[SDAU]\])*")
+
+
+def check_source_tag(tag: str | None) -> str | None:
+    """Validate a provenance tag such as ``"[S] https://…"``, ``"[A]"`` or ``"[S/D] …"``."""
+    if tag is None:
+        return None
+    tag = tag.strip()
+    if not _TAG.match(tag):
+        raise ValueError(
+            "a source tag must start with [S] (sourced), [D] (derived), [A] (assumption) or "
+            f"[U] (unverified), e.g. '[S] https://…'; got {tag[:60]!r}"
+        )
+    return tag
+
+
+class Frozen(BaseModel):
+    """Base of every schema object: immutable, strict about unknown keys, finite numbers."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid", allow_inf_nan=False)
+
+
+class Tagged(Frozen):
+    """An entity whose figures carry a provenance tag (shown in the assumptions register)."""
+
+    source: str | None = Field(
+        default=None, description="Provenance of this entity's figures: [S]/[D]/[A]/[U] + ref."
+    )
+
+    @field_validator("source")
+    @classmethod
+    def _check_tag(cls, tag: str | None) -> str | None:
+        return check_source_tag(tag)
+
+
+# --- enums ---------------------------------------------------------------------------------
+class SourceKind(StrEnum):
+    """Where a funder's money comes from."""
+
+    public = "public"
+    private = "private"
+    climate = "climate"
+
+
+class GuaranteeStructure(StrEnum):
+    """How a guarantee fund shares losses with the lender."""
+
+    pari_passu = "pari_passu"
+    """Pays ``coverage_ratio`` of every loss."""
+    first_loss = "first_loss"
+    """Pays ``coverage_ratio`` of losses up to ``first_loss_cap_share`` of the covered volume."""
+
+
+# --- entities ------------------------------------------------------------------------------
+class Region(Tagged):
+    id: Identifier
+    name: Name
+
+
+class ValueChain(Tagged):
+    id: Identifier
+    name: Name
+
+
+class Segment(Tagged):
+    """A region x value-chain group of smallholder households with an unmet credit need."""
+
+    id: Identifier
+    region: Identifier
+    value_chain: Identifier
+    households: Annotated[int, Field(ge=0, le=10**9)]
+    need_usd: AmountUSD = Field(description="Total credit need of the segment, US$.")
+    supply_usd: AmountUSD = Field(description="Credit already supplied, US$ (<= need).")
+    pd_multiplier: Multiplier = Field(1.0, description="Value-chain multiplier on product PDs.")
+    deforestation_pressure: Share = Field(
+        description="0..1; weights the objective: closing the gap where forest is at risk."
+    )
+    remote: bool = False
+
+    @property
+    def gap_usd(self) -> float:
+        """Unmet credit need, US$: need − supply."""
+        return self.need_usd - self.supply_usd
+
+
+class LoanProduct(Tagged):
+    """A way of lending to smallholders: individual, group, value-chain, long-term..."""
+
+    id: Identifier
+    name: Name
+    rate: RateFraction = Field(description="Annual interest rate charged to borrowers (TEA).")
+    tenor_months: Annotated[int, Field(ge=1, le=360)]
+    avg_ticket_usd: Annotated[float, Field(gt=0.0, le=1e9)]
+    base_pd: Probability = Field(description="Annual probability of default before multipliers.")
+    lgd_mean: Share = Field(description="Mean loss given default.")
+    lgd_sd: Annotated[float, Field(ge=0.0, lt=0.5)] = Field(
+        0.0, description="Standard deviation of the Beta-distributed pool LGD."
+    )
+    transaction_cost_rate: RateFraction = Field(
+        description="Lender's operating cost per year, fraction of principal."
+    )
+    remote_cost_uplift_share: Annotated[float, Field(ge=0.0, le=5.0)] = Field(
+        0.0, description="Extra transaction cost in remote segments, share of the base cost."
+    )
+    ta_cost_rate: RateFraction = Field(
+        0.0, description="Technical assistance needed per year, fraction of principal."
+    )
+    state_run: bool = Field(
+        False, description="Lent by a state-run lender: PDs take the risk model's state uplift."
+    )
+    eligible_chains: tuple[Identifier, ...] | None = Field(
+        None, description="Value chains the product may serve; omitted = all."
+    )
+    excluded_segments: tuple[Identifier, ...] = ()
+
+
+class GuaranteeFund(Tagged):
+    """A partial credit guarantee fund capitalised by one or more sources."""
+
+    id: Identifier
+    name: Name
+    structure: GuaranteeStructure = GuaranteeStructure.pari_passu
+    coverage_ratio: PositiveShare = Field(description="Share of each covered loss the fund pays.")
+    coverage_by_product: dict[Identifier, PositiveShare] = Field(
+        default_factory=dict, description="Product-specific coverage overriding coverage_ratio."
+    )
+    first_loss_cap_share: PositiveShare | None = Field(
+        None, description="first_loss only: losses paid up to this share of covered volume."
+    )
+    leverage_cap: Annotated[float, Field(ge=1.0, le=100.0)] = Field(
+        description="Maximum guaranteed volume per dollar of capital."
+    )
+    fee_rate: RateFraction = Field(description="Annual fee paid by lenders on covered volume.")
+    claim_trigger_days: Annotated[int, Field(ge=0, le=720)] = 90
+    max_depletion_probability: Annotated[float, Field(gt=0.0, le=0.5)] = Field(
+        description="Largest acceptable probability that claims exceed capital (epsilon)."
+    )
+    uptake_share: PositiveShare = Field(
+        1.0, description="Share of eligible lending that lenders actually put under cover."
+    )
+    capital_cap_usd: AmountUSD | None = Field(
+        None, description="Most capital the fund can take, US$; omitted = no cap."
+    )
+    eligible_products: tuple[Identifier, ...] = Field(min_length=1)
+    covered_source_kinds: tuple[SourceKind, ...] = (SourceKind.private,)
+    active_only_in_events: tuple[Identifier, ...] = Field(
+        (), description="Contingent fund: pays claims only in scenarios where one of these occurs."
+    )
+
+
+class FinanceSource(Tagged):
+    """A funder: its money, what it may finance, and its risk appetite."""
+
+    id: Identifier
+    name: Name
+    kind: SourceKind
+    amount_usd: AmountUSD = Field(description="Money available over the programme, US$.")
+    cost_of_funds_rate: RateFraction = Field(description="Annual cost of this money.")
+    concessional: bool | None = Field(
+        None, description="Below-market money; omitted = true for public and climate sources."
+    )
+    products: tuple[Identifier, ...] = Field((), description="Loan products it may lend into.")
+    funds: tuple[Identifier, ...] = Field((), description="Guarantee funds it may capitalise.")
+    technical_assistance: bool = Field(False, description="May pay technical assistance.")
+    cvar_alpha: Annotated[float, Field(gt=0.0, lt=1.0)] | None = None
+    cvar_limit_usd: AmountUSD | None = None
+    cvar_limit_share: Share | None = Field(
+        None, description="CVaR limit as a share of the money it commits."
+    )
+    expected_loss_limit_rate: Share | None = Field(
+        None, description="Expected annual loss at most this share of its lending."
+    )
+    return_hurdle_rate: Annotated[float, Field(ge=-1.0, le=2.0)] | None = Field(
+        None, description="Private participation: net margin per dollar lent at least this."
+    )
+    max_pd_unguaranteed: Probability | None = None
+    max_pd_guaranteed: Probability | None = None
+    min_deforestation_pressure: Share | None = Field(
+        None, description="Earmark: only segments at least this deforestation pressure."
+    )
+    max_multiple_of_concessional: Annotated[float, Field(ge=0.0, le=100.0)] | None = Field(
+        None, description="Senior money: at most this multiple of the concessional money used."
+    )
+
+    @property
+    def is_concessional(self) -> bool:
+        """Whether the money is concessional (defaults to public and climate sources)."""
+        if self.concessional is not None:
+            return self.concessional
+        return self.kind is not SourceKind.private
+
+
+class ShockEvent(Tagged):
+    """A discrete annual shock: drought, coffee rust, lender failure, pandemic."""
+
+    id: Identifier
+    name: Name
+    probability: EventProbability
+    pd_multiplier: Multiplier = 1.0
+    pd_multiplier_by_chain: dict[Identifier, Multiplier] = Field(default_factory=dict)
+    chains: tuple[Identifier, ...] | None = Field(None, description="Chains hit; omitted = all.")
+    regions: tuple[Identifier, ...] | None = Field(None, description="Regions hit; omitted = all.")
+    region_intensity: dict[Identifier, Share] = Field(
+        default_factory=dict, description="Scales the PD effect: 1 + (m − 1)·w; default w = 1."
+    )
+    lgd_add: Share = Field(0.0, description="Added to LGD in the cells hit (capped at 1).")
+    default_rate_add: Share = Field(0.0, description="Added to the default rate of cells hit.")
+    state_run_only: bool = Field(False, description="Hits only state-run products.")
+
+
+class Copula(Tagged):
+    """Factor loadings of the asset-value model: √ρ_macro·Z_m + √ρ_chain·Z_c + √ρ_region·Z_r."""
+
+    rho_macro: Correlation
+    rho_chain: Correlation
+    rho_region: Correlation
+    t_degrees_of_freedom: Annotated[float, Field(gt=2.0, le=1e6)] | None = Field(
+        None, description="Student-t copula through a common chi-square mixing; omitted = Gaussian."
+    )
+
+    @property
+    def rho_total(self) -> float:
+        """Asset correlation of two loans in the same region and value chain."""
+        return self.rho_macro + self.rho_chain + self.rho_region
+
+
+class PriceFactor(Tagged):
+    """Reads a value chain's factor as its commodity's standardised annual log price return."""
+
+    volatility: Annotated[float, Field(gt=0.0, le=5.0)]
+    shock_share: Annotated[float, Field(gt=-1.0, le=5.0)] = Field(
+        0.0, description="Deterministic price move applied in every scenario (stress), e.g. -0.30."
+    )
+
+
+class ChainCorrelation(Tagged):
+    chains: tuple[Identifier, Identifier]
+    correlation: Annotated[float, Field(gt=-1.0, lt=1.0)]
+
+
+class RiskModel(Tagged):
+    """Systematic factors, shock events and LGD behaviour of the loan book."""
+
+    copula: Copula
+    price_factors: dict[Identifier, PriceFactor] = Field(default_factory=dict)
+    chain_correlations: tuple[ChainCorrelation, ...] = ()
+    events: tuple[ShockEvent, ...] = ()
+    lgd_downturn_correlation: Correlation = Field(
+        0.0,
+        description="How much pool LGDs rise with the cell's systematic factor (0 = independent).",
+    )
+    state_lender_pd_uplift: Annotated[float, Field(ge=1.0, le=10.0)] = 1.0
+    basel_benchmark: Literal["other_retail", "none"] = "other_retail"
+
+
+class Policy(Tagged):
+    """Programme-level rules and objective weights."""
+
+    min_private_per_concessional: Annotated[float, Field(ge=0.0, le=100.0)] = Field(
+        0.0, description="Private lending at least this multiple of the concessional money used."
+    )
+    max_share_per_segment: PositiveShare = Field(1.0, description="Of total programme lending.")
+    max_share_per_region: PositiveShare = 1.0
+    max_share_per_product: PositiveShare = 1.0
+    deforestation_priority: Annotated[float, Field(ge=0.0, le=100.0)] = Field(
+        1.0, description="Objective weight w_k = 1 + priority · deforestation_pressure_k."
+    )
+    gap_tolerance_share: Annotated[float, Field(ge=0.0, le=0.1)] = Field(
+        1e-4, description="Second stage may give up this share of the optimal weighted gap."
+    )
+    climate_earmark_min_share: Share = Field(
+        0.0, description="Share of climate lending that must reach high-pressure segments."
+    )
+    climate_earmark_min_pressure: Share = 0.5
+
+
+class StressInfo(Frozen):
+    """What a stress overlay is; set when a case was loaded from an overlay."""
+
+    id: Identifier
+    name: Name
+    description: str = ""
+
+
+class Case(Frozen):
+    """A validated, immutable PPC financing case. Build it with :func:`models.load_case`."""
+
+    schema_version: Literal[1] = 1
+    name: Name
+    description: str = ""
+    currency: Literal["USD"] = "USD"
+    fx_pen_per_usd: Annotated[float, Field(gt=0.0, le=1e4)] = 3.3
+    horizon_years: Literal[1] = Field(1, description="Default horizon of the loss model: 1 year.")
+    programme_years: Annotated[int, Field(ge=1, le=50)] = 5
+    regions: tuple[Region, ...] = Field(min_length=1)
+    value_chains: tuple[ValueChain, ...] = Field(min_length=1)
+    segments: tuple[Segment, ...] = Field(min_length=1)
+    products: tuple[LoanProduct, ...] = Field(min_length=1)
+    funds: tuple[GuaranteeFund, ...] = ()
+    sources: tuple[FinanceSource, ...] = Field(min_length=1)
+    risk_model: RiskModel
+    policy: Policy = Policy()
+    stress: StressInfo | None = None
+    field_sources: dict[str, str] = Field(
+        default_factory=dict, description="Provenance tag of single figures, by field path."
+    )
+    source_file: str | None = Field(None, description="Set by load_case.")
+    content_sha256: str | None = Field(
+        None, description="Hash of the case files; set by load_case."
+    )
+
+    @model_validator(mode="after")
+    def _cross_check(self) -> Case:
+        # One pass over the whole case, so every dangling reference is reported at once.
+        problems = entity_problems(self) + case_problems(self)
+        if problems:
+            raise CrossFieldProblems(problems)
+        return self
+
+    # --- lookups used by every layer -------------------------------------------------------
+    def segment(self, segment_id: str) -> Segment:
+        return _by_id(self.segments, segment_id)
+
+    def product(self, product_id: str) -> LoanProduct:
+        return _by_id(self.products, product_id)
+
+    def fund(self, fund_id: str) -> GuaranteeFund:
+        return _by_id(self.funds, fund_id)
+
+    def finance_source(self, source_id: str) -> FinanceSource:
+        return _by_id(self.sources, source_id)
+
+    def event(self, event_id: str) -> ShockEvent:
+        return _by_id(self.risk_model.events, event_id)
+
+    @property
+    def total_need_usd(self) -> float:
+        return float(sum(s.need_usd for s in self.segments))
+
+    @property
+    def total_gap_usd(self) -> float:
+        return float(sum(s.gap_usd for s in self.segments))
+
+    @property
+    def total_households(self) -> int:
+        return int(sum(s.households for s in self.segments))
+
+    def amount_by_kind_usd(self) -> dict[SourceKind, float]:
+        """Money available by source kind, US$."""
+        totals = {kind: 0.0 for kind in SourceKind}
+        for src in self.sources:
+            totals[src.kind] += src.amount_usd
+        return totals
+
+
+def _by_id(items, item_id):
+    for item in items:
+        if item.id == item_id:
+            return item
+    raise KeyError(f"no item with id {item_id!r}; known ids: {', '.join(i.id for i in items)}")

@@ -1,0 +1,94 @@
+"""``ppcfin``: the command line, a thin skin over the Python API.
+
+Every command turns the tool's typed errors into one clear message and a non-zero exit code
+(2 for a bad case or bad arguments), never a traceback.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+
+from models import CaseError, load_case
+from models.errors import ScenarioFileError, SimulationError
+
+app = typer.Typer(
+    name="ppcfin",
+    help="Blend public, private and climate finance to close the PPC smallholder credit gap "
+    "within every funder's risk limits.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+console = Console()
+err_console = Console(stderr=True)
+
+MAX_PROBLEMS_SHOWN = 25
+
+CaseArg = Annotated[
+    Path | None,
+    typer.Argument(help="Case YAML or stress overlay; omitted = the shipped Peruvian Amazon case."),
+]
+
+
+@app.callback()
+def _root() -> None:
+    """Blend public, private and climate finance to close the PPC smallholder credit gap."""
+
+
+@app.command()
+def validate(case: CaseArg = None) -> None:
+    """Check a case and print its summary: segments, funders, funds, products."""
+    from optimizer.cli_views import print_case_summary
+
+    loaded = load_case(case)
+    print_case_summary(console, loaded)
+
+
+def _print_case_error(exc: CaseError) -> None:
+    problems = exc.problems
+    err_console.print(f"[bold red]The case cannot be used: {len(problems)} problem(s).[/]")
+    for p in problems[:MAX_PROBLEMS_SHOWN]:
+        err_console.print(
+            f"  [red]•[/] {p.file}\n      [bold]{p.field}[/] = {p.value}: {p.message}",
+            highlight=False,
+            soft_wrap=True,
+        )
+    if len(problems) > MAX_PROBLEMS_SHOWN:
+        err_console.print(f"  … and {len(problems) - MAX_PROBLEMS_SHOWN} more.")
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Console-script entry point; returns the exit code instead of raising."""
+    try:
+        app(args=argv, standalone_mode=False)
+    except CaseError as exc:
+        _print_case_error(exc)
+        return 2
+    except (SimulationError, ScenarioFileError) as exc:
+        err_console.print(f"[bold red]Error:[/] {exc}", highlight=False)
+        return 2
+    except typer.Exit as exc:
+        return exc.exit_code
+    except typer.Abort:
+        err_console.print("Interrupted.")
+        return 130
+    except KeyboardInterrupt:
+        err_console.print("Interrupted.")
+        return 130
+    except Exception as exc:  # click usage errors and the like
+        import click
+
+        if isinstance(exc, click.ClickException):
+            exc.show(file=sys.stderr)
+            return exc.exit_code
+        raise
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

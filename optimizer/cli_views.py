@@ -1,0 +1,133 @@
+"""Rich tables the CLI prints. Numbers come from :mod:`models.tables`; this only lays them out."""
+
+from __future__ import annotations
+
+import pandas as pd
+from rich.console import Console
+from rich.table import Table
+
+from models import Case
+from models.tables import (
+    funds_frame,
+    gap_by_region_and_chain,
+    products_frame,
+    sources_frame,
+)
+
+
+def usd_m(value: float | None) -> str:
+    """US$ as millions with one decimal: ``152.3``; blank for missing."""
+    if value is None or pd.isna(value):
+        return ""
+    return f"{value / 1e6:,.1f}"
+
+
+def pct(value: float | None, digits: int = 1) -> str:
+    if value is None or pd.isna(value):
+        return ""
+    return f"{value:.{digits}%}"
+
+
+def print_case_summary(console: Console, case: Case) -> None:
+    """Header, gap by region x value chain, funders by kind, guarantee funds, loan products."""
+    title = case.name + (f"  [stress: {case.stress.name}]" if case.stress else "")
+    console.print(f"[bold]{title}[/]", highlight=False)
+    console.print(
+        f"file {case.source_file}  sha256 {case.content_sha256[:12] if case.content_sha256 else '-'}"
+        f"  segments {len(case.segments)}  households {case.total_households:,}"
+        f"  need US${case.total_need_usd / 1e6:,.1f}m  unmet gap US${case.total_gap_usd / 1e6:,.1f}m",
+        highlight=False,
+    )
+
+    pivot = gap_by_region_and_chain(case)
+    table = Table(title="Unmet credit gap by region and value chain (US$ m)", show_lines=False)
+    table.add_column("region")
+    for col in pivot.columns:
+        table.add_column(str(col), justify="right")
+    for region, row in pivot.iterrows():
+        cells = ["" if v == 0 else usd_m(v) for v in row]
+        style = "bold" if region == "total" else None
+        table.add_row(str(region), *cells, style=style)
+    console.print(table)
+
+    src = sources_frame(case)
+    table = Table(title="Finance sources by kind (US$ m)")
+    for col, justify in [
+        ("source", "left"),
+        ("kind", "left"),
+        ("amount", "right"),
+        ("cost", "right"),
+        ("finances", "left"),
+        ("risk limits", "left"),
+    ]:
+        table.add_column(col, justify=justify)
+    for kind, group in src.groupby("kind", sort=False):
+        for sid, row in group.iterrows():
+            limits = [row.cvar_limit] if row.cvar_limit else []
+            if pd.notna(row.expected_loss_limit_rate):
+                limits.append(f"EL <= {row.expected_loss_limit_rate:.1%}")
+            if pd.notna(row.return_hurdle_rate):
+                limits.append(f"hurdle {row.return_hurdle_rate:.1%}")
+            table.add_row(
+                str(sid),
+                kind,
+                usd_m(row.amount_usd),
+                pct(row.cost_of_funds_rate),
+                row.finances,
+                "; ".join(limits),
+            )
+        table.add_row(f"total {kind}", "", usd_m(group.amount_usd.sum()), "", "", "", style="bold")
+    table.add_row("total", "", usd_m(src.amount_usd.sum()), "", "", "", style="bold")
+    console.print(table)
+
+    funds = funds_frame(case)
+    if not funds.empty:
+        table = Table(title="Guarantee funds")
+        for col in [
+            "fund",
+            "structure",
+            "coverage",
+            "leverage cap",
+            "fee",
+            "max depletion P",
+            "uptake",
+            "capital cap US$ m",
+            "products",
+            "contingent on",
+        ]:
+            table.add_column(col)
+        for fid, row in funds.iterrows():
+            cover = pct(row.coverage_ratio, 0)
+            if pd.notna(row.first_loss_cap_share):
+                cover += f" of first {row.first_loss_cap_share:.0%}"
+            table.add_row(
+                str(fid),
+                row.structure,
+                cover,
+                f"{row.leverage_cap:g}x",
+                pct(row.fee_rate),
+                pct(row.max_depletion_probability),
+                pct(row.uptake_share, 0),
+                usd_m(row.capital_cap_usd),
+                row.eligible_products,
+                row.contingent_on,
+            )
+        console.print(table)
+
+    prods = products_frame(case)
+    table = Table(title="Loan products")
+    for col in ["product", "rate", "tenor (m)", "ticket US$", "base PD", "LGD", "cost", "chains"]:
+        table.add_column(col)
+    for pid, row in prods.iterrows():
+        table.add_row(
+            str(pid),
+            pct(row.rate),
+            str(row.tenor_months),
+            f"{row.avg_ticket_usd:,.0f}",
+            pct(row.base_pd),
+            pct(row.lgd_mean, 0),
+            pct(row.transaction_cost_rate),
+            row.eligible_chains,
+        )
+    console.print(table)
+    console.print("[green]The case is valid.[/]")

@@ -1,0 +1,1 @@
+"""ppcfin's telling: HTML and PDF reports, Excel workbooks and charts built from result objects."""
