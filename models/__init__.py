@@ -5,6 +5,7 @@ This layer never imports cvxpy or the reports.
 
 from models.errors import CaseError, CaseProblem
 from models.loader import DEFAULT_CASE, load_case
+from models.scenarios import ScenarioSet
 from models.schema import (
     Case,
     FinanceSource,
@@ -17,6 +18,7 @@ from models.schema import (
     ShockEvent,
     SourceKind,
 )
+from models.simulate import Method, Tilt, simulate
 
 __all__ = [
     "DEFAULT_CASE",
@@ -27,10 +29,14 @@ __all__ = [
     "GuaranteeFund",
     "GuaranteeStructure",
     "LoanProduct",
+    "Method",
     "Policy",
     "RiskModel",
+    "ScenarioSet",
     "Segment",
     "ShockEvent",
     "SourceKind",
+    "Tilt",
     "load_case",
+    "simulate",
 ]

@@ -49,6 +49,68 @@ def validate(case: CaseArg = None) -> None:
     print_case_summary(console, loaded)
 
 
+@app.command("simulate")
+def simulate_command(
+    case: CaseArg = None,
+    scenarios: Annotated[
+        int, typer.Option("--scenarios", "-n", help="Number of scenarios.")
+    ] = 50_000,
+    seed: Annotated[int, typer.Option(help="Random seed (same seed, same numbers).")] = 7,
+    method: Annotated[str, typer.Option(help="mc, antithetic, sobol or importance.")] = "mc",
+    jobs: Annotated[
+        int, typer.Option("--jobs", "-j", help="Parallel workers; -1 = all cores.")
+    ] = 1,
+    scheduler: Annotated[
+        str | None, typer.Option(help="dask.distributed scheduler address, tcp://HOST:PORT.")
+    ] = None,
+    granular: Annotated[bool, typer.Option(help="Binomial defaults in finite pools.")] = False,
+    float32: Annotated[bool, typer.Option(help="Store losses as float32 (half memory).")] = False,
+    out: Annotated[
+        Path | None, typer.Option(help="Write the scenario set to FILE (.npz or .parquet).")
+    ] = None,
+) -> None:
+    """Simulate credit losses; print loss rates per value chain and for the whole book."""
+    import numpy as np
+
+    from models import simulate
+    from models.book import book_loss_table
+    from optimizer.cli_views import print_book_losses, progress_bar
+
+    loaded = load_case(case)
+    if out is not None and out.suffix.lower() not in (".npz", ".parquet"):
+        raise SimulationError(f"--out {out}: the file must end in .npz or .parquet")
+    with progress_bar(console, "Simulating", scenarios) as advance:
+        scen = simulate(
+            loaded,
+            scenarios,
+            seed=seed,
+            method=method,
+            n_jobs=jobs,
+            backend="dask" if scheduler else "loky",
+            scheduler=scheduler,
+            granular=granular,
+            dtype=np.float32 if float32 else np.float64,
+            progress=advance,
+        )
+    print_book_losses(console, loaded, scen, book_loss_table(loaded, scen))
+    if out is not None:
+        _write_atomically(lambda: scen.save(out), out)
+        console.print(f"Scenario set written to {out}", highlight=False)
+
+
+def _write_atomically(write, target: Path) -> None:
+    """Run a writer that replaces ``target`` atomically; turn OS errors into one message."""
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        write()
+    except OSError as exc:
+        raise OutputError(f"cannot write {target}: {exc.strerror or exc}") from None
+
+
+class OutputError(Exception):
+    """An output file or directory that cannot be written."""
+
+
 def _print_case_error(exc: CaseError) -> None:
     problems = exc.problems
     err_console.print(f"[bold red]The case cannot be used: {len(problems)} problem(s).[/]")
@@ -72,6 +134,11 @@ def main(argv: list[str] | None = None) -> int:
     except (SimulationError, ScenarioFileError) as exc:
         err_console.print(f"[bold red]Error:[/] {exc}", highlight=False)
         return 2
+    except OutputError as exc:
+        err_console.print(
+            f"[bold red]Error:[/] {exc}; earlier outputs are left as they were.", highlight=False
+        )
+        return 1
     except typer.Exit as exc:
         return exc.exit_code
     except typer.Abort:

@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+
 import pandas as pd
 from rich.console import Console
+from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from models import Case
+from models.scenarios import ScenarioSet
 from models.tables import (
     funds_frame,
     gap_by_region_and_chain,
@@ -131,3 +136,52 @@ def print_case_summary(console: Console, case: Case) -> None:
         )
     console.print(table)
     console.print("[green]The case is valid.[/]")
+
+
+@contextmanager
+def progress_bar(console: Console, label: str, total: int) -> Iterator[Callable[[int], None]]:
+    """A rich progress bar; yields a callback taking the number of items done so far."""
+    columns = (
+        TextColumn("{task.description}"),
+        BarColumn(),
+        TextColumn("{task.completed:,}/{task.total:,}"),
+        TimeElapsedColumn(),
+    )
+    with Progress(*columns, console=console, transient=True) as bar:
+        task = bar.add_task(label, total=total)
+        yield lambda done: bar.update(task, completed=done)
+
+
+def print_book_losses(
+    console: Console, case: Case, scen: ScenarioSet, table_frame: pd.DataFrame
+) -> None:
+    """Loss rates of the reference book (each segment's gap, split over its products)."""
+    console.print(
+        f"[bold]{case.name}[/]: {scen.n_scenarios:,} scenarios x {scen.n_cells} cells, "
+        f"method {scen.method}, seed {scen.seed}, effective sample size "
+        f"{scen.effective_sample_size:,.0f}",
+        highlight=False,
+    )
+    levels = sorted(
+        {c.split("_")[1] for c in table_frame.columns if c.startswith("var_")}, key=float
+    )
+    table = Table(title="Annual loss rate of the reference book (% of exposure, ± standard error)")
+    table.add_column("value chain")
+    table.add_column("exposure US$ m", justify="right")
+    table.add_column("expected loss", justify="right")
+    for q in levels:
+        table.add_column(f"VaR {float(q):.1%}", justify="right")
+        table.add_column(f"CVaR {float(q):.1%}", justify="right")
+    for name, row in table_frame.iterrows():
+        cells = [usd_m(row.exposure_usd), _with_se(row.el_rate, row.el_se)]
+        for q in levels:
+            cells += [
+                _with_se(row[f"var_{q}"], row[f"var_{q}_se"]),
+                _with_se(row[f"cvar_{q}"], row[f"cvar_{q}_se"]),
+            ]
+        table.add_row(str(name), *cells, style="bold" if name == "whole book" else None)
+    console.print(table)
+
+
+def _with_se(value: float, se: float) -> str:
+    return f"{value:.2%} ± {se:.2%}"
