@@ -7,18 +7,22 @@ turns every problem into a :class:`CaseProblem` naming file, field, value and wh
 
 from __future__ import annotations
 
-import copy
-import difflib
 import hashlib
-import types
-import typing
 from pathlib import Path
 from typing import Any
 
 from pydantic import BaseModel, ValidationError
 
-from models.crosscheck import CrossFieldProblems
 from models.errors import CaseError, CaseProblem
+from models.problems import (
+    RESERVED_FIELDS,
+    Loc,
+    Origins,
+    dotted,
+    entity_label,
+    problems_from_validation,
+    show,
+)
 from models.schema import (
     Case,
     FinanceSource,
@@ -46,25 +50,6 @@ TABLES: dict[tuple[str, ...], type[BaseModel]] = {
     ("risk_model", "events"): ShockEvent,
 }
 MAX_OVERLAY_DEPTH = 8
-_RESERVED = ("field_sources", "source_file", "content_sha256")
-
-Loc = tuple[str | int, ...]
-
-
-class _Origins:
-    """Which file (and line) each part of the merged case tree came from."""
-
-    def __init__(self, root_file: str):
-        self._map: dict[Loc, tuple[str, int | None]] = {(): (root_file, None)}
-
-    def set(self, loc: Loc, file: str, line: int | None = None) -> None:
-        self._map[loc] = (file, line)
-
-    def find(self, loc: Loc) -> tuple[str, int | None]:
-        for cut in range(len(loc), -1, -1):
-            if loc[:cut] in self._map:
-                return self._map[loc[:cut]]
-        return self._map[()]
 
 
 def load_case(path: str | Path | None = None) -> Case:
@@ -89,12 +74,12 @@ def load_case(path: str | Path | None = None) -> Case:
     """
     path = Path(path) if path is not None else DEFAULT_CASE
     hasher = hashlib.sha256()
-    origins = _Origins(str(path))
+    origins = Origins(str(path))
     raw = _load_tree(path, origins, hasher, depth=0)
     field_sources: dict[str, str] = {}
     problems: list[CaseProblem] = []
     raw = _lift_tags(raw, (), field_sources, problems, origins)
-    for key in _RESERVED:
+    for key in RESERVED_FIELDS:
         if key in raw:
             file, _ = origins.find((key,))
             problems.append(CaseProblem(file, key, "…", "set by the loader; remove it"))
@@ -106,10 +91,10 @@ def load_case(path: str | Path | None = None) -> Case:
     try:
         return Case.model_validate(raw)
     except ValidationError as exc:
-        raise CaseError(_problems_from_validation(exc, raw, origins)) from None
+        raise CaseError(problems_from_validation(exc, raw, origins)) from None
 
 
-def _load_tree(path: Path, origins: _Origins, hasher: Any, depth: int) -> dict[str, Any]:
+def _load_tree(path: Path, origins: Origins, hasher: Any, depth: int) -> dict[str, Any]:
     """Read a case or overlay file into a plain tree with its CSV tables expanded."""
     if depth > MAX_OVERLAY_DEPTH:
         raise CaseError(
@@ -133,7 +118,7 @@ def _load_tree(path: Path, origins: _Origins, hasher: Any, depth: int) -> dict[s
                 CaseProblem(
                     str(path),
                     "(root)",
-                    _show(raw),
+                    show(raw),
                     "a case file must be a mapping of keys (name:, segments:, ...)",
                 )
             ]
@@ -146,7 +131,7 @@ def _load_tree(path: Path, origins: _Origins, hasher: Any, depth: int) -> dict[s
 
 
 def _apply_overlay(
-    path: Path, overlay: dict[str, Any], origins: _Origins, hasher: Any, depth: int
+    path: Path, overlay: dict[str, Any], origins: Origins, hasher: Any, depth: int
 ) -> dict[str, Any]:
     unknown = set(overlay) - {"base_case", "stress", "changes"}
     if unknown:
@@ -156,7 +141,7 @@ def _apply_overlay(
                 CaseProblem(
                     str(path),
                     key,
-                    _show(overlay[key]),
+                    show(overlay[key]),
                     "unknown overlay key; an overlay has base_case, stress, changes",
                 )
             ]
@@ -168,7 +153,7 @@ def _apply_overlay(
                 CaseProblem(
                     str(path),
                     "base_case",
-                    _show(base_ref),
+                    show(base_ref),
                     "must be the path of the case this overlay changes",
                 )
             ]
@@ -181,7 +166,7 @@ def _apply_overlay(
                 CaseProblem(
                     str(path),
                     "changes",
-                    _show(changes),
+                    show(changes),
                     "must be a mapping of the fields to change",
                 )
             ]
@@ -201,7 +186,7 @@ def _merge(
     base: dict[str, Any],
     changes: dict[str, Any],
     loc: Loc,
-    origins: _Origins,
+    origins: Origins,
     file: str,
     problems: list[CaseProblem],
 ) -> None:
@@ -216,7 +201,7 @@ def _merge(
                 if not (isinstance(item, dict) and "id" in item):
                     problems.append(
                         CaseProblem(
-                            file, _dotted(here), _show(item), "each changed entity needs its id"
+                            file, dotted(here), show(item), "each changed entity needs its id"
                         )
                     )
                     continue
@@ -241,7 +226,7 @@ def _is_tagged_value(value: Any) -> bool:
 
 
 def _expand_tables(
-    tree: dict[str, Any], folder: Path, origins: _Origins, hasher: Any, record: bool = True
+    tree: dict[str, Any], folder: Path, origins: Origins, hasher: Any, record: bool = True
 ) -> None:
     """Replace ``{csv: file}`` tables by their rows, converted to the schema's field shapes."""
     for keys, model in TABLES.items():
@@ -261,8 +246,8 @@ def _expand_tables(
                 [
                     CaseProblem(
                         str(csv_path),
-                        f"{_dotted(keys)}.csv ({exc.field})",
-                        _show(ref["csv"]),
+                        f"{dotted(keys)}.csv ({exc.field})",
+                        show(ref["csv"]),
                         exc.message,
                     )
                 ]
@@ -315,7 +300,7 @@ def _lift_tags(
     loc: Loc,
     found: dict[str, str],
     problems: list[CaseProblem],
-    origins: _Origins,
+    origins: Origins,
     path: str = "",
 ) -> Any:
     """Replace ``{value: v, source: tag}`` by ``v`` and record the tag under the field path."""
@@ -325,7 +310,7 @@ def _lift_tags(
             tag = check_source_tag(tag) if isinstance(tag, str) else tag
         except ValueError as exc:
             problems.append(
-                CaseProblem(origins.find(loc)[0], path + ".source", _show(tag), str(exc))
+                CaseProblem(origins.find(loc)[0], path + ".source", show(tag), str(exc))
             )
         if tag is not None:
             found[path] = str(tag)
@@ -339,117 +324,7 @@ def _lift_tags(
         }
     if isinstance(node, list):
         return [
-            _lift_tags(v, loc + (n,), found, problems, origins, f"{path}[{_label(v, n)}]")
+            _lift_tags(v, loc + (n,), found, problems, origins, f"{path}[{entity_label(v, n)}]")
             for n, v in enumerate(node)
         ]
     return node
-
-
-def _label(item: Any, index: int) -> str | int:
-    """Entities are named by id in field paths (``sources[PRIV_MFI]``); other items by index."""
-    if isinstance(item, dict) and isinstance(item.get("id"), str):
-        return item["id"]
-    return index
-
-
-def _dotted(loc: Loc) -> str:
-    out = ""
-    for part in loc:
-        out += f"[{part}]" if isinstance(part, int) else ("." if out else "") + str(part)
-    return out
-
-
-def _display_loc(loc: Loc, raw: Any) -> str:
-    """``("sources", 3, "amount_usd")`` -> ``sources[PRIV_MFI].amount_usd`` using the raw tree."""
-    out, node = "", raw
-    for part in loc:
-        if isinstance(part, int) and isinstance(node, list):
-            item = node[part] if 0 <= part < len(node) else None
-            label = _label(item, part)
-            out += f"[{label}]"
-            node = item
-        else:
-            out += ("." if out else "") + str(part)
-            node = node.get(part) if isinstance(node, dict) else None
-    return out or "(root)"
-
-
-def _problems_from_validation(
-    exc: ValidationError, raw: dict[str, Any], origins: _Origins
-) -> list[CaseProblem]:
-    problems: list[CaseProblem] = []
-    for err in exc.errors():
-        error = (err.get("ctx") or {}).get("error")
-        if isinstance(error, CrossFieldProblems):
-            for loc, value, message in error.problems:
-                problems.append(_problem(tuple(loc), _show(value), message, raw, origins))
-            continue
-        loc = tuple(p for p in err["loc"] if not _is_pydantic_tag(p))
-        if err["type"] == "missing":
-            message, value = "required field is missing", "-"
-        elif err["type"] == "extra_forbidden":
-            message, value = _unknown_key_message(loc), _show(err.get("input"))
-        else:
-            message, value = err["msg"], _show(err.get("input"))
-        problems.append(_problem(loc, value, message, raw, origins))
-    return problems
-
-
-def _is_pydantic_tag(part: Any) -> bool:
-    # pydantic adds union-member tags such as "function-after[...]" to locations
-    return isinstance(part, str) and ("[" in part and "]" in part and "(" not in part)
-
-
-def _problem(loc: Loc, value: str, message: str, raw: Any, origins: _Origins) -> CaseProblem:
-    file, _ = origins.find(loc)
-    return CaseProblem(file=file, field=_display_loc(loc, raw), value=value, message=message)
-
-
-def _unknown_key_message(loc: Loc) -> str:
-    valid = _valid_fields_at(loc[:-1])
-    key = str(loc[-1]) if loc else ""
-    if not valid:
-        return "unknown field"
-    close = difflib.get_close_matches(key, valid, n=1)
-    hint = f"did you mean {close[0]!r}? " if close else ""
-    return f"unknown field; {hint}valid fields: {', '.join(valid)}"
-
-
-def _valid_fields_at(loc: Loc) -> list[str]:
-    """Field names of the schema model that sits at ``loc`` (walking annotations from Case)."""
-    model: Any = Case
-    for part in loc:
-        if isinstance(part, int):
-            continue
-        if not (isinstance(model, type) and issubclass(model, BaseModel)):
-            return []
-        field = model.model_fields.get(str(part))
-        if field is None:
-            # a dict value: stay on the dict's value model
-            continue
-        model = _inner_model(field.annotation)
-    if isinstance(model, type) and issubclass(model, BaseModel):
-        return [n for n in model.model_fields if n not in _RESERVED]
-    return []
-
-
-def _inner_model(annotation: Any) -> Any:
-    """The pydantic model inside ``X | None``, ``tuple[X, ...]`` or ``dict[str, X]``."""
-    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
-        return annotation
-    origin = typing.get_origin(annotation)
-    args = typing.get_args(annotation)
-    if origin in (typing.Union, types.UnionType, tuple, dict) or args:
-        for arg in reversed(args):
-            found = _inner_model(arg)
-            if found is not None:
-                return found
-    return None
-
-
-def _show(value: Any, limit: int = 80) -> str:
-    """A value as short text for messages."""
-    if value is None:
-        return "null"
-    text = repr(value) if isinstance(value, str) else str(copy.copy(value))
-    return text if len(text) <= limit else text[: limit - 1] + "…"

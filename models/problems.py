@@ -1,0 +1,156 @@
+"""Turning validation failures into :class:`CaseProblem` s an analyst can act on.
+
+Each problem names the file the value came from (the case, an overlay, or a CSV table and line),
+the field path with entity ids (``sources[PRIV_MFI].amount_usd``), the value, and what would be
+valid — with a "did you mean" for misspelt keys.
+"""
+
+from __future__ import annotations
+
+import difflib
+import types
+import typing
+from typing import Any
+
+from pydantic import BaseModel, ValidationError
+
+from models.crosscheck import CrossFieldProblems
+from models.errors import CaseProblem
+from models.schema import Case
+
+Loc = tuple[str | int, ...]
+RESERVED_FIELDS = ("field_sources", "source_file", "content_sha256")
+"""Case fields the loader sets; a case file may not."""
+
+
+class Origins:
+    """Which file (and line) each part of the merged case tree came from."""
+
+    def __init__(self, root_file: str):
+        self._map: dict[Loc, tuple[str, int | None]] = {(): (root_file, None)}
+
+    def set(self, loc: Loc, file: str, line: int | None = None) -> None:
+        self._map[loc] = (file, line)
+
+    def find(self, loc: Loc) -> tuple[str, int | None]:
+        for cut in range(len(loc), -1, -1):
+            if loc[:cut] in self._map:
+                return self._map[loc[:cut]]
+        return self._map[()]
+
+
+def entity_label(item: Any, index: int) -> str | int:
+    """Entities are named by id in field paths (``sources[PRIV_MFI]``); other items by index."""
+    if isinstance(item, dict) and isinstance(item.get("id"), str):
+        return item["id"]
+    return index
+
+
+def dotted(loc: Loc) -> str:
+    out = ""
+    for part in loc:
+        out += f"[{part}]" if isinstance(part, int) else ("." if out else "") + str(part)
+    return out
+
+
+def display_loc(loc: Loc, raw: Any) -> str:
+    """``("sources", 3, "amount_usd")`` -> ``sources[PRIV_MFI].amount_usd`` using the raw tree."""
+    out, node = "", raw
+    for part in loc:
+        if isinstance(part, int) and isinstance(node, list):
+            item = node[part] if 0 <= part < len(node) else None
+            tag = entity_label(item, part)
+            out += f"[{tag}]"
+            node = item
+        else:
+            out += ("." if out else "") + str(part)
+            node = node.get(part) if isinstance(node, dict) else None
+    return out or "(root)"
+
+
+def problems_from_validation(
+    exc: ValidationError, raw: dict[str, Any], origins: Origins
+) -> list[CaseProblem]:
+    problems: list[CaseProblem] = []
+    errors = exc.errors()
+    locs = [tuple(e["loc"]) for e in errors]
+    for err in errors:
+        here = tuple(err["loc"])
+        if err["type"] == "too_short" and any(
+            other[: len(here)] == here and other != here for other in locs
+        ):
+            continue  # an item of this list failed; its own error says why
+        error = (err.get("ctx") or {}).get("error")
+        if isinstance(error, CrossFieldProblems):
+            for loc, value, message in error.problems:
+                problems.append(_problem(tuple(loc), show(value), message, raw, origins))
+            continue
+        loc = tuple(p for p in err["loc"] if not _is_pydantic_tag(p))
+        if err["type"] == "missing":
+            message, value = "required field is missing", "-"
+        elif err["type"] == "extra_forbidden":
+            message, value = _unknown_key_message(loc), show(err.get("input"))
+        else:
+            message, value = err["msg"], show(err.get("input"))
+        problems.append(_problem(loc, value, message, raw, origins))
+    return problems
+
+
+def _is_pydantic_tag(part: Any) -> bool:
+    # pydantic adds union-member tags such as "function-after[...]" to locations
+    return isinstance(part, str) and ("[" in part and "]" in part and "(" not in part)
+
+
+def _problem(loc: Loc, value: str, message: str, raw: Any, origins: Origins) -> CaseProblem:
+    file, _ = origins.find(loc)
+    return CaseProblem(file=file, field=display_loc(loc, raw), value=value, message=message)
+
+
+def _unknown_key_message(loc: Loc) -> str:
+    valid = _valid_fields_at(loc[:-1])
+    key = str(loc[-1]) if loc else ""
+    if not valid:
+        return "unknown field"
+    close = difflib.get_close_matches(key, valid, n=1)
+    hint = f"did you mean {close[0]!r}? " if close else ""
+    return f"unknown field; {hint}valid fields: {', '.join(valid)}"
+
+
+def _valid_fields_at(loc: Loc) -> list[str]:
+    """Field names of the schema model that sits at ``loc`` (walking annotations from Case)."""
+    model: Any = Case
+    for part in loc:
+        if isinstance(part, int):
+            continue
+        if not (isinstance(model, type) and issubclass(model, BaseModel)):
+            return []
+        field = model.model_fields.get(str(part))
+        if field is None:
+            # a dict value: stay on the dict's value model
+            continue
+        model = _inner_model(field.annotation)
+    if isinstance(model, type) and issubclass(model, BaseModel):
+        return [n for n in model.model_fields if n not in RESERVED_FIELDS]
+    return []
+
+
+def _inner_model(annotation: Any) -> Any:
+    """The pydantic model inside ``X | None``, ``tuple[X, ...]`` or ``dict[str, X]``."""
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return annotation
+    origin = typing.get_origin(annotation)
+    args = typing.get_args(annotation)
+    if origin in (typing.Union, types.UnionType, tuple, dict) or args:
+        for arg in reversed(args):
+            found = _inner_model(arg)
+            if found is not None:
+                return found
+    return None
+
+
+def show(value: Any, limit: int = 80) -> str:
+    """A value as short text for messages."""
+    if value is None:
+        return "null"
+    text = repr(value) if isinstance(value, str) else str(value)
+    return text if len(text) <= limit else text[: limit - 1] + "…"
