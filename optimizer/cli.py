@@ -15,6 +15,7 @@ from rich.console import Console
 
 from models import CaseError, load_case
 from models.errors import ScenarioFileError, SimulationError
+from optimizer.atomic import OutputError
 
 app = typer.Typer(
     name="ppcfin",
@@ -105,10 +106,6 @@ def _write_atomically(write, target: Path) -> None:
         write()
     except OSError as exc:
         raise OutputError(f"cannot write {target}: {exc.strerror or exc}") from None
-
-
-class OutputError(Exception):
-    """An output file or directory that cannot be written."""
 
 
 def _print_case_error(exc: CaseError) -> None:
