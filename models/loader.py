@@ -158,7 +158,20 @@ def _apply_overlay(
                 )
             ]
         )
-    base = _load_tree((path.parent / base_ref).resolve(), origins, hasher, depth + 1)
+    base_path = (path.parent / base_ref).resolve()
+    if not base_path.is_file():
+        raise CaseError(
+            [
+                CaseProblem(
+                    str(path),
+                    "base_case",
+                    show(base_ref),
+                    f"the base case {base_path} does not exist; base_case is resolved "
+                    "relative to the overlay's folder",
+                )
+            ]
+        )
+    base = _load_tree(base_path, origins, hasher, depth + 1)
     changes = overlay.get("changes") or {}
     if not isinstance(changes, dict):
         raise CaseError(
@@ -246,7 +259,8 @@ def _expand_tables(
                 [
                     CaseProblem(
                         str(csv_path),
-                        f"{dotted(keys)}.csv ({exc.field})",
+                        f"{dotted(keys)}.csv"
+                        + (f" ({exc.field})" if exc.field != "(file)" else ""),
                         show(ref["csv"]),
                         exc.message,
                     )
@@ -254,8 +268,9 @@ def _expand_tables(
             ) from None
         hasher.update(csv_path.name.encode() + b"\0" + csv_path.read_bytes())
         parent[keys[-1]] = [_row_to_fields(cells, model) for _, cells in rows]
-        for n, (line, _) in enumerate(rows):
-            origins.set(keys + (n,), f"{csv_path} line {line}")
+        if record:  # overlay tables are attributed by the merge, at their merged positions
+            for n, (line, _) in enumerate(rows):
+                origins.set(keys + (n,), f"{csv_path} line {line}")
 
 
 def _row_to_fields(cells: dict[str, str], model: type[BaseModel]) -> dict[str, Any]:
@@ -307,13 +322,16 @@ def _lift_tags(
     if _is_tagged_value(node):
         tag = node.get("source")
         try:
-            tag = check_source_tag(tag) if isinstance(tag, str) else tag
+            if tag is not None and not isinstance(tag, str):
+                raise ValueError("a source tag must be text such as '[S] https://…' or '[A]'")
+            tag = check_source_tag(tag)
         except ValueError as exc:
             problems.append(
                 CaseProblem(origins.find(loc)[0], path + ".source", show(tag), str(exc))
             )
+            tag = None
         if tag is not None:
-            found[path] = str(tag)
+            found[path] = tag
         return _lift_tags(node["value"], loc, found, problems, origins, path)
     if isinstance(node, dict):
         return {

@@ -9,10 +9,19 @@ every dangling reference at once.
 from __future__ import annotations
 
 import re
+import typing
 from enum import StrEnum
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    PlainSerializer,
+    field_validator,
+    model_validator,
+)
 
 from models.crosscheck import CrossFieldProblems, case_problems, entity_problems
 
@@ -34,6 +43,33 @@ Identifier = Annotated[
 ]
 """Ids start with a letter and use letters, digits, ``_``, ``.`` or ``-`` (no spaces)."""
 Name = Annotated[str, Field(min_length=1, max_length=200)]
+
+
+class FrozenDict(dict):
+    """A mapping that refuses changes, so a frozen case stays frozen (and hashable)."""
+
+    def _refuse(self, *args: object, **kwargs: object) -> None:
+        raise TypeError("case mappings are immutable; build a new case with model_copy(update=...)")
+
+    __setitem__ = __delitem__ = clear = pop = popitem = setdefault = update = _refuse  # type: ignore[assignment]
+    __ior__ = _refuse  # type: ignore[assignment]
+
+    def __hash__(self) -> int:  # type: ignore[override]
+        return hash(frozenset(self.items()))
+
+    def __reduce__(self) -> tuple:
+        # pickling (joblib workers) rebuilds from a plain dict instead of item by item
+        return (FrozenDict, (dict(self),))
+
+
+def _freeze(mapping: dict) -> FrozenDict:
+    return FrozenDict(mapping)
+
+
+K = typing.TypeVar("K")
+V = typing.TypeVar("V")
+Mapping = Annotated[dict[K, V], AfterValidator(_freeze), PlainSerializer(dict)]
+"""An immutable ``dict[K, V]`` field; serialises as a plain dict."""
 
 _TAG = re.compile(r"^\[[SDAU](/[SDAU])*\](/\[[SDAU]\])*")
 
@@ -158,8 +194,9 @@ class GuaranteeFund(Tagged):
     name: Name
     structure: GuaranteeStructure = GuaranteeStructure.pari_passu
     coverage_ratio: PositiveShare = Field(description="Share of each covered loss the fund pays.")
-    coverage_by_product: dict[Identifier, PositiveShare] = Field(
-        default_factory=dict, description="Product-specific coverage overriding coverage_ratio."
+    coverage_by_product: Mapping[Identifier, PositiveShare] = Field(
+        default_factory=FrozenDict,
+        description="Product-specific coverage overriding coverage_ratio.",
     )
     first_loss_cap_share: PositiveShare | None = Field(
         None, description="first_loss only: losses paid up to this share of covered volume."
@@ -234,11 +271,12 @@ class ShockEvent(Tagged):
     name: Name
     probability: EventProbability
     pd_multiplier: Multiplier = 1.0
-    pd_multiplier_by_chain: dict[Identifier, Multiplier] = Field(default_factory=dict)
+    pd_multiplier_by_chain: Mapping[Identifier, Multiplier] = Field(default_factory=FrozenDict)
     chains: tuple[Identifier, ...] | None = Field(None, description="Chains hit; omitted = all.")
     regions: tuple[Identifier, ...] | None = Field(None, description="Regions hit; omitted = all.")
-    region_intensity: dict[Identifier, Share] = Field(
-        default_factory=dict, description="Scales the PD effect: 1 + (m − 1)·w; default w = 1."
+    region_intensity: Mapping[Identifier, Share] = Field(
+        default_factory=FrozenDict,
+        description="Scales the PD effect: 1 + (m − 1)·w; default w = 1.",
     )
     lgd_add: Share = Field(0.0, description="Added to LGD in the cells hit (capped at 1).")
     default_rate_add: Share = Field(0.0, description="Added to the default rate of cells hit.")
@@ -279,7 +317,7 @@ class RiskModel(Tagged):
     """Systematic factors, shock events and LGD behaviour of the loan book."""
 
     copula: Copula
-    price_factors: dict[Identifier, PriceFactor] = Field(default_factory=dict)
+    price_factors: Mapping[Identifier, PriceFactor] = Field(default_factory=FrozenDict)
     chain_correlations: tuple[ChainCorrelation, ...] = ()
     events: tuple[ShockEvent, ...] = ()
     lgd_downturn_correlation: Correlation = Field(
@@ -338,8 +376,8 @@ class Case(Frozen):
     risk_model: RiskModel
     policy: Policy = Policy()
     stress: StressInfo | None = None
-    field_sources: dict[str, str] = Field(
-        default_factory=dict, description="Provenance tag of single figures, by field path."
+    field_sources: Mapping[str, str] = Field(
+        default_factory=FrozenDict, description="Provenance tag of single figures, by field path."
     )
     source_file: str | None = Field(None, description="Set by load_case.")
     content_sha256: str | None = Field(

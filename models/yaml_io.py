@@ -33,6 +33,8 @@ class _BoundedSafeLoader(yaml.SafeLoader):
     def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict:
         seen: dict[Any, Any] = {}
         for key_node, _ in node.value:
+            if key_node.tag == "tag:yaml.org,2002:merge":
+                continue  # `<<: *anchor` merges are allowed; explicit keys may override them
             key = self.construct_object(key_node, deep=deep)
             try:
                 hash(key)

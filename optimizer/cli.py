@@ -12,6 +12,7 @@ from typing import Annotated
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 from models import CaseError, load_case
 from models.errors import ScenarioFileError, SimulationError
@@ -112,8 +113,10 @@ def _print_case_error(exc: CaseError) -> None:
     problems = exc.problems
     err_console.print(f"[bold red]The case cannot be used: {len(problems)} problem(s).[/]")
     for p in problems[:MAX_PROBLEMS_SHOWN]:
+        # every part is user input: escape it so rich never reads it as markup
         err_console.print(
-            f"  [red]•[/] {p.file}\n      [bold]{p.field}[/] = {p.value}: {p.message}",
+            f"  [red]•[/] {escape(p.file)}\n      [bold]{escape(p.field)}[/] = "
+            f"{escape(p.value)}: {escape(p.message)}",
             highlight=False,
             soft_wrap=True,
         )
@@ -129,11 +132,12 @@ def main(argv: list[str] | None = None) -> int:
         _print_case_error(exc)
         return 2
     except (SimulationError, ScenarioFileError) as exc:
-        err_console.print(f"[bold red]Error:[/] {exc}", highlight=False)
+        err_console.print(f"[bold red]Error:[/] {escape(str(exc))}", highlight=False)
         return 2
     except OutputError as exc:
         err_console.print(
-            f"[bold red]Error:[/] {exc}; earlier outputs are left as they were.", highlight=False
+            f"[bold red]Error:[/] {escape(str(exc))}; earlier outputs are left as they were.",
+            highlight=False,
         )
         return 1
     except typer.Exit as exc:
@@ -144,12 +148,11 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         err_console.print("Interrupted.")
         return 130
-    except Exception as exc:  # click usage errors and the like
-        import click
-
-        if isinstance(exc, click.ClickException):
+    except Exception as exc:
+        # usage errors: typer bundles its own click, so match by behaviour, not by class
+        if hasattr(exc, "show") and isinstance(getattr(exc, "exit_code", None), int):
             exc.show(file=sys.stderr)
-            return exc.exit_code
+            return 2 if exc.exit_code == 1 else exc.exit_code
         raise
     return 0
 

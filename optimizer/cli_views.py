@@ -7,8 +7,10 @@ from contextlib import contextmanager
 
 import pandas as pd
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
+from rich.text import Text
 
 from models import Case
 from models.scenarios import ScenarioSet
@@ -18,6 +20,11 @@ from models.tables import (
     products_frame,
     sources_frame,
 )
+
+
+def _add_row(table: Table, *cells: str, style: str | None = None) -> None:
+    """Add a row whose cells are plain text (ids and names are user input, never markup)."""
+    table.add_row(*(Text(c) for c in cells), style=style)
 
 
 def usd_m(value: float | None) -> str:
@@ -36,7 +43,7 @@ def pct(value: float | None, digits: int = 1) -> str:
 def print_case_summary(console: Console, case: Case) -> None:
     """Header, gap by region x value chain, funders by kind, guarantee funds, loan products."""
     title = case.name + (f"  [stress: {case.stress.name}]" if case.stress else "")
-    console.print(f"[bold]{title}[/]", highlight=False)
+    console.print(f"[bold]{escape(title)}[/]", highlight=False)
     console.print(
         f"file {case.source_file}  sha256 {case.content_sha256[:12] if case.content_sha256 else '-'}"
         f"  segments {len(case.segments)}  households {case.total_households:,}"
@@ -52,7 +59,7 @@ def print_case_summary(console: Console, case: Case) -> None:
     for region, row in pivot.iterrows():
         cells = ["" if v == 0 else usd_m(v) for v in row]
         style = "bold" if region == "total" else None
-        table.add_row(str(region), *cells, style=style)
+        _add_row(table, str(region), *cells, style=style)
     console.print(table)
 
     src = sources_frame(case)
@@ -73,7 +80,8 @@ def print_case_summary(console: Console, case: Case) -> None:
                 limits.append(f"EL <= {row.expected_loss_limit_rate:.1%}")
             if pd.notna(row.return_hurdle_rate):
                 limits.append(f"hurdle {row.return_hurdle_rate:.1%}")
-            table.add_row(
+            _add_row(
+                table,
                 str(sid),
                 kind,
                 usd_m(row.amount_usd),
@@ -81,8 +89,10 @@ def print_case_summary(console: Console, case: Case) -> None:
                 row.finances,
                 "; ".join(limits),
             )
-        table.add_row(f"total {kind}", "", usd_m(group.amount_usd.sum()), "", "", "", style="bold")
-    table.add_row("total", "", usd_m(src.amount_usd.sum()), "", "", "", style="bold")
+        _add_row(
+            table, f"total {kind}", "", usd_m(group.amount_usd.sum()), "", "", "", style="bold"
+        )
+    _add_row(table, "total", "", usd_m(src.amount_usd.sum()), "", "", "", style="bold")
     console.print(table)
 
     funds = funds_frame(case)
@@ -105,7 +115,8 @@ def print_case_summary(console: Console, case: Case) -> None:
             cover = pct(row.coverage_ratio, 0)
             if pd.notna(row.first_loss_cap_share):
                 cover += f" of first {row.first_loss_cap_share:.0%}"
-            table.add_row(
+            _add_row(
+                table,
                 str(fid),
                 row.structure,
                 cover,
@@ -124,7 +135,8 @@ def print_case_summary(console: Console, case: Case) -> None:
     for col in ["product", "rate", "tenor (m)", "ticket US$", "base PD", "LGD", "cost", "chains"]:
         table.add_column(col)
     for pid, row in prods.iterrows():
-        table.add_row(
+        _add_row(
+            table,
             str(pid),
             pct(row.rate),
             str(row.tenor_months),
@@ -179,7 +191,7 @@ def print_book_losses(
                 _with_se(row[f"var_{q}"], row[f"var_{q}_se"]),
                 _with_se(row[f"cvar_{q}"], row[f"cvar_{q}_se"]),
             ]
-        table.add_row(str(name), *cells, style="bold" if name == "whole book" else None)
+        _add_row(table, str(name), *cells, style="bold" if name == "whole book" else None)
     console.print(table)
 
 
