@@ -170,7 +170,9 @@ def build_loss_model(case: Case) -> LossModel:
     )
     group_keys = sorted(groups, key=groups.get)
     group_product = np.array([k[0] for k in group_keys], dtype=np.int64)
-    group_lgd_add = np.array([k[1:] for k in group_keys], dtype=float).T.reshape(n_events, -1)
+    group_lgd_add = np.array([k[1:] for k in group_keys], dtype=float).T.reshape(
+        n_events, len(group_keys)
+    )
 
     lgd_grid = np.vstack([_beta_quantile_grid(p.lgd_mean, p.lgd_sd) for p in case.products])
     gaps = {s.id: s.gap_usd for s in case.segments}

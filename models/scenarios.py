@@ -97,7 +97,7 @@ class ScenarioSet:
 
     # --- files -----------------------------------------------------------------------------
     def save(self, path: str | Path) -> Path:
-        """Write the set to ``.npz`` (compressed numpy) or ``.parquet``, atomically.
+        """Write the set to ``.npz`` (numpy, uncompressed) or ``.parquet``, atomically.
 
         The file is written next to its destination and renamed, so a crash never leaves a
         half-written scenario file under the final name.
@@ -115,6 +115,19 @@ class ScenarioSet:
         }
         tmp = path.with_name(f".{path.name}.tmp")
         suffix = path.suffix.lower()
+        if suffix not in (".npz", ".parquet"):
+            raise ScenarioFileError(
+                f"{path}: unknown scenario file type {suffix!r}; use .npz or .parquet"
+            )
+        try:
+            self._write(tmp, suffix, meta)
+            tmp.replace(path)
+        except BaseException:
+            tmp.unlink(missing_ok=True)  # never leave a half-written temp file behind
+            raise
+        return path
+
+    def _write(self, tmp: Path, suffix: str, meta: dict[str, Any]) -> None:
         if suffix == ".npz":
             with open(tmp, "wb") as fh:
                 np.savez(
@@ -125,14 +138,8 @@ class ScenarioSet:
                     events=self.events,
                     meta=np.frombuffer(json.dumps(meta).encode(), dtype=np.uint8),
                 )
-        elif suffix == ".parquet":
-            _save_parquet(self, tmp, meta)
         else:
-            raise ScenarioFileError(
-                f"{path}: unknown scenario file type {suffix!r}; use .npz or .parquet"
-            )
-        tmp.replace(path)
-        return path
+            _save_parquet(self, tmp, meta)
 
     @classmethod
     def load(cls, path: str | Path) -> ScenarioSet:
