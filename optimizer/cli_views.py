@@ -6,6 +6,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
 import pandas as pd
+from rich import box
 from rich.console import Console
 from rich.markup import escape
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
@@ -177,23 +178,28 @@ def print_book_losses(
     levels = sorted(
         {c.split("_")[1] for c in table_frame.columns if c.startswith("var_")}, key=float
     )
-    table = Table(title="Annual loss rate of the reference book (% of exposure, ± standard error)")
-    table.add_column("value chain")
-    table.add_column("exposure US$ m", justify="right")
-    table.add_column("expected loss", justify="right")
+    table = Table(
+        title="Annual loss rate of the reference book, % of exposure ± standard error",
+        caption="Reference book: each segment's unmet gap (US$ m shown), split equally over "
+        "its products.",
+        box=box.SIMPLE_HEAD,
+    )
+    table.add_column("value chain\nUS$ m", max_width=12, overflow="fold")
+    table.add_column("EL", justify="right", no_wrap=True)
     for q in levels:
-        table.add_column(f"VaR {float(q):.1%}", justify="right")
-        table.add_column(f"CVaR {float(q):.1%}", justify="right")
+        table.add_column(f"VaR\n{100 * float(q):g}", justify="right", no_wrap=True)
+        table.add_column(f"CVaR\n{100 * float(q):g}", justify="right", no_wrap=True)
     for name, row in table_frame.iterrows():
-        cells = [usd_m(row.exposure_usd), _with_se(row.el_rate, row.el_se)]
+        cells = [f"{name}\n{row.exposure_usd / 1e6:,.0f}", _with_se(row.el_rate, row.el_se)]
         for q in levels:
             cells += [
                 _with_se(row[f"var_{q}"], row[f"var_{q}_se"]),
                 _with_se(row[f"cvar_{q}"], row[f"cvar_{q}_se"]),
             ]
-        _add_row(table, str(name), *cells, style="bold" if name == "whole book" else None)
+        _add_row(table, *cells, style="bold" if name == "whole book" else None)
     console.print(table)
 
 
 def _with_se(value: float, se: float) -> str:
-    return f"{value:.2%} ± {se:.2%}"
+    # value over its standard error: two short lines keep the table within 80 columns
+    return f"{100 * value:.2f}\n±{100 * se:.2f}"
