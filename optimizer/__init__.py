@@ -1,1 +1,32 @@
-"""ppcfin's decision layer: the allocation problem, its solution and the command line."""
+"""ppcfin's decision layer: the allocation problem, its solution and the command line.
+
+``from optimizer import optimize`` gives the Python API; the names are imported on first use
+so that ``import optimizer.cli`` (``ppcfin validate``) does not pay for importing cvxpy.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+_EXPORTS = {
+    "optimize": "optimizer.solve",
+    "SOLVERS": "optimizer.solve",
+    "Allocation": "optimizer.result",
+    "OptimizerError": "optimizer.errors",
+    "InfeasibleCase": "optimizer.errors",
+    "SolverFailure": "optimizer.errors",
+    "ScenarioMismatch": "optimizer.errors",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str) -> Any:
+    if name in _EXPORTS:
+        try:
+            module = importlib.import_module(_EXPORTS[name])
+        except AttributeError as exc:  # would otherwise read as "no such name" to the caller
+            raise ImportError(f"importing {_EXPORTS[name]} failed: {exc}") from exc
+        return getattr(module, name)
+    raise AttributeError(f"module 'optimizer' has no attribute {name!r}")

@@ -1,0 +1,443 @@
+"""``Allocation``: the frozen result of an optimisation, its tables and its JSON file.
+
+Money in every table is US$ (the problem works in US$ millions; the conversion happens here).
+Risk figures are recomputed from the scenario losses at the optimum with
+:mod:`models.risk_measures`, never read back from the solver, so they are the same numbers an
+independent evaluation of the allocation would give.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass, field, fields
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import pandas as pd
+
+from models.risk_measures import (
+    conditional_value_at_risk,
+    expected_loss,
+    tail_weights,
+    value_at_risk,
+)
+from optimizer.exposures import cell_contributions, source_losses
+
+if TYPE_CHECKING:
+    from optimizer.problem import AllocationProblem
+
+FORMAT_VERSION = 1
+"""Bumped whenever the JSON layout changes; other versions are refused on reading."""
+FRAMES = (
+    "allocation",
+    "guarantees",
+    "segments",
+    "regions",
+    "chains",
+    "sources",
+    "funds",
+    "binding",
+    "euler",
+)
+REPORT_ALPHA = 0.99
+"""VaR/CVaR level shown for sources that have no CVaR limit of their own."""
+
+
+@dataclass(frozen=True, eq=False)
+class Allocation:
+    """The optimal allocation of a case and everything a risk committee asks about it.
+
+    Attributes
+    ----------
+    allocation : DataFrame
+        One row per (source, product, segment) with lending: ``amount_usd``, cover by each
+        fund ``covered_usd_<FUND>``, ``covered_usd``, ``pd``, ``expected_loss_usd`` (gross).
+    guarantees : DataFrame
+        Capital by (source, fund), ``capital_usd``.
+    segments, regions, chains : DataFrame
+        Need, supply, gap, credit, unmet gap and share closed; segments add the objective
+        weight ``w = 1 + priority · deforestation_pressure``.
+    sources : DataFrame
+        Per source: committed, lending, capital, TA, expected loss, VaR and CVaR (at its own
+        ``cvar_alpha``, else 0.99) with Monte Carlo standard errors, CVaR limit and headroom,
+        EL rate against its limit.
+    funds : DataFrame
+        Per fund: capital, guaranteed volume, leverage used, expected claims, CVaR of claims at
+        ``1 − ε``, empirical depletion probability ``P_π(C_g > capital)``.
+    binding : DataFrame
+        Binding constraint rows of stage 1: family, subject, label, relaxation, slack and
+        shadow price (weighted-gap US$ per US$ of relaxation).
+    euler : DataFrame
+        For each CVaR-limited source, each cell's Euler contribution to its CVaR; they sum to
+        the source's CVaR.
+    objective_weighted_gap_usd : float
+        Stage-1 optimum of ``Σ_k w_k · unmet_k``, US$.
+    weighted_gap_usd : float
+        Weighted unmet gap of the returned (stage-2) allocation, US$: within the gap tolerance
+        of the optimum.
+    unmet_gap_usd, gap_closed_usd, gap_closed_share : float
+        Of the returned allocation, unweighted.
+    solver, status : str
+        Solver of the last stage; ``"optimal"`` or ``"optimal_inaccurate"``.
+    fallbacks, warnings : tuple of str
+    timings_s : dict of str to float
+        ``build_s``, ``stage{1,2}_canonicalize_s``, ``stage{1,2}_solve_s``.
+    n_scenarios : int
+    case_name : str
+    method : str
+        ``"lp"`` (one linear programme with Rockafellar–Uryasev CVaR).
+    """
+
+    allocation: pd.DataFrame
+    guarantees: pd.DataFrame
+    segments: pd.DataFrame
+    regions: pd.DataFrame
+    chains: pd.DataFrame
+    sources: pd.DataFrame
+    funds: pd.DataFrame
+    binding: pd.DataFrame
+    euler: pd.DataFrame
+    objective_weighted_gap_usd: float
+    weighted_gap_usd: float
+    unmet_gap_usd: float
+    gap_closed_usd: float
+    gap_closed_share: float
+    solver: str
+    status: str
+    fallbacks: tuple[str, ...]
+    warnings: tuple[str, ...]
+    timings_s: dict[str, float]
+    n_scenarios: int
+    case_name: str
+    method: str = "lp"
+    format_version: int = field(default=FORMAT_VERSION)
+
+    __hash__ = None  # type: ignore[assignment]  # holds DataFrames
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, Allocation):
+            return NotImplemented
+        for f in fields(self):
+            a, b = getattr(self, f.name), getattr(other, f.name)
+            same = a.equals(b) if isinstance(a, pd.DataFrame) else _same(a, b)
+            if not same:
+                return False
+        return True
+
+    # --- files -----------------------------------------------------------------------------
+    def to_json(self) -> str:
+        """The result as JSON text; floats are written exactly (shortest round-trip repr)."""
+        out: dict[str, Any] = {}
+        for f in fields(self):
+            value = getattr(self, f.name)
+            if isinstance(value, pd.DataFrame):
+                out[f.name] = _frame_to_dict(value)
+            elif isinstance(value, tuple):
+                out[f.name] = list(value)
+            else:
+                out[f.name] = _nan_to_none(value)
+        return json.dumps(out, allow_nan=False)
+
+    @classmethod
+    def from_json(cls, text: str) -> Allocation:
+        """Read what :meth:`to_json` wrote; refuses other format versions."""
+        raw = json.loads(text)
+        version = raw.get("format_version")
+        if version != FORMAT_VERSION:
+            raise ValueError(
+                f"allocation JSON format version {version}; this ppcfin reads version "
+                f"{FORMAT_VERSION}: re-run the optimisation"
+            )
+        kwargs: dict[str, Any] = {}
+        for f in fields(cls):
+            value = raw[f.name]
+            if f.name in FRAMES:
+                kwargs[f.name] = _frame_from_dict(value)
+            elif f.name in ("fallbacks", "warnings"):
+                kwargs[f.name] = tuple(value)
+            elif value is None:
+                kwargs[f.name] = math.nan
+            else:
+                kwargs[f.name] = value
+        return cls(**kwargs)
+
+    # --- text ------------------------------------------------------------------------------
+    def summary(self) -> str:
+        """A short text block: gap closed, money used, binding limits, top shadow prices."""
+        m = 1e6
+        total = self.gap_closed_usd + self.unmet_gap_usd
+        src = self.sources
+        lines = [
+            f"ppcfin allocation — {self.case_name}",
+            f"  method {self.method}, solver {self.solver} ({self.status}), "
+            f"{self.n_scenarios:,} scenarios",
+            f"  gap closed US${self.gap_closed_usd / m:,.1f}m of US${total / m:,.1f}m "
+            f"({self.gap_closed_share:.1%}); weighted unmet gap US${self.weighted_gap_usd / m:,.1f}m",
+        ]
+        for kind, grp in src.groupby("kind", sort=True):
+            lines.append(
+                f"  {kind:<8} committed US${grp['committed_usd'].sum() / m:,.1f}m "
+                f"of US${grp['amount_usd'].sum() / m:,.1f}m"
+            )
+        limited = src[src["cvar_limit_usd"].notna()]
+        for row in limited.itertuples():
+            lines.append(
+                f"  {row.source:<14} CVaR{row.cvar_alpha * 100:g}% US${row.cvar_usd / m:,.2f}m "
+                f"(limit US${row.cvar_limit_usd / m:,.2f}m)"
+            )
+        for row in self.binding.head(5).itertuples():
+            lines.append(
+                f"  binding: {row.label} — {row.shadow_price:.3f} weighted-gap US$ per US$"
+            )
+        lines += [f"  fallback: {f}" for f in self.fallbacks]
+        lines += [f"  WARNING: {w}" for w in self.warnings]
+        return "\n".join(lines)
+
+
+def _same(a: Any, b: Any) -> bool:
+    if isinstance(a, float) and isinstance(b, float) and math.isnan(a) and math.isnan(b):
+        return True
+    return bool(a == b)
+
+
+def _nan_to_none(value: Any) -> Any:
+    if isinstance(value, float) and math.isnan(value):
+        return None
+    if isinstance(value, dict):
+        return {k: _nan_to_none(v) for k, v in value.items()}
+    return value
+
+
+def _frame_to_dict(frame: pd.DataFrame) -> dict[str, Any]:
+    split = frame.to_dict(orient="split")
+    split["data"] = [[_nan_to_none(v) for v in row] for row in split["data"]]
+    split["dtypes"] = [str(t) for t in frame.dtypes]
+    return split
+
+
+def _frame_from_dict(raw: dict[str, Any]) -> pd.DataFrame:
+    index = raw["index"]
+    frame = pd.DataFrame(raw["data"], columns=raw["columns"], index=index)
+    if index == list(range(len(index))):
+        frame.index = pd.RangeIndex(len(index))
+    return frame.astype(dict(zip(raw["columns"], raw["dtypes"], strict=True)))
+
+
+# --- tables of a solved problem --------------------------------------------------------------
+@dataclass(frozen=True)
+class Solution:
+    """Optimal decision variables in US$, indexed as ``AllocationProblem.elig``.
+
+    Attributes
+    ----------
+    x, c, t, z : ndarray of shapes (n_x,), (n_c,), (n_t,), (n_z,)
+        Lending, fund capital, technical assistance and guarantee cover.
+    """
+
+    x: np.ndarray
+    c: np.ndarray
+    t: np.ndarray
+    z: np.ndarray
+
+
+def build_tables(prob: AllocationProblem, sol: Solution) -> dict[str, Any]:
+    """Every table and gap figure of :class:`Allocation` (all but binding and solver facts)."""
+    case, scen, e = prob.case, prob.scenarios, prob.elig
+    cells = scen.cells
+    n_src, n_fund, n_cells = len(case.sources), len(case.funds), len(cells)
+    lending = np.zeros((n_cells, n_src))
+    np.add.at(lending, (e.x_cell, e.x_source), sol.x)
+    covered = np.zeros((n_fund, n_cells, n_src))
+    np.add.at(covered, (e.z_fund, e.z_cell, e.z_source), sol.z)
+    losses, p = scen.losses, np.asarray(scen.probabilities, dtype=np.float64)
+    src_losses = source_losses(losses, prob.claims, lending, covered)
+
+    out: dict[str, Any] = {"allocation": _allocation(prob, sol, covered)}
+    out["guarantees"] = pd.DataFrame(
+        {
+            "source": [case.sources[s].id for s in e.c_source],
+            "fund": [case.funds[g].id for g in e.c_fund],
+            "capital_usd": sol.c,
+        }
+    )
+    out.update(_gaps(prob, lending.sum(axis=1)))
+    out["sources"] = _sources(prob, sol, lending, src_losses, p)
+    out["funds"] = _funds(prob, sol, covered, p)
+    out["euler"] = _euler(prob, lending, covered, src_losses, p)
+    return out
+
+
+def _allocation(prob: AllocationProblem, sol: Solution, covered: np.ndarray) -> pd.DataFrame:
+    case, e, cells = prob.case, prob.elig, prob.scenarios.cells
+    cover_x = np.zeros((len(case.funds), e.x_source.size))
+    np.add.at(cover_x, (e.z_fund, e.z_x), sol.z)
+    mean_loss = prob.scenarios.probabilities @ np.asarray(prob.scenarios.losses, dtype=float)
+    frame = pd.DataFrame(
+        {
+            "source": [case.sources[s].id for s in e.x_source],
+            "kind": [str(case.sources[s].kind) for s in e.x_source],
+            "product": cells["product"].to_numpy()[e.x_cell],
+            "segment": cells["segment"].to_numpy()[e.x_cell],
+            "region": cells["region"].to_numpy()[e.x_cell],
+            "value_chain": cells["value_chain"].to_numpy()[e.x_cell],
+            "pd": cells["pd"].to_numpy()[e.x_cell],
+            "amount_usd": sol.x,
+            "covered_usd": cover_x.sum(axis=0),
+        }
+    )
+    for g, fund in enumerate(case.funds):
+        frame[f"covered_usd_{fund.id}"] = cover_x[g]
+    frame["expected_loss_usd"] = mean_loss[e.x_cell] * sol.x
+    return frame[frame["amount_usd"] > 0].reset_index(drop=True)
+
+
+def _gaps(prob: AllocationProblem, credit_by_cell: np.ndarray) -> dict[str, Any]:
+    from optimizer.problem import segment_weights
+
+    case, cells = prob.case, prob.scenarios.cells
+    credit = pd.Series(credit_by_cell).groupby(cells["segment"].to_numpy()).sum()
+    seg = pd.DataFrame(
+        {
+            "segment": [s.id for s in case.segments],
+            "region": [s.region for s in case.segments],
+            "value_chain": [s.value_chain for s in case.segments],
+            "households": [s.households for s in case.segments],
+            "need_usd": [s.need_usd for s in case.segments],
+            "supply_usd": [s.supply_usd for s in case.segments],
+            "gap_usd": [s.gap_usd for s in case.segments],
+            "deforestation_pressure": [s.deforestation_pressure for s in case.segments],
+            "weight": segment_weights(case),
+        }
+    )
+    # The solver may overshoot a gap by its tolerance; credit beyond the gap closes nothing.
+    seg["credit_usd"] = np.minimum(seg["segment"].map(credit).fillna(0.0), seg["gap_usd"])
+    seg["unmet_usd"] = seg["gap_usd"] - seg["credit_usd"]
+    seg["weighted_unmet_usd"] = seg["weight"] * seg["unmet_usd"]
+
+    def closed(frame: pd.DataFrame) -> pd.DataFrame:
+        gap = frame["gap_usd"].to_numpy()
+        frame["share_closed"] = np.divide(
+            frame["credit_usd"].to_numpy(), gap, out=np.full(gap.shape, np.nan), where=gap > 0
+        )
+        return frame
+
+    sums = ["households", "need_usd", "supply_usd", "gap_usd", "credit_usd", "unmet_usd"]
+    sums.append("weighted_unmet_usd")
+    regions = closed(seg.groupby("region", sort=False)[sums].sum().reset_index())
+    chains = closed(seg.groupby("value_chain", sort=False)[sums].sum().reset_index())
+    total_gap = float(seg["gap_usd"].sum())
+    closed_usd = float(seg["credit_usd"].sum())
+    return {
+        "segments": closed(seg),
+        "regions": regions,
+        "chains": chains,
+        "weighted_gap_usd": float(seg["weighted_unmet_usd"].sum()),
+        "unmet_gap_usd": float(seg["unmet_usd"].sum()),
+        "gap_closed_usd": closed_usd,
+        "gap_closed_share": closed_usd / total_gap if total_gap > 0 else math.nan,
+    }
+
+
+def _sources(prob, sol, lending, src_losses, p) -> pd.DataFrame:
+    case, e = prob.case, prob.elig
+    n = len(case.sources)
+    capital = np.bincount(e.c_source, sol.c, minlength=n)
+    ta = np.bincount(e.t_source, sol.t, minlength=n)
+    lend = lending.sum(axis=0)
+    el = expected_loss(src_losses, p)
+    rows = []
+    for s, src in enumerate(case.sources):
+        alpha = src.cvar_alpha or REPORT_ALPHA
+        var = value_at_risk(src_losses[:, s], alpha, p)
+        cvar = conditional_value_at_risk(src_losses[:, s], alpha, p)
+        if src.cvar_limit_usd is not None:
+            limit = src.cvar_limit_usd
+        elif src.cvar_limit_share is not None:
+            limit = src.cvar_limit_share * (lend[s] + capital[s])
+        else:
+            limit = math.nan
+        rows.append(
+            {
+                "source": src.id,
+                "kind": str(src.kind),
+                "concessional": src.is_concessional,
+                "amount_usd": src.amount_usd,
+                "committed_usd": lend[s] + capital[s] + ta[s],
+                "lending_usd": lend[s],
+                "capital_usd": capital[s],
+                "ta_usd": ta[s],
+                "unused_usd": max(src.amount_usd - lend[s] - capital[s] - ta[s], 0.0),
+                "expected_loss_usd": el.value[s],
+                "expected_loss_se_usd": el.std_error[s],
+                "el_rate": el.value[s] / lend[s] if lend[s] > 0 else math.nan,
+                "el_limit_rate": _nan(src.expected_loss_limit_rate),
+                "cvar_alpha": alpha,
+                "var_usd": var.value,
+                "cvar_usd": cvar.value,
+                "cvar_se_usd": cvar.std_error,
+                "cvar_limit_usd": limit,
+                "cvar_headroom_usd": limit - cvar.value,
+            }
+        )
+    return pd.DataFrame(rows)
+
+
+def _funds(prob, sol, covered, p) -> pd.DataFrame:
+    case, e, losses = prob.case, prob.elig, prob.scenarios.losses
+    capital = np.bincount(e.c_fund, sol.c, minlength=len(case.funds))
+    rows = []
+    for g, fund in enumerate(case.funds):
+        cover = covered[g].sum(axis=1)
+        claims = prob.claims[g].claims(losses, cover)
+        eps = fund.max_depletion_probability
+        # A hair of tolerance: claims equal to capital up to solver precision do not deplete.
+        depleted = claims > capital[g] * (1 + 1e-9) + 1e-3
+        prob_dep = float(p @ depleted)
+        rows.append(
+            {
+                "fund": fund.id,
+                "structure": str(fund.structure),
+                "capital_usd": capital[g],
+                "capital_cap_usd": _nan(fund.capital_cap_usd),
+                "guaranteed_usd": cover.sum(),
+                "leverage_used": cover.sum() / capital[g] if capital[g] > 0 else math.nan,
+                "leverage_cap": fund.leverage_cap,
+                "expected_claims_usd": float(p @ claims),
+                "claims_cvar_usd": conditional_value_at_risk(claims, 1 - eps, p).value,
+                "depletion_probability": prob_dep,
+                "depletion_se": float(np.sqrt((p * p) @ (depleted - prob_dep) ** 2)),
+                "max_depletion_probability": eps,
+            }
+        )
+    return pd.DataFrame(rows)
+
+
+def _euler(prob, lending, covered, src_losses, p) -> pd.DataFrame:
+    case, cells = prob.case, prob.scenarios.cells
+    parts = []
+    for s, src in enumerate(case.sources):
+        if src.cvar_alpha is None or not lending[:, s].any():
+            continue
+        w = tail_weights(src_losses[:, s], src.cvar_alpha, p)
+        contrib = cell_contributions(
+            prob.scenarios.losses, prob.claims, w, lending[:, s], covered[:, :, s]
+        )
+        used = np.flatnonzero(lending[:, s] > 0)
+        parts.append(
+            pd.DataFrame(
+                {
+                    "source": src.id,
+                    "product": cells["product"].to_numpy()[used],
+                    "segment": cells["segment"].to_numpy()[used],
+                    "contribution_usd": contrib[used],
+                    "share_of_cvar": contrib[used] / contrib.sum() if contrib.sum() else np.nan,
+                }
+            )
+        )
+    columns = ["source", "product", "segment", "contribution_usd", "share_of_cvar"]
+    return pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=columns)
+
+
+def _nan(value: float | None) -> float:
+    return math.nan if value is None else float(value)
