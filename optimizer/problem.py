@@ -21,6 +21,7 @@ import scipy.sparse as sp
 
 from models.scenarios import ScenarioSet
 from models.schema import Case, SourceKind
+from optimizer.cutting_plane import CutMeasure, make_measure
 from optimizer.exposures import (
     Eligibility,
     FundClaims,
@@ -29,6 +30,7 @@ from optimizer.exposures import (
     exposure_columns,
     fund_claims,
 )
+from optimizer.tail_oracle import TailOracle
 
 USD_PER_UNIT = 1e6
 """US$ per problem unit: the problem is written in US$ millions."""
@@ -86,6 +88,12 @@ class AllocationProblem:
     problem : cvxpy Problem
     stage_weight, secondary_weight, hold : cvxpy Parameter
         Set by :meth:`set_stage`.
+    cvar_method : {"lp", "cuts"}
+        ``"lp"``: one variable per scenario and CVaR (Rockafellar–Uryasev). ``"cuts"``: each
+        CVaR is ``t + η/(1−α)`` with aggregated cuts in ``cut_measures`` (cutting plane), the
+        scenarios seen only through ``oracle``.
+    expo : cvxpy Variable
+        Net exposure columns (see :class:`optimizer.exposures.ExposureColumns`).
     """
 
     case: Case
@@ -103,6 +111,10 @@ class AllocationProblem:
     stage_weight: cp.Parameter
     secondary_weight: cp.Parameter
     hold: cp.Parameter
+    cvar_method: str = "lp"
+    expo: cp.Variable | None = None
+    cut_measures: tuple[CutMeasure, ...] = ()
+    oracle: TailOracle | None = None
 
     def set_stage(self, stage: int, hold_usd_m: float | None = None) -> None:
         """Point the objective at stage 1 (weighted gap) or 2 (loss and cost, gap held)."""
@@ -157,8 +169,10 @@ def _stack(items: list) -> cp.Expression:
 class _Builder:
     """Collects the expressions and the named constraint families of one case."""
 
-    def __init__(self, case: Case, scenarios: ScenarioSet):
+    def __init__(self, case: Case, scenarios: ScenarioSet, cvar_method: str = "lp"):
         self.case, self.scen = case, scenarios
+        self.cvar_method = cvar_method
+        self.measures: list[CutMeasure] = []
         self.cells = check_cells(case, scenarios)
         self.e = e = eligibility(case, self.cells)
         self.claims = fund_claims(case, scenarios)
@@ -290,7 +304,11 @@ class _Builder:
         expo = cp.Variable(cols.owner.size, name="net_exposure")
         self.internal.append(expo == cols.from_x @ self.x + cols.from_z @ self.z)
 
-        def scenario_loss(position: int, *, fund: bool) -> cp.Expression:
+        self.columns, self.expo = cols, expo
+
+        def scenario_loss(position: int, *, fund: bool) -> cp.Expression | np.ndarray:
+            if self.cvar_method == "cuts":  # the oracle reads the scenarios, not the LP
+                return np.flatnonzero((cols.owner == position) & (cols.is_fund == fund))
             return cols.scenario_matrix(self.losses, position, fund=fund) @ expo
 
         limited, ids = self._where(case.sources, lambda s: s.cvar_alpha is not None)
@@ -337,8 +355,17 @@ class _Builder:
                 "US$1 more claims-CVaR allowed at {}",
             )  # fmt: skip
 
-    def _cvar(self, loss: cp.Expression, alpha: float, name: str) -> cp.Expression:
-        """Rockafellar–Uryasev ``η + Σ_ω π_ω v_ω / (1 − α)`` with ``v >= loss − η, v >= 0``."""
+    def _cvar(self, loss: cp.Expression | np.ndarray, alpha: float, name: str) -> cp.Expression:
+        """Rockafellar–Uryasev ``η + Σ_ω π_ω v_ω / (1 − α)`` with ``v >= loss − η, v >= 0``.
+
+        In cut mode ``loss`` is the measure's exposure columns and the CVaR is a cut-bank
+        estimate ``t + η/(1−α)`` (see :mod:`optimizer.cutting_plane`).
+        """
+        if self.cvar_method == "cuts":
+            measure = make_measure(name, loss, alpha)
+            self.measures.append(measure)
+            self.internal.extend(measure.constraints(self.expo))
+            return measure.estimate
         eta = cp.Variable(name=f"var_{name}")
         v = cp.Variable(self.scen.n_scenarios, nonneg=True, name=f"excess_{name}")
         self.internal.append(loss - eta <= v)
@@ -444,7 +471,7 @@ class _Builder:
         return weighted_gap, secondary
 
 
-def build_problem(case: Case, scenarios: ScenarioSet) -> AllocationProblem:
+def build_problem(case: Case, scenarios: ScenarioSet, cvar_method: str = "lp") -> AllocationProblem:
     """Build (not solve) the allocation LP of a case on a scenario set.
 
     Parameters
@@ -458,7 +485,9 @@ def build_problem(case: Case, scenarios: ScenarioSet) -> AllocationProblem:
     AllocationProblem
         Set to stage 1. :func:`optimizer.solve.optimize` solves it.
     """
-    b = _Builder(case, scenarios)
+    if cvar_method not in ("lp", "cuts"):
+        raise ValueError(f"cvar_method must be 'lp' or 'cuts', got {cvar_method!r}")
+    b = _Builder(case, scenarios, cvar_method)
     b.volumes()
     b.cover()
     b.risk()
@@ -485,6 +514,14 @@ def build_problem(case: Case, scenarios: ScenarioSet) -> AllocationProblem:
         stage_weight=a,
         secondary_weight=w2,
         hold=hold,
+        cvar_method=cvar_method,
+        expo=getattr(b, "expo", None),
+        cut_measures=tuple(b.measures),
+        oracle=(
+            TailOracle(scenarios.losses, b.p, b.columns, [m.cols for m in b.measures])
+            if b.measures
+            else None
+        ),
     )
     out.set_stage(1)
     return out

@@ -23,11 +23,14 @@ from cvxpy.error import SolverError
 
 from models.scenarios import ScenarioSet
 from models.schema import Case
+from optimizer.cutting_plane import solve_with_cuts
 from optimizer.errors import InfeasibleCase, SolverFailure
 from optimizer.problem import USD_PER_UNIT, AllocationProblem, build_problem
 from optimizer.result import Allocation, Solution, build_tables
 
 SOLVERS = ("HIGHS", "CLARABEL")
+AUTO_CUTS_ABOVE_SCENARIOS = 2_000
+"""``method="auto"`` uses the cutting plane above this many scenarios."""
 """Solvers ``optimize`` accepts; the one not chosen is the fallback."""
 
 HOLD_SLACK_USD_M = 1e-9
@@ -67,6 +70,7 @@ def optimize(
     solver: str = "HIGHS",
     gap_tolerance: float | None = None,
     time_limit_s: float | None = None,
+    method: str = "auto",
 ) -> Allocation:
     """Allocate the case's money to minimise the weighted unmet credit gap within every limit.
 
@@ -84,6 +88,12 @@ def optimize(
         ``case.policy.gap_tolerance_share``.
     time_limit_s : float, optional
         Time limit per solver call, seconds.
+    method : {"auto", "lp", "cutting_plane"}, default "auto"
+        ``"lp"``: one LP with a variable per scenario and CVaR (Rockafellar–Uryasev), the
+        reference formulation. ``"cutting_plane"``: a small master LP plus aggregated CVaR cuts
+        found by one pass over the loss matrix per iteration (Künzi-Bay & Mayer); same optimum,
+        far faster at many scenarios. ``"auto"`` picks the cutting plane above
+        ``AUTO_CUTS_ABOVE_SCENARIOS`` scenarios. The method used is recorded on the result.
 
     Returns
     -------
@@ -106,18 +116,36 @@ def optimize(
         raise ValueError(f"gap_tolerance must be in [0, 0.1], got {gap_tolerance}")
     if time_limit_s is not None and not time_limit_s > 0:
         raise ValueError(f"time_limit_s must be > 0 seconds, got {time_limit_s}")
+    if method not in ("auto", "lp", "cutting_plane"):
+        raise ValueError(f"method must be 'auto', 'lp' or 'cutting_plane', got {method!r}")
+    if method == "auto":
+        method = "cutting_plane" if scenarios.n_scenarios > AUTO_CUTS_ABOVE_SCENARIOS else "lp"
     log = _Log()
 
     start = time.perf_counter()
-    prob = build_problem(case, scenarios)
+    prob = build_problem(case, scenarios, "cuts" if method == "cutting_plane" else "lp")
     log.timings["build_s"] = time.perf_counter() - start
 
-    _solve_stage(prob, 1, name, time_limit_s, log)
+    def solve(stage: int) -> None:
+        if not prob.cut_measures:
+            _solve_stage(prob, stage, name, time_limit_s, log)
+            return
+        report = solve_with_cuts(
+            list(prob.cut_measures),
+            prob.expo,
+            prob.oracle,
+            lambda: _solve_stage(prob, stage, name, time_limit_s, log),
+            stage=stage,
+        )
+        log.timings[f"stage{stage}_iterations"] = float(report.iterations)
+        log.add_time(f"stage{stage}_oracle_s", report.oracle_seconds)
+
+    solve(1)
     optimum = float(prob.weighted_gap.value)
     binding = binding_constraints(prob)
 
     prob.set_stage(2, optimum * (1.0 + tol) + HOLD_SLACK_USD_M)
-    _solve_stage(prob, 2, name, time_limit_s, log)
+    solve(2)
 
     tables = build_tables(prob, _solution(prob))
     return Allocation(
@@ -131,6 +159,7 @@ def optimize(
         timings_s=dict(log.timings),
         n_scenarios=scenarios.n_scenarios,
         case_name=case.name,
+        method=method,
     )
 
 
@@ -164,7 +193,9 @@ def _run(
     """One solver call: (cvxpy status, reason text for a failure, solver seconds)."""
     try:
         prob.problem.solve(
-            solver=name, canon_backend="SCIPY", **_solver_options(name, stage, time_limit_s)
+            solver=name,
+            canon_backend="CPP" if prob.cut_measures else "SCIPY",
+            **_solver_options(name, stage, time_limit_s),
         )
     except SolverError as exc:
         return "solver_error", f": {exc}", 0.0
