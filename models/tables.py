@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import pandas as pd
 
 from models.schema import Case
@@ -116,11 +118,39 @@ def products_frame(case: Case) -> pd.DataFrame:
     return pd.DataFrame(rows).set_index("product")
 
 
+def _resolve(case: Case, path: str) -> object:
+    """The value at a field path such as ``segments[SM-COF].need_usd`` (None if absent)."""
+    node: object = case
+    for part in re.findall(r"[^.\[\]]+|\[[^\]]*\]", path):
+        if part.startswith("["):
+            key = part[1:-1]
+            items = node if isinstance(node, tuple) else ()
+            match = [x for x in items if getattr(x, "id", None) == key]
+            node = match[0] if match else (items[int(key)] if key.isdigit() and items else None)
+        elif isinstance(node, dict):
+            node = node.get(part)
+        else:
+            node = getattr(node, part, None)
+        if node is None:
+            return None
+    return node
+
+
 def assumptions_frame(case: Case) -> pd.DataFrame:
-    """The assumptions register: every tagged figure with its field path, value and source."""
+    """The assumptions register: every tagged figure with its field path, value and source.
+
+    Returns
+    -------
+    DataFrame with columns ``field, value, tag, source``: one row per figure tagged on its own
+    and one per entity carrying a tag for all its figures (value ``"(entity)"``).
+    """
     rows = []
     for path, tag in case.field_sources.items():
-        rows.append({"field": path, "tag": tag[: tag.index("]") + 1], "source": tag})
+        value = _resolve(case, path)
+        if isinstance(value, tuple | list):
+            value = ", ".join(map(str, value))
+        rows.append({"field": path, "value": value if value is not None else "",
+                     "tag": tag[: tag.index("]") + 1], "source": tag})  # fmt: skip
     for group, items in [
         ("regions", case.regions),
         ("value_chains", case.value_chains),
@@ -133,11 +163,6 @@ def assumptions_frame(case: Case) -> pd.DataFrame:
         for item in items:
             if item.source:
                 tag = item.source
-                rows.append(
-                    {
-                        "field": f"{group}[{item.id}]",
-                        "tag": tag[: tag.index("]") + 1],
-                        "source": tag,
-                    }
-                )
-    return pd.DataFrame(rows, columns=["field", "tag", "source"])
+                rows.append({"field": f"{group}[{item.id}]", "value": "(entity)",
+                             "tag": tag[: tag.index("]") + 1], "source": tag})  # fmt: skip
+    return pd.DataFrame(rows, columns=["field", "value", "tag", "source"])
