@@ -31,6 +31,7 @@ def staged_directory(target: str | Path, keep_existing: bool = False) -> Iterato
     try:
         target.parent.mkdir(parents=True, exist_ok=True)
         stage = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
+        stage.chmod(0o755)  # mkdtemp's 0700 would make the published folder private
     except OSError as exc:
         raise OutputError(f"cannot write to {target.parent}: {exc.strerror or exc}") from None
     try:

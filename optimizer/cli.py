@@ -27,7 +27,7 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 console = Console()
-err_console = Console(stderr=True)
+err_console = Console(stderr=True, soft_wrap=True)  # messages stay whole lines (grep-able)
 
 MAX_PROBLEMS_SHOWN = 25
 
@@ -100,6 +100,131 @@ def simulate_command(
         console.print(f"Scenario set written to {out}", highlight=False)
 
 
+ScenariosOpt = Annotated[int, typer.Option("--scenarios", "-n", help="Number of scenarios.")]
+SeedOpt = Annotated[int, typer.Option(help="Random seed (same seed, same numbers).")]
+JobsOpt = Annotated[int, typer.Option("--jobs", "-j", help="Parallel workers; -1 = all cores.")]
+SchedulerOpt = Annotated[
+    str | None, typer.Option(help="dask.distributed scheduler address, tcp://HOST:PORT.")
+]
+OutOpt = Annotated[Path, typer.Option(help="Output directory (replaced whole, atomically).")]
+FORMATS = ("html", "pdf", "xlsx")
+
+
+@app.command("optimize")
+def optimize_command(
+    case: CaseArg = None,
+    scenarios: ScenariosOpt = 20_000,
+    seed: SeedOpt = 7,
+    method: Annotated[str, typer.Option(help="auto, lp or cutting_plane.")] = "auto",
+    jobs: JobsOpt = 1,
+    scheduler: SchedulerOpt = None,
+    out: OutOpt = Path("out"),
+) -> None:
+    """Simulate, optimize, check out of sample; write result.json and allocation.csv."""
+    from models import simulate
+    from optimizer.atomic import staged_directory
+    from optimizer.cli_views import print_allocation
+    from optimizer.evaluate import evaluate
+    from optimizer.persist import to_plain
+    from optimizer.run import OUT_OF_SAMPLE_SEED_OFFSET
+    from optimizer.solve import optimize
+
+    loaded = load_case(case)
+    backend = "dask" if scheduler else "loky"
+    with console.status("Simulating scenarios…"):
+        scen = simulate(loaded, scenarios, seed=seed, n_jobs=jobs, backend=backend,
+                        scheduler=scheduler)  # fmt: skip
+    with console.status(f"Optimizing ({method})…"):
+        result = optimize(loaded, scen, method=method)
+    with console.status("Checking out of sample…"):
+        oos_scen = simulate(loaded, scenarios, seed=seed + OUT_OF_SAMPLE_SEED_OFFSET,
+                            n_jobs=jobs, backend=backend, scheduler=scheduler)  # fmt: skip
+        oos = evaluate(loaded, result, oos_scen)
+    with staged_directory(out) as stage:
+        (stage / "result.json").write_text(result.to_json(), encoding="utf-8")
+        result.allocation.to_csv(stage / "allocation.csv", index=False)
+        import json
+
+        (stage / "out_of_sample.json").write_text(json.dumps(to_plain(oos)), encoding="utf-8")
+    print_allocation(console, loaded, result, oos)
+    console.print(f"Written to {escape(str(out))}/: result.json, allocation.csv, "
+                  "out_of_sample.json", highlight=False)  # fmt: skip
+
+
+@app.command("run")
+def run_command(
+    case: CaseArg = None,
+    scenarios: ScenariosOpt = 20_000,
+    seed: SeedOpt = 7,
+    out: OutOpt = Path("out"),
+    jobs: JobsOpt = 1,
+    scheduler: SchedulerOpt = None,
+    format: Annotated[str, typer.Option(help="Report formats, comma-separated.")] = "html,pdf,xlsx",
+) -> None:
+    """The whole job: simulate, optimize, out-of-sample and stress checks, reports."""
+    from optimizer.atomic import staged_directory
+    from optimizer.cli_views import print_allocation
+    from optimizer.run import run_case, save_run
+
+    formats = _formats(format)
+    loaded = load_case(case)
+    with console.status("Starting…") as status:
+        record = run_case(loaded, scenarios, seed, n_jobs=jobs, scheduler=scheduler,
+                          on_step=lambda name: status.update(f"{name.capitalize()}…"))  # fmt: skip
+        status.update("Writing the report…")
+        with staged_directory(out) as stage:
+            save_run(record, stage)
+            record.allocation.allocation.to_csv(stage / "allocation.csv", index=False)
+            written = _render(record, stage, formats)
+    print_allocation(console, loaded, record.allocation, record.out_of_sample)
+    files = ["result.json", "allocation.csv", "run.json", "scenarios.npz", *written]
+    console.print(f"Written to {escape(str(out))}/: {', '.join(files)}", highlight=False)
+
+
+@app.command("report")
+def report_command(
+    folder: Annotated[Path, typer.Argument(help="A folder written by `ppcfin run`.")],
+    format: Annotated[str, typer.Option(help="Report formats, comma-separated.")] = "html,pdf,xlsx",
+) -> None:
+    """Re-render the report of a saved run, without re-solving."""
+    from optimizer.atomic import staged_directory
+    from optimizer.run import load_run
+
+    formats = _formats(format)
+    record = load_run(folder)
+    with staged_directory(folder, keep_existing=True) as stage:
+        written = _render(record, stage, formats)
+    console.print(f"Re-rendered {escape(str(folder))}/: {', '.join(written)}", highlight=False)
+
+
+def _formats(text: str) -> list[str]:
+    chosen = [f.strip().lower() for f in text.split(",") if f.strip()]
+    bad = [f for f in chosen if f not in FORMATS]
+    if bad or not chosen:
+        raise SimulationError(f"--format {text!r}: choose from {', '.join(FORMATS)}")
+    return chosen
+
+
+def _render(record, folder: Path, formats: list[str]) -> list[str]:
+    """Write the report files; the one place the CLI imports the reports layer."""
+    from reports import render_html, report_tables, write_pdf, write_workbook
+    from reports.from_run import report_context
+
+    ctx = report_context(record)
+    written = []
+    html = render_html(ctx)
+    if "html" in formats:
+        (folder / "report.html").write_text(html, encoding="utf-8")
+        written.append("report.html")
+    if "pdf" in formats:
+        write_pdf(html, folder / "report.pdf")
+        written.append("report.pdf")
+    if "xlsx" in formats:
+        write_workbook(report_tables(ctx), folder / "report.xlsx")
+        written.append("report.xlsx")
+    return written
+
+
 def _write_atomically(write, target: Path) -> None:
     """Run a writer that replaces ``target`` atomically; turn OS errors into one message."""
     try:
@@ -124,6 +249,12 @@ def _print_case_error(exc: CaseError) -> None:
         err_console.print(f"  … and {len(problems) - MAX_PROBLEMS_SHOWN} more.")
 
 
+def _optimizer_errors() -> type[Exception]:
+    from optimizer.errors import OptimizerError
+
+    return OptimizerError
+
+
 def main(argv: list[str] | None = None) -> int:
     """Console-script entry point; returns the exit code instead of raising."""
     try:
@@ -131,7 +262,7 @@ def main(argv: list[str] | None = None) -> int:
     except CaseError as exc:
         _print_case_error(exc)
         return 2
-    except (SimulationError, ScenarioFileError) as exc:
+    except (SimulationError, ScenarioFileError, ValueError, _optimizer_errors()) as exc:
         err_console.print(f"[bold red]Error:[/] {escape(str(exc))}", highlight=False)
         return 2
     except OutputError as exc:

@@ -203,3 +203,73 @@ def print_book_losses(
 def _with_se(value: float, se: float) -> str:
     # value over its standard error: two short lines keep the table within 80 columns
     return f"{100 * value:.2f}\n±{100 * se:.2f}"
+
+
+PROGRAMME_FAMILIES = (
+    "budget", "cvar_limit", "expected_loss_limit", "fund_depletion", "fund_capital_cap",
+    "leverage", "return_hurdle", "senior_cap", "mobilization", "climate_earmark",
+    "segment_share", "region_share", "product_share", "technical_assistance",
+)  # fmt: skip
+"""Constraint families worth a sentence (per-cell rows are too many to read)."""
+
+
+def print_allocation(console: Console, case: Case, result, oos=None) -> None:
+    """Gap closed, money by kind, leverage, each funder's risk in and out of sample, binding."""
+    need = case.total_gap_usd
+    console.print(
+        f"[bold]{escape(case.name)}[/]: gap closed US${result.gap_closed_usd / 1e6:,.1f}m of "
+        f"US${need / 1e6:,.1f}m ({result.gap_closed_share:.1%}); method {result.method}, "
+        f"solver {result.solver} ({result.status}), {result.n_scenarios:,} scenarios",
+        highlight=False,
+    )
+    src = result.sources
+    kinds = src.groupby("kind")["committed_usd"].sum()
+    conc = src.loc[src["concessional"], "committed_usd"].sum()
+    private = src.loc[src["kind"] == "private", "lending_usd"].sum()
+    console.print(
+        "Money committed: "
+        + ", ".join(f"{k} US${v / 1e6:,.1f}m" for k, v in kinds.items())
+        + f"; private lending per concessional dollar {private / conc if conc else 0:.2f}",
+        highlight=False,
+    )
+    funds = result.funds[result.funds["capital_usd"] > 0]
+    if not funds.empty:
+        console.print(
+            "Guarantee leverage: "
+            + ", ".join(
+                f"{r.fund} {r.leverage_used:.1f}x of {r.leverage_cap:g}x"
+                for r in funds.itertuples()
+            ),
+            highlight=False,
+        )
+    table = Table(title="Each funder's risk against its limit (US$ m)", box=box.SIMPLE_HEAD)
+    for col in ("source", "committed", "EL", "CVaR", "limit", "CVaR oos ± se"):
+        table.add_column(col, justify="left" if col == "source" else "right", no_wrap=True)
+    oos_src = None if oos is None else oos.sources.set_index("source")
+    for r in src[src["committed_usd"] > 0].itertuples():
+        oos_cell = ""
+        if oos_src is not None and r.source in oos_src.index:
+            o = oos_src.loc[r.source]
+            oos_cell = f"{o.cvar_usd / 1e6:,.2f} ± {o.cvar_se_usd / 1e6:,.2f}"
+        limit = "" if pd.isna(r.cvar_limit_usd) else f"{r.cvar_limit_usd / 1e6:,.2f}"
+        _add_row(table, r.source, f"{r.committed_usd / 1e6:,.1f}",
+                 f"{r.expected_loss_usd / 1e6:,.2f}", f"{r.cvar_usd / 1e6:,.2f}", limit,
+                 oos_cell)  # fmt: skip
+    console.print(table)
+    if oos is not None:
+        if oos.breaches.empty:
+            console.print(f"[green]Every limit holds out of sample[/] ({oos.n_scenarios:,} "
+                          "independent scenarios).")  # fmt: skip
+        else:
+            for r in oos.breaches.itertuples():
+                noise = "" if r.significant else " (within Monte Carlo noise)"
+                by = f"US${r.excess / 1e6:,.2f}m" if r.unit == "US$" else f"{r.excess:.4f}"
+                console.print(f"[yellow]Out of sample:[/] {escape(r.owner)} {escape(r.what)} "
+                              f"exceeds its limit by {by}{noise}")  # fmt: skip
+    binding = result.binding[result.binding["family"].isin(PROGRAMME_FAMILIES)]
+    for r in binding[binding["shadow_price"] > 1e-6].head(8).itertuples():
+        console.print(
+            f"Binding: {escape(r.label)} — {escape(r.relaxation.replace('US$1 ', 'US$1m '))} "
+            f"closes US${r.shadow_price:,.2f}m of weighted gap",
+            highlight=False,
+        )

@@ -1,0 +1,222 @@
+"""From a run's result objects to the :class:`ReportContext` the templates read.
+
+Reads, never solves: funders' and funds' scenario losses are recomputed from the fixed allocation
+and the saved scenario set, the same way the optimizer's result tables were.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+import pandas as pd
+
+from models.tables import assumptions_frame
+from optimizer.cli_views import PROGRAMME_FAMILIES
+from optimizer.evaluate import Evaluation
+from optimizer.fixed import scenario_exposures
+from optimizer.run import RunRecord
+from reports.context import (
+    Assumption,
+    CapitalStack,
+    ExecutiveSummary,
+    FunderRisk,
+    GapClosure,
+    GuaranteeFundRisk,
+    ReportContext,
+    Reproducibility,
+    RiskEstimate,
+    ShadowPrice,
+    StressResult,
+    package_versions,
+)
+
+METHOD_NOTES = (
+    "Losses: a multi-factor Gaussian (or Student-t) copula with one macro factor, one factor per "
+    "value chain (correlated, read as commodity price returns) and one per region; large-pool "
+    "Vasicek default rates; Beta pool LGD per product rising in downturns; discrete shock events "
+    "(drought, coffee rust, lender failure, pandemic) multiply PDs and add to LGDs.",
+    "Risk measures use the scenario probabilities (importance-sampling weights are honoured). "
+    "CVaR is the exact discrete Rockafellar–Uryasev value with a fractional tail atom; standard "
+    "errors come from the delta method for self-normalised weights.",
+    "Allocation: a linear programme minimising the deforestation-weighted unmet gap subject to "
+    "budgets, guarantee leverage and uptake, each funder's CVaR and expected-loss limits, fund "
+    "depletion (CVaR of claims within capital), private return hurdles, mobilisation, "
+    "concentration caps and climate earmarks; a second stage holds the gap and minimises "
+    "expected losses plus concessional cost. Shadow prices are stage-1 duals.",
+    "Out of sample: the allocation is re-evaluated on an independent scenario set (another seed); "
+    "stress tests re-simulate each overlay with the same seed (common random numbers).",
+)
+
+
+def _usd_or_none(value: object) -> float | None:
+    return None if value is None or pd.isna(value) else float(value)
+
+
+def _oos_row(frame: pd.DataFrame | None, key: str, value: str) -> pd.Series | None:
+    if frame is None or frame.empty or key not in frame.columns:
+        return None
+    hit = frame[frame[key] == value]
+    return None if hit.empty else hit.iloc[0]
+
+
+RISK_CHECKS = ("cvar", "expected_loss", "return_hurdle", "depletion_probability", "claims_cvar")
+
+
+def limits_held(evaluation: Evaluation) -> dict[str, bool]:
+    """Each risk limit of a stressed evaluation: held (True) or breached (False)."""
+    checks = evaluation.checks
+    risky = checks[checks["what"].str.startswith(RISK_CHECKS)]
+    return {f"{r.owner} {r.what}": not r.breached for r in risky.itertuples()}
+
+
+def report_context(record: RunRecord) -> ReportContext:
+    """Build the report of one run."""
+    case, res, scen = record.case, record.allocation, record.scenarios
+    kinds = res.sources.groupby("kind")["committed_usd"].sum()
+    conc = res.sources.loc[res.sources["concessional"], "committed_usd"].sum()
+    private_lending = res.sources.loc[res.sources["kind"] == "private", "lending_usd"].sum()
+    binding = res.binding[res.binding["family"].isin(PROGRAMME_FAMILIES)]
+    binding = binding[binding["shadow_price"] > 1e-6]
+    oos = record.out_of_sample
+    summary = ExecutiveSummary(
+        unmet_need_usd=case.total_gap_usd,
+        gap_closed_usd=res.gap_closed_usd,
+        money_by_kind_usd={k: float(kinds.get(k, 0.0)) for k in ("public", "private", "climate")},
+        private_per_concessional=float(private_lending / conc) if conc > 0 else 0.0,
+        binding_limits=tuple(f"The {row.label} binds." for row in binding.head(8).itertuples()),
+        out_of_sample_breaches=(
+            None
+            if oos is None
+            else tuple(
+                f"{r.owner}: {r.what} {r.value / 1e6 if r.unit == 'US$' else r.value:,.3g}"
+                f"{' US$m' if r.unit == 'US$' else ''} against a limit of "
+                f"{r.limit / 1e6 if r.unit == 'US$' else r.limit:,.3g}"
+                f"{'' if r.significant else ' (within Monte Carlo noise)'}"
+                for r in oos.breaches.itertuples()
+            )
+        ),
+        out_of_sample_scenarios=None if oos is None else oos.n_scenarios,
+        warnings=tuple(res.warnings) + tuple(f"Fallback: {f}" for f in res.fallbacks),
+    )
+
+    stack = pd.concat(
+        [
+            res.allocation.pivot_table(
+                index="source", columns="product", values="amount_usd", aggfunc="sum"
+            ),
+            res.guarantees.pivot_table(
+                index="source", columns="fund", values="capital_usd", aggfunc="sum"
+            ),
+        ],
+        axis=1,
+    ).fillna(0.0)
+    stack = stack.loc[stack.sum(axis=1) > 0]
+    funds_used = tuple(c for c in stack.columns if c in {f.id for f in case.funds})
+
+    expo = scenario_exposures(case, res, scen)
+    funder_risks = []
+    for row in res.sources.itertuples():
+        if row.committed_usd <= 0 or row.source not in expo.source_losses:
+            continue
+        o = _oos_row(None if oos is None else oos.sources, "source", row.source)
+        euler = res.euler[res.euler["source"] == row.source]
+        funder_risks.append(
+            FunderRisk(
+                name=row.source,
+                kind=row.kind,
+                committed_usd=float(row.committed_usd),
+                alpha=float(row.cvar_alpha),
+                losses_usd=expo.source_losses[row.source],
+                probabilities=scen.probabilities,
+                el=RiskEstimate(
+                    row.expected_loss_usd,
+                    row.expected_loss_se_usd,
+                    _usd_or_none(o["expected_loss_usd"]) if o is not None else None,
+                    _usd_or_none(o["expected_loss_se_usd"]) if o is not None else None,
+                ),
+                var=RiskEstimate(
+                    row.var_usd, None, _usd_or_none(o["var_usd"]) if o is not None else None
+                ),
+                cvar=RiskEstimate(
+                    row.cvar_usd,
+                    row.cvar_se_usd,
+                    _usd_or_none(o["cvar_usd"]) if o is not None else None,
+                    _usd_or_none(o["cvar_se_usd"]) if o is not None else None,
+                ),
+                el_limit_usd=(
+                    row.el_limit_rate * row.lending_usd if pd.notna(row.el_limit_rate) else None
+                ),
+                cvar_limit_usd=_usd_or_none(row.cvar_limit_usd),
+                euler_usd=(
+                    euler.groupby("segment")["contribution_usd"].sum() if not euler.empty else None
+                ),
+            )
+        )
+
+    funds = []
+    for row in res.funds.itertuples():
+        if row.capital_usd <= 0:
+            continue
+        o = _oos_row(None if oos is None else oos.funds, "fund", row.fund)
+        funds.append(
+            GuaranteeFundRisk(
+                name=row.fund,
+                capital_usd=float(row.capital_usd),
+                guaranteed_usd=float(row.guaranteed_usd),
+                leverage_cap=float(row.leverage_cap),
+                max_depletion_probability=float(row.max_depletion_probability),
+                claims_usd=expo.fund_claims[row.fund],
+                probabilities=scen.probabilities,
+                depletion_probability_oos=(
+                    float(o["depletion_probability"]) if o is not None else None
+                ),
+            )
+        )
+
+    prices = tuple(
+        ShadowPrice(
+            constraint=row.label,
+            relaxation=row.relaxation.replace("US$1 ", "US$1m "),
+            gap_closed_usd=float(row.shadow_price) * 1e6,
+        )
+        for row in binding.itertuples()
+    )
+    stresses = tuple(
+        StressResult(
+            name=o.name,
+            description=o.description,
+            unmet_gap_usd=None,
+            limits_held=limits_held(o.evaluation),
+        )
+        for o in record.stresses
+    )
+    register = assumptions_frame(case)
+    assumptions = tuple(
+        Assumption(field=r.field, value=r.value, tag=r.tag, source=r.source)
+        for r in register.itertuples()
+    )
+    return ReportContext(
+        title="Blended finance for the Production-Protection Compact",
+        case_name=case.name,
+        subtitle=case.stress.name if case.stress else "",
+        summary=summary,
+        capital_stack=CapitalStack(amounts_usd=stack, guarantee_funds=funds_used),
+        gap_closure=GapClosure(segments=res.segments),
+        funder_risks=tuple(funder_risks),
+        guarantee_funds=tuple(funds),
+        shadow_prices=prices,
+        stress_tests=stresses,
+        assumptions=assumptions,
+        method_notes=METHOD_NOTES,
+        reproducibility=Reproducibility(
+            case_file=str(case.source_file),
+            case_sha256=str(case.content_sha256),
+            seed=record.seed,
+            n_scenarios=record.n_scenarios,
+            scenario_method=record.scenario_method,
+            solver=f"{res.solver} ({res.method})",
+            package_versions=package_versions(),
+            generated_at=datetime.now(UTC).replace(microsecond=0),
+            solver_fallbacks=tuple(res.fallbacks),
+        ),
+    )

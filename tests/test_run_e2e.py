@@ -1,0 +1,102 @@
+"""``ppcfin run`` / ``report`` / ``optimize`` end to end on the shipped case (small scenario count)."""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+import subprocess
+
+import pytest
+from openpyxl import load_workbook
+
+from optimizer.cli import main
+from optimizer.result import Allocation
+
+N = "1200"
+
+
+@pytest.fixture(scope="module")
+def run_dir(tmp_path_factory):
+    out = tmp_path_factory.mktemp("run") / "out"
+    assert main(["run", "-n", N, "--seed", "5", "--out", str(out)]) == 0
+    return out
+
+
+def test_run_writes_every_file(run_dir):
+    names = {p.name for p in run_dir.iterdir()}
+    assert {"result.json", "allocation.csv", "run.json", "scenarios.npz", "report.html",
+            "report.pdf", "report.xlsx"} <= names  # fmt: skip
+    assert not [n for n in names if n.startswith(".")]
+    meta = json.loads((run_dir / "run.json").read_text())
+    assert len(meta["stresses"]) == 5 and meta["out_of_sample"] is not None
+
+
+def test_same_figures_in_html_pdf_and_workbook(run_dir):
+    result = Allocation.from_json((run_dir / "result.json").read_text())
+    closed = f"{result.gap_closed_usd / 1e6:,.1f}"
+    html = (run_dir / "report.html").read_text()
+    assert closed in html
+    if shutil.which("pdftotext"):
+        text = subprocess.run(["pdftotext", str(run_dir / "report.pdf"), "-"],
+                              capture_output=True, text=True, check=True).stdout  # fmt: skip
+        assert closed in text
+    book = load_workbook(run_dir / "report.xlsx", read_only=True)
+    values = [c for ws in book.worksheets for row in ws.iter_rows(values_only=True) for c in row]
+    numbers = [v for v in values if isinstance(v, int | float)]
+    assert any(abs(v - result.gap_closed_usd) < 1.0 for v in numbers)
+    # every committed source appears in all three
+    for sid in result.sources.loc[result.sources["committed_usd"] > 0, "source"]:
+        assert sid in html and sid in values
+
+
+def _without_timestamps(html: str) -> str:
+    return re.sub(r"\d{4}-\d{2}-\d{2}[ T]\d{2}:\d{2}:\d{2}( UTC|\+00:00)?", "<time>", html)
+
+
+def test_report_rerenders_the_same_report_without_solving(run_dir, monkeypatch):
+    before = (run_dir / "report.html").read_text()
+
+    def no_solve(*args, **kwargs):
+        raise AssertionError("report must not solve")
+
+    monkeypatch.setattr("optimizer.solve.optimize", no_solve)
+    assert main(["report", str(run_dir), "--format", "html"]) == 0
+    after = (run_dir / "report.html").read_text()
+    assert _without_timestamps(after) == _without_timestamps(before)
+    assert (run_dir / "report.pdf").exists()  # kept: only html was re-rendered
+
+
+def test_a_run_that_fails_midway_leaves_the_previous_output_intact(run_dir, monkeypatch, capsys):
+    before = {p.name: p.read_bytes() for p in run_dir.iterdir()}
+
+    def boom(*args, **kwargs):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr("optimizer.cli._render", boom)
+    code = main(["run", "-n", "300", "--out", str(run_dir)])
+    assert code == 1
+    assert "No space left" in capsys.readouterr().err
+    after = {p.name: p.read_bytes() for p in run_dir.iterdir()}
+    assert after == before
+    assert not [p for p in run_dir.parent.iterdir() if p.name.startswith(".")]
+
+
+def test_report_on_a_folder_that_is_not_a_run_exits_2(tmp_path, capsys):
+    assert main(["report", str(tmp_path)]) == 2
+    assert "not a ppcfin results folder" in capsys.readouterr().err
+
+
+def test_optimize_command_writes_result_and_allocation(tmp_path, capsys):
+    out = tmp_path / "opt"
+    assert main(["optimize", "-n", "800", "--out", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert "gap closed" in printed
+    result = Allocation.from_json((out / "result.json").read_text())
+    assert 0 < result.gap_closed_share < 1
+    assert (out / "allocation.csv").read_text().startswith("source,")
+
+
+def test_bad_format_exits_2(tmp_path, capsys):
+    assert main(["run", "-n", "100", "--out", str(tmp_path / "x"), "--format", "docx"]) == 2
+    assert "choose from html, pdf, xlsx" in capsys.readouterr().err
