@@ -113,7 +113,7 @@ FORMATS = ("html", "pdf", "xlsx")
 @app.command("optimize")
 def optimize_command(
     case: CaseArg = None,
-    scenarios: ScenariosOpt = 20_000,
+    scenarios: ScenariosOpt = 5_000,
     seed: SeedOpt = 7,
     method: Annotated[str, typer.Option(help="auto, lp or cutting_plane.")] = "auto",
     jobs: JobsOpt = 1,
@@ -154,7 +154,7 @@ def optimize_command(
 @app.command("run")
 def run_command(
     case: CaseArg = None,
-    scenarios: ScenariosOpt = 20_000,
+    scenarios: ScenariosOpt = 5_000,
     seed: SeedOpt = 7,
     out: OutOpt = Path("out"),
     jobs: JobsOpt = 1,

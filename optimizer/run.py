@@ -90,7 +90,7 @@ def stress_outcomes(
 
 def run_case(
     case: Case,
-    n_scenarios: int = 20_000,
+    n_scenarios: int = 5_000,
     seed: int = 7,
     method: str = "mc",
     n_jobs: int = 1,

@@ -28,8 +28,32 @@ from optimizer.errors import InfeasibleCase, SolverFailure
 from optimizer.problem import USD_PER_UNIT, AllocationProblem, build_problem
 from optimizer.result import Allocation, Solution, build_tables
 
+
+def _silence_highs_banner() -> None:
+    """HiGHS prints a banner to C-level stdout on first use, before any option can silence it;
+    take it once here, with stdout pointed at /dev/null, so CLI output stays clean."""
+    import os
+    import sys
+
+    try:
+        import highspy
+    except ImportError:
+        return
+    sys.stdout.flush()
+    saved = os.dup(1)
+    try:
+        with open(os.devnull, "w") as null:
+            os.dup2(null.fileno(), 1)
+            highspy.Highs()
+    finally:
+        os.dup2(saved, 1)
+        os.close(saved)
+
+
+_silence_highs_banner()
+
 SOLVERS = ("HIGHS", "CLARABEL")
-AUTO_CUTS_ABOVE_SCENARIOS = 2_000
+AUTO_CUTS_ABOVE_SCENARIOS = 5_000
 """``method="auto"`` uses the cutting plane above this many scenarios."""
 """Solvers ``optimize`` accepts; the one not chosen is the fallback."""
 
