@@ -17,6 +17,9 @@ _EXPORTS = {
     "InfeasibleCase": "optimizer.errors",
     "SolverFailure": "optimizer.errors",
     "ScenarioMismatch": "optimizer.errors",
+    "Evaluation": "optimizer.evaluate",
+    "Diagnosis": "optimizer.diagnose",
+    "optimize_or_diagnose": "optimizer.diagnose",
 }
 
 __all__ = sorted(_EXPORTS)

@@ -124,10 +124,10 @@ def optimize_command(
     from models import simulate
     from optimizer.atomic import staged_directory
     from optimizer.cli_views import print_allocation
+    from optimizer.diagnose import optimize_or_diagnose
     from optimizer.evaluate import evaluate
     from optimizer.persist import to_plain
     from optimizer.run import OUT_OF_SAMPLE_SEED_OFFSET
-    from optimizer.solve import optimize
 
     loaded = load_case(case)
     backend = "dask" if scheduler else "loky"
@@ -135,7 +135,7 @@ def optimize_command(
         scen = simulate(loaded, scenarios, seed=seed, n_jobs=jobs, backend=backend,
                         scheduler=scheduler)  # fmt: skip
     with console.status(f"Optimizing ({method})…"):
-        result = optimize(loaded, scen, method=method)
+        result = optimize_or_diagnose(loaded, scen, method=method)
     with console.status("Checking out of sample…"):
         oos_scen = simulate(loaded, scenarios, seed=seed + OUT_OF_SAMPLE_SEED_OFFSET,
                             n_jobs=jobs, backend=backend, scheduler=scheduler)  # fmt: skip
@@ -264,6 +264,9 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     except (SimulationError, ScenarioFileError, ValueError, _optimizer_errors()) as exc:
         err_console.print(f"[bold red]Error:[/] {escape(str(exc))}", highlight=False)
+        diagnosis = getattr(exc, "diagnosis", None)
+        for message in getattr(diagnosis, "messages", ()):
+            err_console.print(f"  • {escape(message)}", highlight=False)
         return 2
     except OutputError as exc:
         err_console.print(

@@ -126,7 +126,10 @@ class Evaluation:
         rows = []
         pairs = [
             ("source", self.sources, reference.sources, "source", m, se)
-            for m, se in (("expected_loss_usd", "expected_loss_se_usd"), ("cvar_usd", "cvar_se_usd"))
+            for m, se in (
+                ("expected_loss_usd", "expected_loss_se_usd"),
+                ("cvar_usd", "cvar_se_usd"),
+            )
         ]
         pairs.append(
             ("fund", self.funds, reference.funds, "fund", "depletion_probability", "depletion_se")
@@ -159,7 +162,7 @@ class Evaluation:
 
 
 @dataclass(frozen=True)
-class _Holdings:
+class Holdings:
     """The allocation on the scenario set's cells, US$.
 
     lending (n_cells, n_sources); covered (n_funds, n_cells, n_sources); capital
@@ -202,7 +205,7 @@ def evaluate(case: Case, allocation: Allocation, scenarios: ScenarioSet) -> Eval
         The allocation names sources or funds that ``case`` does not have.
     """
     cells = check_cells(case, scenarios)
-    holdings = _holdings(case, allocation, cells)
+    holdings = holdings_of(case, allocation, cells)
     claims = fund_claims(case, scenarios)
     p = np.asarray(scenarios.probabilities, dtype=np.float64)
     src_losses = source_losses(scenarios.losses, claims, holdings.lending, holdings.covered)
@@ -227,13 +230,16 @@ def evaluate(case: Case, allocation: Allocation, scenarios: ScenarioSet) -> Eval
 
 
 # --- the allocation on the set's cells --------------------------------------------------------
-def _holdings(case: Case, allocation: Allocation, cells: pd.DataFrame) -> _Holdings:
+def holdings_of(case: Case, allocation: Allocation, cells: pd.DataFrame) -> Holdings:
+    """The allocation laid on a scenario set's cells (by PRODUCT|SEGMENT label), US$."""
     src_pos = {s.id: i for i, s in enumerate(case.sources)}
     fund_pos = {f.id: g for g, f in enumerate(case.funds)}
     alloc, guar = allocation.allocation, allocation.guarantees
     _known("source", set(alloc["source"]) | set(guar["source"]), src_pos, case)
     _known("fund", set(guar["fund"]), fund_pos, case)
-    cover_cols = {c[len("covered_usd_") :]: c for c in alloc.columns if c.startswith("covered_usd_")}
+    cover_cols = {
+        c[len("covered_usd_") :]: c for c in alloc.columns if c.startswith("covered_usd_")
+    }
     used = {f for f, col in cover_cols.items() if (alloc[col] > 0).any()}
     _known("fund", used, fund_pos, case)
 
@@ -265,7 +271,7 @@ def _holdings(case: Case, allocation: Allocation, cells: pd.DataFrame) -> _Holdi
     )  # fmt: skip
     ta = allocation.sources.set_index("source")["ta_usd"]
     ta_usd = np.array([float(ta.get(src.id, 0.0)) for src in case.sources])
-    return _Holdings(lending, covered, capital, ta_usd)
+    return Holdings(lending, covered, capital, ta_usd)
 
 
 def _known(what: str, ids: set, known: dict[str, int], case: Case) -> None:
@@ -287,9 +293,7 @@ def _limit_usd(src: Any, committed_usd: float) -> float:
     return math.nan
 
 
-def _source_table(
-    case: Case, h: _Holdings, src_losses: np.ndarray, p: np.ndarray
-) -> pd.DataFrame:
+def _source_table(case: Case, h: Holdings, src_losses: np.ndarray, p: np.ndarray) -> pd.DataFrame:
     lend = h.lending.sum(axis=0)
     capital = h.capital.sum(axis=1)
     el = expected_loss(src_losses, p)
@@ -327,7 +331,7 @@ def _source_table(
 
 
 def _fund_table(
-    case: Case, h: _Holdings, claims: tuple[FundClaims, ...], losses: np.ndarray, p: np.ndarray
+    case: Case, h: Holdings, claims: tuple[FundClaims, ...], losses: np.ndarray, p: np.ndarray
 ) -> pd.DataFrame:
     capital = h.capital.sum(axis=0)
     rows = []
@@ -362,7 +366,7 @@ def _fund_table(
 
 
 def _chain_table(
-    cells: pd.DataFrame, h: _Holdings, losses: np.ndarray, p: np.ndarray
+    cells: pd.DataFrame, h: Holdings, losses: np.ndarray, p: np.ndarray
 ) -> pd.DataFrame:
     lending = h.lending.sum(axis=1)
     frame = pd.DataFrame(
@@ -382,7 +386,7 @@ def _chain_table(
 
 # --- limits ---------------------------------------------------------------------------------
 def _checks(
-    case: Case, cells: pd.DataFrame, h: _Holdings, sources: pd.DataFrame, funds: pd.DataFrame
+    case: Case, cells: pd.DataFrame, h: Holdings, sources: pd.DataFrame, funds: pd.DataFrame
 ) -> pd.DataFrame:
     """Every limit of the case against the evaluated figures (rows of :data:`CHECK_COLUMNS`)."""
     rows: list[tuple] = []

@@ -40,6 +40,11 @@ FRAMES = (
     "binding",
     "euler",
 )
+FUND_COLUMNS = [
+    "fund", "structure", "capital_usd", "capital_cap_usd", "guaranteed_usd", "leverage_used",
+    "leverage_cap", "expected_claims_usd", "claims_cvar_usd", "depletion_probability",
+    "depletion_se", "max_depletion_probability",
+]  # fmt: skip
 REPORT_ALPHA = 0.99
 """VaR/CVaR level shown for sources that have no CVaR limit of their own."""
 
@@ -380,7 +385,7 @@ def _sources(prob, sol, lending, src_losses, p) -> pd.DataFrame:
                 "cvar_headroom_usd": limit - cvar.value,
             }
         )
-    return pd.DataFrame(rows)
+    return _frame(rows)
 
 
 def _funds(prob, sol, covered, p) -> pd.DataFrame:
@@ -410,7 +415,7 @@ def _funds(prob, sol, covered, p) -> pd.DataFrame:
                 "max_depletion_probability": eps,
             }
         )
-    return pd.DataFrame(rows)
+    return _frame(rows, FUND_COLUMNS)
 
 
 def _euler(prob, lending, covered, src_losses, p) -> pd.DataFrame:
@@ -435,8 +440,17 @@ def _euler(prob, lending, covered, src_losses, p) -> pd.DataFrame:
                 }
             )
         )
-    columns = ["source", "product", "segment", "contribution_usd", "share_of_cvar"]
-    return pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=columns)
+    if parts:
+        return pd.concat(parts, ignore_index=True)
+    return _frame([], ["source", "product", "segment", "contribution_usd", "share_of_cvar"])
+
+
+def _frame(rows: list[dict[str, Any]], columns: list[str] | None = None) -> pd.DataFrame:
+    """Rows as a frame; an empty one still has its columns, numeric where not text."""
+    if rows or columns is None:
+        return pd.DataFrame(rows)
+    text = {"source", "fund", "product", "segment", "structure"}
+    return pd.DataFrame({c: pd.Series(dtype=object if c in text else float) for c in columns})
 
 
 def _nan(value: float | None) -> float:

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 from optimizer_cases import random_case, synthetic_scenarios
 
-from models import load_case
+from models import load_case, simulate
 from models.cells import build_cells
 from models.risk_measures import conditional_value_at_risk
 from optimizer import Allocation, optimize
@@ -175,3 +175,14 @@ def test_default_case_closes_part_of_the_gap_and_names_its_binding_limits(defaul
     regions = res.regions.set_index("region")
     assert regions["credit_usd"].sum() == pytest.approx(res.gap_closed_usd)
     assert res.chains["gap_usd"].sum() == pytest.approx(case.total_gap_usd)
+
+
+def test_limits_hold_on_importance_sampled_scenarios_from_the_simulator():
+    # The real Monte Carlo with importance-sampling weights: the CVaR limits bind here.
+    case = load_case()
+    scen = simulate(case, 1_000, seed=7, method="importance")
+    assert np.ptp(scen.probabilities) > 0
+    res = optimize(case, scen)
+    check_all_limits(case, scen, res)
+    limited = res.sources.dropna(subset=["cvar_limit_usd"]).set_index("source")
+    assert (limited["cvar_headroom_usd"] <= 1e-6 * limited["cvar_limit_usd"]).sum() >= 2

@@ -1,0 +1,148 @@
+"""Optimisation speed and memory on the shipped default case, split by where the time goes.
+
+Each point (number of scenarios, method) runs in a fresh subprocess, so its peak resident memory
+is its own: ``resource.getrusage`` ``ru_maxrss`` of the process plus that of its children (an
+upper bound when both peak). The time of ``optimize`` is split, from ``Allocation.timings_s``,
+into model building (``build_s``: loss coefficients and cvxpy expressions), cvxpy
+canonicalization (``stage{1,2}_canonicalize_s``: cvxpy's wall time minus the solver's own) and
+solver time (``stage{1,2}_solve_s``); the cutting-plane method adds its tail-oracle passes
+(``stage{1,2}_oracle_s``) and iterations. Simulating the scenarios is timed apart.
+
+Usage::
+
+    python benchmarks/bench_optimize.py                     # 10^3 and 10^4 scenarios
+    python benchmarks/bench_optimize.py --method cutting_plane
+    python benchmarks/bench_optimize.py --full              # adds 10^5 (can take very long)
+    python benchmarks/bench_optimize.py --scenarios 2000 5000 --method lp auto
+
+``--method`` is passed to ``optimize(..., method=...)`` when ``optimize`` accepts it; otherwise
+only the one-LP formulation exists and the column says ``lp``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import inspect
+import json
+import resource
+import subprocess
+import sys
+import time
+from typing import Any
+
+DEFAULT_SIZES = (1_000, 10_000)
+FULL_SIZES = (*DEFAULT_SIZES, 100_000)
+METHODS = ("lp", "cutting_plane", "auto")
+COLUMNS = (  # key, width, format spec
+    ("scenarios", 9, ",d"),
+    ("method", 13, "s"),
+    ("simulate_s", 10, ".2f"),
+    ("build_s", 8, ".2f"),
+    ("canon_s", 8, ".2f"),
+    ("solve_s", 8, ".2f"),
+    ("oracle_s", 8, ".2f"),
+    ("iters", 5, "d"),
+    ("optimize_s", 10, ".2f"),
+    ("peak_mib", 8, ",.0f"),
+    ("matrix_mib", 10, ",.1f"),
+    ("gap_closed_musd", 15, ",.3f"),
+)
+
+
+def _maxrss_mib(who: int) -> float:
+    rss = resource.getrusage(who).ru_maxrss
+    return rss / 2**20 if sys.platform == "darwin" else rss / 1024  # bytes on macOS, KiB on Linux
+
+
+def worker(n_scenarios: int, method: str, seed: int) -> dict[str, Any]:
+    """One point, in this (fresh) process."""
+    from models import load_case, simulate
+    from optimizer import optimize
+
+    case = load_case()
+    t0 = time.perf_counter()
+    scen = simulate(case, n_scenarios, seed=seed)
+    simulate_s = time.perf_counter() - t0
+    kwargs = {}
+    if "method" in inspect.signature(optimize).parameters:
+        kwargs["method"] = method
+    t0 = time.perf_counter()
+    res = optimize(case, scen, **kwargs)
+    optimize_s = time.perf_counter() - t0
+    tm = res.timings_s
+
+    def both(key: str) -> float:
+        return sum(float(tm.get(f"stage{k}_{key}", 0.0)) for k in (1, 2))
+
+    return {
+        "scenarios": n_scenarios,
+        "method": getattr(res, "method", "lp"),
+        "simulate_s": simulate_s,
+        "build_s": float(tm.get("build_s", 0.0)),
+        "canon_s": both("canonicalize_s"),
+        "solve_s": both("solve_s"),
+        "oracle_s": both("oracle_s"),
+        "iters": int(both("iterations")),
+        "optimize_s": optimize_s,
+        "peak_mib": _maxrss_mib(resource.RUSAGE_SELF) + _maxrss_mib(resource.RUSAGE_CHILDREN),
+        "matrix_mib": scen.losses.nbytes / 2**20,
+        "gap_closed_musd": res.gap_closed_usd / 1e6,
+        "status": res.status,
+        "solver": res.solver,
+        "fallbacks": list(res.fallbacks),
+        "timings_s": dict(tm),
+    }
+
+
+def run_point(n_scenarios: int, method: str, seed: int) -> dict[str, Any]:
+    out = subprocess.run(
+        [sys.executable, __file__, "--worker", str(n_scenarios), method, str(seed)],
+        capture_output=True,
+        text=True,
+    )
+    if out.returncode != 0:
+        tail = (out.stderr or out.stdout).strip().splitlines()[-1:] or ["no output"]
+        return {"scenarios": n_scenarios, "method": method, "error": tail[0]}
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def format_row(row: dict[str, Any]) -> str:
+    if "error" in row:
+        return f"{row['scenarios']:>9,} {row['method']:>13}  FAILED: {row['error']}"
+    return " ".join(f"{row[key]:>{width}{spec}}" for key, width, spec in COLUMNS)
+
+
+def main(argv: list[str] | None = None) -> None:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["--worker"]:
+        n, method, seed = int(argv[1]), argv[2], int(argv[3])
+        print(json.dumps(worker(n, method, seed)))
+        return
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--method", nargs="+", choices=METHODS, default=["lp"])
+    parser.add_argument("--full", action="store_true", help="add 10^5 scenarios (very slow)")
+    parser.add_argument("--scenarios", nargs="+", type=int, help="scenario counts to run")
+    parser.add_argument("--seed", type=int, default=7)
+    parser.add_argument("--json", help="also write the rows to this JSON file")
+    args = parser.parse_args(argv)
+    sizes = args.scenarios or (FULL_SIZES if args.full else DEFAULT_SIZES)
+    if max(sizes) >= 100_000 and "lp" in args.method:
+        print(
+            "warning: the one-LP formulation at 10^5 scenarios can take very long (tens of "
+            "minutes) and several GiB of memory",
+            file=sys.stderr,
+        )
+    print(" ".join(f"{key:>{width}}" for key, width, _ in COLUMNS))
+    rows = []
+    for n in sizes:
+        for method in args.method:
+            row = run_point(n, method, args.seed)
+            rows.append(row)
+            print(format_row(row), flush=True)
+    if args.json:
+        with open(args.json, "w", encoding="utf-8") as fh:
+            json.dump(rows, fh, indent=2)
+
+
+if __name__ == "__main__":
+    main()
