@@ -26,7 +26,7 @@ from models.risk_measures import conditional_value_at_risk, expected_loss, value
 from models.scenarios import ScenarioSet
 from models.schema import Case
 from optimizer.errors import ScenarioMismatch
-from optimizer.exposures import FundClaims, check_cells, fund_claims, source_losses
+from optimizer.exposures import check_cells, fund_claims, fund_table, source_losses
 from optimizer.result import REPORT_ALPHA, Allocation
 
 SIGNIFICANT_SE = 2.0
@@ -36,7 +36,6 @@ BREACH_ATOL_USD = 1.0
 """A money figure breaches its limit when it exceeds it by more than US$1 + 1e-6 of the limit
 (the optimiser's own tolerance), so an optimal allocation re-evaluated in-sample breaches nothing."""
 BREACH_ATOL_PROBABILITY = 1e-12
-DEPLETION_RTOL, DEPLETION_ATOL_USD = 1e-9, 1e-3
 """Claims equal to capital up to solver precision do not deplete a fund (as in the result)."""
 
 CHECK_COLUMNS = (
@@ -210,7 +209,9 @@ def evaluate(case: Case, allocation: Allocation, scenarios: ScenarioSet) -> Eval
     p = np.asarray(scenarios.probabilities, dtype=np.float64)
     src_losses = source_losses(scenarios.losses, claims, holdings.lending, holdings.covered)
     sources = _source_table(case, holdings, src_losses, p)
-    funds = _fund_table(case, holdings, claims, scenarios.losses, p)
+    funds = fund_table(
+        case, holdings.capital.sum(axis=0), holdings.covered, claims, scenarios.losses, p
+    )
     checks = _checks(case, cells, holdings, sources, funds)
     breaches = checks[checks["breached"]].sort_values(
         ["excess_in_se", "excess"], ascending=False, kind="stable"
@@ -325,41 +326,6 @@ def _source_table(case: Case, h: Holdings, src_losses: np.ndarray, p: np.ndarray
                 "cvar_se_usd": cvar.std_error,
                 "cvar_limit_usd": limit,
                 "cvar_headroom_usd": limit - cvar.value,
-            }
-        )
-    return pd.DataFrame(rows)
-
-
-def _fund_table(
-    case: Case, h: Holdings, claims: tuple[FundClaims, ...], losses: np.ndarray, p: np.ndarray
-) -> pd.DataFrame:
-    capital = h.capital.sum(axis=0)
-    rows = []
-    for g, fund in enumerate(case.funds):
-        cover = h.covered[g].sum(axis=1)
-        claim = claims[g].claims(losses, cover)
-        eps = fund.max_depletion_probability
-        mean = expected_loss(claim, p)
-        cvar = conditional_value_at_risk(claim, 1 - eps, p)
-        depleted = claim > capital[g] * (1 + DEPLETION_RTOL) + DEPLETION_ATOL_USD
-        prob_dep = float(p @ depleted)
-        rows.append(
-            {
-                "fund": fund.id,
-                "structure": str(fund.structure),
-                "capital_usd": capital[g],
-                "capital_cap_usd": _nan(fund.capital_cap_usd),
-                "guaranteed_usd": cover.sum(),
-                "leverage_used": cover.sum() / capital[g] if capital[g] > 0 else math.nan,
-                "leverage_cap": fund.leverage_cap,
-                "expected_claims_usd": mean.value,
-                "expected_claims_se_usd": mean.std_error,
-                "claims_cvar_usd": cvar.value,
-                "claims_cvar_se_usd": cvar.std_error,
-                "claims_cvar_headroom_usd": capital[g] - cvar.value,
-                "depletion_probability": prob_dep,
-                "depletion_se": float(np.sqrt((p * p) @ (depleted - prob_dep) ** 2)),
-                "max_depletion_probability": eps,
             }
         )
     return pd.DataFrame(rows)

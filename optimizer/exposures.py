@@ -15,6 +15,7 @@ US$ in result tables); loss and claim rates are per dollar.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -23,6 +24,7 @@ import pandas as pd
 import scipy.sparse as sp
 
 from models.cells import build_cells
+from models.risk_measures import conditional_value_at_risk, expected_loss
 from models.scenarios import ScenarioSet
 from models.schema import Case, GuaranteeStructure
 from optimizer.errors import ScenarioMismatch
@@ -437,3 +439,63 @@ def exposure_columns(
         from_x=matrix(x_entries, elig.x_source.size),
         from_z=matrix(z_entries, elig.z_fund.size),
     )
+
+
+DEPLETION_RTOL, DEPLETION_ATOL_USD = 1e-9, 1e-3
+"""Claims equal to capital up to solver precision do not deplete a fund."""
+
+
+def fund_table(
+    case: Case,
+    capital: np.ndarray,
+    covered: np.ndarray,
+    claims: Sequence[FundClaims],
+    losses: np.ndarray,
+    p: np.ndarray,
+) -> pd.DataFrame:
+    """Each fund's capital, guaranteed volume, leverage, claims and depletion, US$.
+
+    Parameters
+    ----------
+    capital : ndarray of shape (n_funds,)
+    covered : ndarray of shape (n_funds, n_cells, n_sources)
+    claims : the funds' claim models; losses (S, J); p (S,) scenario probabilities.
+
+    Returns
+    -------
+    DataFrame, one row per fund: expected claims and claims CVaR at ``1 − ε`` with standard
+    errors, headroom, depletion probability ``P_π(C_g > capital)`` and its standard error.
+    """
+    rows = []
+    for g, fund in enumerate(case.funds):
+        cover = covered[g].sum(axis=1)
+        claim = claims[g].claims(losses, cover)
+        eps = fund.max_depletion_probability
+        mean = expected_loss(claim, p)
+        cvar = conditional_value_at_risk(claim, 1 - eps, p)
+        depleted = claim > capital[g] * (1 + DEPLETION_RTOL) + DEPLETION_ATOL_USD
+        prob_dep = float(p @ depleted)
+        rows.append(
+            {
+                "fund": fund.id,
+                "structure": str(fund.structure),
+                "capital_usd": capital[g],
+                "capital_cap_usd": _nan(fund.capital_cap_usd),
+                "guaranteed_usd": cover.sum(),
+                "leverage_used": cover.sum() / capital[g] if capital[g] > 0 else math.nan,
+                "leverage_cap": fund.leverage_cap,
+                "expected_claims_usd": mean.value,
+                "expected_claims_se_usd": mean.std_error,
+                "claims_cvar_usd": cvar.value,
+                "claims_cvar_se_usd": cvar.std_error,
+                "claims_cvar_headroom_usd": capital[g] - cvar.value,
+                "depletion_probability": prob_dep,
+                "depletion_se": float(np.sqrt((p * p) @ (depleted - prob_dep) ** 2)),
+                "max_depletion_probability": eps,
+            }
+        )
+    return pd.DataFrame(rows)
+
+
+def _nan(value: float | None) -> float:
+    return math.nan if value is None else float(value)

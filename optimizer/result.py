@@ -22,7 +22,7 @@ from models.risk_measures import (
     tail_weights,
     value_at_risk,
 )
-from optimizer.exposures import cell_contributions, source_losses
+from optimizer.exposures import cell_contributions, fund_table, source_losses
 
 if TYPE_CHECKING:
     from optimizer.problem import AllocationProblem
@@ -389,33 +389,9 @@ def _sources(prob, sol, lending, src_losses, p) -> pd.DataFrame:
 
 
 def _funds(prob, sol, covered, p) -> pd.DataFrame:
-    case, e, losses = prob.case, prob.elig, prob.scenarios.losses
-    capital = np.bincount(e.c_fund, sol.c, minlength=len(case.funds))
-    rows = []
-    for g, fund in enumerate(case.funds):
-        cover = covered[g].sum(axis=1)
-        claims = prob.claims[g].claims(losses, cover)
-        eps = fund.max_depletion_probability
-        # A hair of tolerance: claims equal to capital up to solver precision do not deplete.
-        depleted = claims > capital[g] * (1 + 1e-9) + 1e-3
-        prob_dep = float(p @ depleted)
-        rows.append(
-            {
-                "fund": fund.id,
-                "structure": str(fund.structure),
-                "capital_usd": capital[g],
-                "capital_cap_usd": _nan(fund.capital_cap_usd),
-                "guaranteed_usd": cover.sum(),
-                "leverage_used": cover.sum() / capital[g] if capital[g] > 0 else math.nan,
-                "leverage_cap": fund.leverage_cap,
-                "expected_claims_usd": float(p @ claims),
-                "claims_cvar_usd": conditional_value_at_risk(claims, 1 - eps, p).value,
-                "depletion_probability": prob_dep,
-                "depletion_se": float(np.sqrt((p * p) @ (depleted - prob_dep) ** 2)),
-                "max_depletion_probability": eps,
-            }
-        )
-    return _frame(rows, FUND_COLUMNS)
+    capital = np.bincount(prob.elig.c_fund, sol.c, minlength=len(prob.case.funds))
+    frame = fund_table(prob.case, capital, covered, prob.claims, prob.scenarios.losses, p)
+    return frame if not frame.empty else _frame([], FUND_COLUMNS)
 
 
 def _euler(prob, lending, covered, src_losses, p) -> pd.DataFrame:
