@@ -151,6 +151,42 @@ def optimize_command(
                   "out_of_sample.json", highlight=False)  # fmt: skip
 
 
+@app.command("frontier")
+def frontier_command(
+    case: CaseArg = None,
+    scenarios: ScenariosOpt = 2_000,
+    seed: SeedOpt = 7,
+    sweep: Annotated[
+        str, typer.Option(help="cvar_scale, or amount:SOURCE_ID (e.g. amount:CLIM_JDI).")
+    ] = "cvar_scale",
+    points: Annotated[int, typer.Option(help="Number of points.")] = 7,
+    out: OutOpt = Path("out-frontier"),
+) -> None:
+    """The optimal gap against a swept risk appetite or amount; writes frontier.csv."""
+    from rich.table import Table
+
+    from models import simulate
+    from optimizer.atomic import staged_directory
+    from optimizer.frontier import frontier
+
+    loaded = load_case(case)
+    with console.status("Simulating scenarios…"):
+        scen = simulate(loaded, scenarios, seed=seed)
+    with console.status(f"Sweeping {sweep} over {points} points (one compiled problem)…"):
+        front = frontier(loaded, scen, sweep, points=points)
+    with staged_directory(out) as stage:
+        front.table.to_csv(stage / "frontier.csv", index=False)
+    table = Table(title=f"Frontier: {escape(front.label)}")
+    for col in ("value", "weighted gap US$ m", "gap closed", "status"):
+        table.add_column(col, justify="right")
+    for r in front.table.itertuples():
+        table.add_row(f"{r.value:.3g}x", f"{r.weighted_gap_usd / 1e6:,.1f}" if r.status == "optimal"
+                      else "—", f"{r.gap_closed_share:.1%}" if r.status == "optimal" else "—",
+                      escape(str(r.status)))  # fmt: skip
+    console.print(table)
+    console.print(f"Written to {escape(str(out))}/frontier.csv", highlight=False)
+
+
 @app.command("run")
 def run_command(
     case: CaseArg = None,

@@ -92,6 +92,9 @@ class AllocationProblem:
         ``"lp"``: one variable per scenario and CVaR (Rockafellar–Uryasev). ``"cuts"``: each
         CVaR is ``t + η/(1−α)`` with aggregated cuts in ``cut_measures`` (cutting plane), the
         scenarios seen only through ``oracle``.
+    amount, cvar_scale : cvxpy Parameter
+        Budgets (US$m, one per source) and a scale on each CVaR limit (one per source in
+        ``cvar_limited``): what a frontier sweeps without recompiling.
     expo : cvxpy Variable
         Net exposure columns (see :class:`optimizer.exposures.ExposureColumns`).
     """
@@ -112,6 +115,9 @@ class AllocationProblem:
     secondary_weight: cp.Parameter
     hold: cp.Parameter
     cvar_method: str = "lp"
+    amount: cp.Parameter | None = None
+    cvar_scale: cp.Parameter | None = None
+    cvar_limited: tuple[str, ...] = ()
     expo: cp.Variable | None = None
     cut_measures: tuple[CutMeasure, ...] = ()
     oracle: TailOracle | None = None
@@ -234,8 +240,11 @@ class _Builder:
             "US$1 more lending allowed into {} (were its gap larger)",
         )  # fmt: skip
         amount = np.array([s.amount_usd for s in case.sources]) / USD_PER_UNIT
+        # a parameter, so a frontier over one source's money re-uses the compiled problem
+        # no sign: an unvalidated case (negative money) must reach the infeasibility diagnosis
+        self.amount = cp.Parameter(len(amount), name="amount_usd_m", value=amount)
         self.add(
-            "budget", self.spend, amount, self.spend, self.src_ids,
+            "budget", self.spend, self.amount, self.spend, self.src_ids,
             "money available from {}", "US$1 more money from {}",
         )  # fmt: skip
         capped, ids = self._where(case.funds, lambda f: f.capital_cap_usd is not None)
@@ -312,15 +321,23 @@ class _Builder:
             return cols.scenario_matrix(self.losses, position, fund=fund) @ expo
 
         limited, ids = self._where(case.sources, lambda s: s.cvar_alpha is not None)
+        # a scale per limit (parameter, 1 by default): frontiers sweep risk appetite in place
+        self.cvar_scale = (
+            cp.Parameter(
+                len(limited), nonneg=True, name="cvar_limit_scale", value=np.ones(len(limited))
+            )
+            if limited
+            else None
+        )
         if limited:
             lhs, rhs = [], []
-            for s in limited:
+            for i, s in enumerate(limited):
                 src = case.sources[s]
                 lhs.append(self._cvar(scenario_loss(s, fund=False), src.cvar_alpha, src.id))
                 if src.cvar_limit_usd is not None:
-                    rhs.append(src.cvar_limit_usd / USD_PER_UNIT)
+                    rhs.append(self.cvar_scale[i] * (src.cvar_limit_usd / USD_PER_UNIT))
                 else:
-                    rhs.append(src.cvar_limit_share * commit[s])
+                    rhs.append(self.cvar_scale[i] * (src.cvar_limit_share * commit[s]))
             labels = [f"CVaR{_pct(case.sources[s].cvar_alpha)} loss limit of {i}"
                       for s, i in zip(limited, ids, strict=True)]  # fmt: skip
             self.add(
@@ -515,6 +532,9 @@ def build_problem(case: Case, scenarios: ScenarioSet, cvar_method: str = "lp") -
         secondary_weight=w2,
         hold=hold,
         cvar_method=cvar_method,
+        amount=b.amount,
+        cvar_scale=b.cvar_scale,
+        cvar_limited=tuple(s.id for s in case.sources if s.cvar_alpha is not None),
         expo=getattr(b, "expo", None),
         cut_measures=tuple(b.measures),
         oracle=(

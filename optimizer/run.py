@@ -16,11 +16,15 @@ from pathlib import Path
 from models import Case, ScenarioSet, load_case, simulate
 from models.loader import DEFAULT_CASE
 from optimizer.evaluate import Evaluation, evaluate
+from optimizer.frontier import Frontier, frontier
 from optimizer.persist import from_plain, to_plain
 from optimizer.result import Allocation
 from optimizer.solve import optimize
 
 STRESS_DIR = DEFAULT_CASE.parent / "stress"
+FRONTIER_SCENARIOS = 1_500
+"""The frontier is swept on a smaller set of the same seed, so a run stays within minutes."""
+FRONTIER_POINTS = 6
 OUT_OF_SAMPLE_SEED_OFFSET = 1_000_003
 """The out-of-sample set uses seed + this offset: independent of the in-sample draws."""
 
@@ -48,6 +52,7 @@ class RunRecord:
     n_scenarios: int
     scenario_method: str
     timings_s: dict[str, float] = field(default_factory=dict)
+    frontier: Frontier | None = None
 
 
 def shipped_stresses() -> list[Path]:
@@ -140,6 +145,10 @@ def run_case(
             case.source_file is not None and Path(case.source_file).resolve() == DEFAULT_CASE
         )
         stresses = shipped_stresses() if is_default else []
+    front = timed("frontier", lambda: frontier(
+        case, simulate(case, min(FRONTIER_SCENARIOS, n_scenarios), seed=seed, method=method),
+        "cvar_scale", points=FRONTIER_POINTS,
+    ))  # fmt: skip
     outcomes = timed("stress tests", lambda: stress_outcomes(
         case, allocation, stresses, n_scenarios, seed, method, n_jobs, scheduler, on_step,
     ))  # fmt: skip
@@ -153,6 +162,7 @@ def run_case(
         n_scenarios=n_scenarios,
         scenario_method=method,
         timings_s=timings,
+        frontier=front,
     )
 
 
@@ -176,6 +186,7 @@ def save_run(record: RunRecord, folder: Path) -> None:
         "scenario_method": record.scenario_method,
         "timings_s": record.timings_s,
         "out_of_sample": None if record.out_of_sample is None else to_plain(record.out_of_sample),
+        "frontier": None if record.frontier is None else to_plain(record.frontier),
         "stresses": [
             {
                 "stress_id": o.stress_id,
@@ -234,4 +245,5 @@ def load_run(folder: Path) -> RunRecord:
         n_scenarios=int(meta["n_scenarios"]),
         scenario_method=str(meta["scenario_method"]),
         timings_s=dict(meta["timings_s"]),
+        frontier=None if meta.get("frontier") is None else from_plain(Frontier, meta["frontier"]),
     )

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
+import numpy as np
 import pandas as pd
 
 from models.tables import assumptions_frame
@@ -19,6 +20,7 @@ from reports.context import (
     Assumption,
     CapitalStack,
     ExecutiveSummary,
+    Frontier,
     FunderRisk,
     GapClosure,
     GuaranteeFundRisk,
@@ -29,6 +31,7 @@ from reports.context import (
     StressResult,
     package_versions,
 )
+from reports.formats import ColumnFormat
 
 METHOD_NOTES = (
     "Losses: a multi-factor Gaussian (or Student-t) copula with one macro factor, one factor per "
@@ -67,6 +70,23 @@ def limits_held(evaluation: Evaluation) -> dict[str, bool]:
     checks = evaluation.checks
     risky = checks[checks["what"].str.startswith(RISK_CHECKS)]
     return {f"{r.owner} {r.what}": not r.breached for r in risky.itertuples()}
+
+
+def _frontier(record: RunRecord) -> Frontier | None:
+    front = record.frontier
+    if front is None or front.table.empty:
+        return None
+    table = front.table
+    failed = table["status"] != "optimal"
+    return Frontier(
+        x_label=f"{front.label} (x)",
+        x=table["value"].to_numpy(dtype=float),
+        gap_usd=np.where(failed, np.nan, table["weighted_gap_usd"].to_numpy(dtype=float)),
+        failure_reasons=tuple(
+            "" if not f else str(r) for f, r in zip(failed, table["reason"], strict=True)
+        ),
+        x_format=ColumnFormat.RATIO,
+    )
 
 
 def report_context(record: RunRecord) -> ReportContext:
@@ -204,6 +224,7 @@ def report_context(record: RunRecord) -> ReportContext:
         gap_closure=GapClosure(segments=res.segments),
         funder_risks=tuple(funder_risks),
         guarantee_funds=tuple(funds),
+        frontier=_frontier(record),
         shadow_prices=prices,
         stress_tests=stresses,
         assumptions=assumptions,

@@ -100,3 +100,24 @@ def test_optimize_command_writes_result_and_allocation(tmp_path, capsys):
 def test_bad_format_exits_2(tmp_path, capsys):
     assert main(["run", "-n", "100", "--out", str(tmp_path / "x"), "--format", "docx"]) == 2
     assert "choose from html, pdf, xlsx" in capsys.readouterr().err
+
+
+def test_frontier_command_writes_one_row_per_point(tmp_path, capsys):
+    import pandas as pd
+
+    out = tmp_path / "front"
+    assert main(["frontier", "-n", "300", "--points", "3", "--out", str(out)]) == 0
+    table = pd.read_csv(out / "frontier.csv")
+    assert list(table["value"]) == [0.5, 1.25, 2.0]
+    assert (table["status"] == "optimal").all()
+    assert (
+        table["weighted_gap_usd"].is_monotonic_decreasing
+        or (table["weighted_gap_usd"].diff().dropna() <= 1.0).all()
+    )
+
+
+def test_run_report_has_the_frontier_section(run_dir):
+    html = (run_dir / "report.html").read_text()
+    assert "Efficient frontier" in html
+    meta = json.loads((run_dir / "run.json").read_text())
+    assert meta["frontier"] is not None
