@@ -205,14 +205,6 @@ def _with_se(value: float, se: float) -> str:
     return f"{100 * value:.2f}\n±{100 * se:.2f}"
 
 
-PROGRAMME_FAMILIES = (
-    "budget", "cvar_limit", "expected_loss_limit", "fund_depletion", "fund_capital_cap",
-    "leverage", "return_hurdle", "senior_cap", "mobilization", "climate_earmark",
-    "segment_share", "region_share", "product_share", "technical_assistance",
-)  # fmt: skip
-"""Constraint families worth a sentence (per-cell rows are too many to read)."""
-
-
 def print_allocation(console: Console, case: Case, result, oos=None) -> None:
     """Gap closed, money by kind, leverage, each funder's risk in and out of sample, binding."""
     need = case.total_gap_usd
@@ -266,6 +258,8 @@ def print_allocation(console: Console, case: Case, result, oos=None) -> None:
                 by = f"US${r.excess / 1e6:,.2f}m" if r.unit == "US$" else f"{r.excess:.4f}"
                 console.print(f"[yellow]Out of sample:[/] {escape(r.owner)} {escape(r.what)} "
                               f"exceeds its limit by {by}{noise}")  # fmt: skip
+    from optimizer.solve import PROGRAMME_FAMILIES  # here: `ppcfin validate` needs no cvxpy
+
     binding = result.binding[result.binding["family"].isin(PROGRAMME_FAMILIES)]
     for r in binding[binding["shadow_price"] > 1e-6].head(8).itertuples():
         console.print(

@@ -17,14 +17,12 @@ from models.scenarios import ScenarioSet
 from models.schema import Case
 from optimizer.errors import OptimizerError
 from optimizer.problem import USD_PER_UNIT, build_problem
-from optimizer.solve import _Log, _solve_stage, binding_constraints
+from optimizer.solve import PROGRAMME_FAMILIES, _Log, _solve_stage, binding_constraints
 
 FRONTIER_COLUMNS = (
     "value", "weighted_gap_usd", "gap_closed_usd", "gap_closed_share", "public_usd",
     "private_usd", "climate_usd", "binding", "status", "reason", "seconds",
 )  # fmt: skip
-PROGRAMME = ("budget", "cvar_limit", "fund_capital_cap", "fund_depletion", "return_hurdle",
-             "expected_loss_limit", "mobilization", "senior_cap", "climate_earmark")  # fmt: skip
 
 
 @dataclass(frozen=True, eq=False)
@@ -131,7 +129,7 @@ def _solve_point(prob, case: Case, value: float, solver: str) -> dict:
     unmet = float(np.clip(prob.weighted_gap.value, 0, None))  # weighted, US$m
     credit = float(np.bincount(e.x_source, prob.x.value).sum()) * USD_PER_UNIT
     binding = binding_constraints(prob)
-    binding = binding[binding["family"].isin(PROGRAMME) & (binding["shadow_price"] > 1e-6)]
+    binding = binding[binding["family"].isin(PROGRAMME_FAMILIES) & (binding["shadow_price"] > 1e-6)]
     return {
         **row,
         "weighted_gap_usd": unmet * USD_PER_UNIT,

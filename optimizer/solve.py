@@ -287,6 +287,14 @@ def _solution(prob: AllocationProblem) -> Solution:
     return Solution(clean(prob.x), clean(prob.c), clean(prob.t), clean(prob.z))
 
 
+PROGRAMME_FAMILIES = (
+    "budget", "cvar_limit", "expected_loss_limit", "fund_depletion", "fund_capital_cap",
+    "leverage", "return_hurdle", "senior_cap", "mobilization", "climate_earmark",
+    "segment_share", "region_share", "product_share", "technical_assistance",
+)  # fmt: skip
+"""Constraint families worth a sentence (per-cell rows are too many to read)."""
+
+
 def binding_constraints(prob: AllocationProblem) -> pd.DataFrame:
     """Binding rows of the stage-1 solution with their shadow prices.
 

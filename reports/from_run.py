@@ -12,10 +12,10 @@ import numpy as np
 import pandas as pd
 
 from models.tables import assumptions_frame
-from optimizer.cli_views import PROGRAMME_FAMILIES
 from optimizer.evaluate import Evaluation
 from optimizer.fixed import scenario_exposures
 from optimizer.run import RunRecord
+from optimizer.solve import PROGRAMME_FAMILIES
 from reports.context import (
     Assumption,
     CapitalStack,
