@@ -13,8 +13,9 @@ limit), and its duals are the full model's duals.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import cvxpy as cp
 import numpy as np
@@ -46,7 +47,6 @@ class CutMeasure:
     coef: cp.Parameter
     tail: cp.Parameter
     filled: int = 0
-    history: list[float] = field(default_factory=list)
 
     @property
     def estimate(self) -> cp.Expression:
@@ -124,8 +124,6 @@ def solve_with_cuts(
     -------
     CutReport
     """
-    import time
-
     oracle_s = 0.0
     violation = np.inf
     for iteration in range(1, max_iterations + 1):
@@ -149,7 +147,6 @@ def solve_with_cuts(
         if np.all(gaps <= allowed):
             return CutReport(iteration, violation, oracle_s)
         for cut, m, gap, ok in zip(cuts, measures, gaps, allowed, strict=True):
-            m.history.append(float(gap))
             if gap > ok:
                 m.add(cut.coef, cut.tail_probability, point)
     raise SolverFailure(

@@ -119,7 +119,11 @@ def run_case(
     """
     step = on_step or (lambda _: None)
     timings: dict[str, float] = {}
-    backend = "dask" if scheduler else "loky"
+
+    def draw(n: int, draw_seed: int) -> ScenarioSet:
+        # every scenario set of the run shares method and workers; only size and seed differ
+        return simulate(case, n, seed=draw_seed, method=method, n_jobs=n_jobs,
+                        backend="dask" if scheduler else "loky", scheduler=scheduler)  # fmt: skip
 
     def timed(name: str, fn):
         step(name)
@@ -128,17 +132,13 @@ def run_case(
         timings[name] = time.perf_counter() - start
         return value
 
-    scen = timed("simulate", lambda: simulate(
-        case, n_scenarios, seed=seed, method=method, n_jobs=n_jobs, backend=backend,
-        scheduler=scheduler,
-    ))  # fmt: skip
+    scen = timed("simulate", lambda: draw(n_scenarios, seed))
     allocation = timed("optimize", lambda: optimize(case, scen))
     oos = None
     if out_of_sample:
-        oos_scen = timed("simulate out of sample", lambda: simulate(
-            case, n_scenarios, seed=seed + OUT_OF_SAMPLE_SEED_OFFSET, method=method,
-            n_jobs=n_jobs, backend=backend, scheduler=scheduler,
-        ))  # fmt: skip
+        oos_scen = timed(
+            "simulate out of sample", lambda: draw(n_scenarios, seed + OUT_OF_SAMPLE_SEED_OFFSET)
+        )
         oos = timed("evaluate out of sample", lambda: evaluate(case, allocation, oos_scen))
     if stresses is None:
         is_default = (
@@ -146,7 +146,7 @@ def run_case(
         )
         stresses = shipped_stresses() if is_default else []
     front = timed("frontier", lambda: frontier(
-        case, simulate(case, min(FRONTIER_SCENARIOS, n_scenarios), seed=seed, method=method),
+        case, draw(min(FRONTIER_SCENARIOS, n_scenarios), seed),
         "cvar_scale", points=FRONTIER_POINTS,
     ))  # fmt: skip
     outcomes = timed("stress tests", lambda: stress_outcomes(

@@ -78,15 +78,15 @@ class TailOracle:
             out[s] = mat
         return out
 
-    def _shape_rates(self, shape: int, block: np.ndarray, rows: slice) -> tuple[np.ndarray, slice]:
-        """``a(ω) f(ℓ)`` of one shape for a row block, and the rows where it is non-zero."""
+    def _shape_rates(self, shape: int, block: np.ndarray, rows: slice) -> np.ndarray:
+        """``a(ω) f(ℓ)`` of one claim shape for a block of rows."""
         fc = self.columns.shapes[shape]
         rates = block
         if fc.cap_share is not None:
             rates = np.minimum(block, fc.cap_share)
         if fc.active is not None:
             rates = rates * fc.active[rows][:, None]
-        return rates, rows
+        return rates
 
     def scenario_losses(self, expo: np.ndarray) -> np.ndarray:
         """Losses of every measure in every scenario, shape (S, K)."""
@@ -97,8 +97,7 @@ class TailOracle:
             rows = slice(lo, min(lo + CHUNK_ROWS, n))
             block = np.asarray(self.losses[rows], dtype=np.float64)
             for s, mat in mapping.items():
-                rates, _ = self._shape_rates(s, block, rows)
-                out[rows] += rates @ mat
+                out[rows] += self._shape_rates(s, block, rows) @ mat
         return out
 
     def cuts(self, expo: np.ndarray, thresholds: np.ndarray) -> tuple[list[Cut], np.ndarray]:
@@ -117,7 +116,7 @@ class TailOracle:
         for lo in range(0, n, CHUNK_ROWS):
             rows = slice(lo, min(lo + CHUNK_ROWS, n))
             block = np.asarray(self.losses[rows], dtype=np.float64)
-            rates_by_shape = {s: self._shape_rates(s, block, rows)[0] for s in mapping}
+            rates_by_shape = {s: self._shape_rates(s, block, rows) for s in mapping}
             chunk = scen_losses[rows]
             for s, mat in mapping.items():
                 chunk += rates_by_shape[s] @ mat
