@@ -17,7 +17,7 @@ from models.scenarios import ScenarioSet
 from models.schema import Case
 from optimizer.errors import OptimizerError
 from optimizer.problem import USD_PER_UNIT, build_problem
-from optimizer.solve import PROGRAMME_FAMILIES, _Log, _solve_stage, binding_constraints
+from optimizer.solve import PROGRAMME_FAMILIES, binding_constraints, solve_stage
 
 FRONTIER_COLUMNS = (
     "value", "weighted_gap_usd", "gap_closed_usd", "gap_closed_share", "public_usd",
@@ -115,7 +115,7 @@ def frontier(
 def _solve_point(prob, case: Case, value: float, solver: str) -> dict:
     row: dict = {"value": value}
     try:
-        _solve_stage(prob, 1, solver, None, _Log())
+        solve_stage(prob, 1, solver)
     except OptimizerError as exc:
         return {**row, "status": "failed", "reason": str(exc)}
     e = prob.elig

@@ -95,6 +95,12 @@ class AllocationProblem:
     amount, cvar_scale : cvxpy Parameter
         Budgets (US$m, one per source) and a scale on each CVaR limit (one per source in
         ``cvar_limited``): what a frontier sweeps without recompiling.
+    fund_tail_factor : cvxpy Parameter or None
+        ``1 / ε_g`` for each fund in ``depletion_funds`` (ε_g its allowed depletion
+        probability; the fund's claims CVaR is taken at level ``1 − ε_g``).
+    mobilization_ratio : cvxpy Parameter or None
+        Private lending required per concessional dollar (present when the case has
+        concessional money).
     expo : cvxpy Variable
         Net exposure columns (see :class:`optimizer.exposures.ExposureColumns`).
     """
@@ -118,6 +124,9 @@ class AllocationProblem:
     amount: cp.Parameter | None = None
     cvar_scale: cp.Parameter | None = None
     cvar_limited: tuple[str, ...] = ()
+    fund_tail_factor: cp.Parameter | None = None
+    depletion_funds: tuple[str, ...] = ()
+    mobilization_ratio: cp.Parameter | None = None
     expo: cp.Variable | None = None
     cut_measures: tuple[CutMeasure, ...] = ()
     oracle: TailOracle | None = None
@@ -354,14 +363,22 @@ class _Builder:
                 "US$1 more expected-loss allowance for {}",
             )  # fmt: skip
         funds = sorted(set(e.z_fund.tolist()))
+        self.depletion_funds = tuple(self.fund_ids[g] for g in funds)
+        self.fund_tail_factor = None
         if funds:
+            eps = np.array([case.funds[g].max_depletion_probability for g in funds])
+            # 1/ε as a parameter, so a frontier sweeps the depletion probability in place
+            self.fund_tail_factor = cp.Parameter(
+                len(funds), pos=True, name="fund_tail_factor", value=1.0 / eps
+            )
             lhs = [
                 self._cvar(
                     scenario_loss(g, fund=True),
                     1.0 - case.funds[g].max_depletion_probability,
                     case.funds[g].id,
+                    self.fund_tail_factor[i],
                 )
-                for g in funds
+                for i, g in enumerate(funds)
             ]
             self.add(
                 "fund_depletion", _stack(lhs), self.fund_capital[funds],
@@ -372,21 +389,29 @@ class _Builder:
                 "US$1 more claims-CVaR allowed at {}",
             )  # fmt: skip
 
-    def _cvar(self, loss: cp.Expression | np.ndarray, alpha: float, name: str) -> cp.Expression:
+    def _cvar(
+        self,
+        loss: cp.Expression | np.ndarray,
+        alpha: float,
+        name: str,
+        tail_factor: cp.Expression | None = None,
+    ) -> cp.Expression:
         """Rockafellar–Uryasev ``η + Σ_ω π_ω v_ω / (1 − α)`` with ``v >= loss − η, v >= 0``.
 
-        In cut mode ``loss`` is the measure's exposure columns and the CVaR is a cut-bank
-        estimate ``t + η/(1−α)`` (see :mod:`optimizer.cutting_plane`).
+        ``tail_factor`` (a parameter standing for ``1/(1 − α)``) replaces the constant when the
+        level is swept. In cut mode ``loss`` is the measure's exposure columns and the CVaR is a
+        cut-bank estimate ``t + η/(1−α)`` (see :mod:`optimizer.cutting_plane`).
         """
+        factor = 1.0 / (1.0 - alpha) if tail_factor is None else tail_factor
         if self.cvar_method == "cuts":
             measure = make_measure(name, loss, alpha)
             self.measures.append(measure)
             self.internal.extend(measure.constraints(self.expo))
-            return measure.estimate
+            return measure.t + factor * measure.eta
         eta = cp.Variable(name=f"var_{name}")
         v = cp.Variable(self.scen.n_scenarios, nonneg=True, name=f"excess_{name}")
         self.internal.append(loss - eta <= v)
-        return eta + (self.p / (1.0 - alpha)) @ v
+        return eta + factor * (self.p @ v)
 
     def policy(self) -> None:
         """Private participation, senior cap, mobilisation, concentration, climate earmark."""
@@ -418,11 +443,17 @@ class _Builder:
                 "US$1 more lending allowed to {}",
             )  # fmt: skip
         ratio = case.policy.min_private_per_concessional
-        if ratio > 0:
+        self.mobilization_ratio = None
+        if any(s.is_concessional for s in case.sources):
+            # a parameter (a zero ratio leaves the row idle), so a frontier can sweep it
+            self.mobilization_ratio = cp.Parameter(
+                nonneg=True, name="min_private_per_concessional", value=ratio
+            )
             private = np.array([s.kind is SourceKind.private for s in case.sources], dtype=float)
-            conc = _stack([self.concessional])
+            required = _stack([self.mobilization_ratio * self.concessional])
             self.add(
-                "mobilization", ratio * conc, _stack([private @ self.lend]), conc, ["programme"],
+                "mobilization", required, _stack([private @ self.lend]), required,
+                ["programme"],
                 "private lending per concessional dollar ({} mobilisation rule)",
                 "US$1 less private lending required by the {} rule",
             )  # fmt: skip
@@ -535,6 +566,9 @@ def build_problem(case: Case, scenarios: ScenarioSet, cvar_method: str = "lp") -
         amount=b.amount,
         cvar_scale=b.cvar_scale,
         cvar_limited=tuple(s.id for s in case.sources if s.cvar_alpha is not None),
+        fund_tail_factor=b.fund_tail_factor,
+        depletion_funds=b.depletion_funds,
+        mobilization_ratio=b.mobilization_ratio,
         expo=getattr(b, "expo", None),
         cut_measures=tuple(b.measures),
         oracle=(

@@ -74,7 +74,7 @@ _SOLVED = (status_codes.OPTIMAL, status_codes.OPTIMAL_INACCURATE)
 
 
 @dataclass
-class _Log:
+class SolveLog:
     """What happened while solving: fallbacks, warnings, timings (mutable while solving)."""
 
     fallbacks: list[str] = field(default_factory=list)
@@ -144,32 +144,18 @@ def optimize(
         raise ValueError(f"method must be 'auto', 'lp' or 'cutting_plane', got {method!r}")
     if method == "auto":
         method = "cutting_plane" if scenarios.n_scenarios > AUTO_CUTS_ABOVE_SCENARIOS else "lp"
-    log = _Log()
+    log = SolveLog()
 
     start = time.perf_counter()
     prob = build_problem(case, scenarios, "cuts" if method == "cutting_plane" else "lp")
     log.timings["build_s"] = time.perf_counter() - start
 
-    def solve(stage: int) -> None:
-        if not prob.cut_measures:
-            _solve_stage(prob, stage, name, time_limit_s, log)
-            return
-        report = solve_with_cuts(
-            list(prob.cut_measures),
-            prob.expo,
-            prob.oracle,
-            lambda: _solve_stage(prob, stage, name, time_limit_s, log),
-            stage=stage,
-        )
-        log.timings[f"stage{stage}_iterations"] = float(report.iterations)
-        log.add_time(f"stage{stage}_oracle_s", report.oracle_seconds)
-
-    solve(1)
+    solve_stage(prob, 1, name, time_limit_s, log)
     optimum = float(prob.weighted_gap.value)
     binding = binding_constraints(prob)
 
     prob.set_stage(2, optimum * (1.0 + tol) + HOLD_SLACK_USD_M)
-    solve(2)
+    solve_stage(prob, 2, name, time_limit_s, log)
 
     tables = build_tables(prob, _solution(prob))
     return Allocation(
@@ -185,6 +171,39 @@ def optimize(
         case_name=case.name,
         method=method,
     )
+
+
+def solve_stage(
+    prob: AllocationProblem,
+    stage: int,
+    solver: str = "HIGHS",
+    time_limit_s: float | None = None,
+    log: SolveLog | None = None,
+) -> SolveLog:
+    """Solve one stage of a built problem in place, whatever its CVaR method.
+
+    The solution is left in the problem's variables and the duals in its constraints. Callers
+    that change parameters between calls (frontiers) re-use the compiled problem.
+
+    Returns
+    -------
+    SolveLog
+        ``log`` (or a new one) with fallbacks, warnings, timings and statuses appended.
+    """
+    log = SolveLog() if log is None else log
+    if not prob.cut_measures:
+        _solve_stage(prob, stage, solver, time_limit_s, log)
+        return log
+    report = solve_with_cuts(
+        list(prob.cut_measures),
+        prob.expo,
+        prob.oracle,
+        lambda: _solve_stage(prob, stage, solver, time_limit_s, log),
+        stage=stage,
+    )
+    log.timings[f"stage{stage}_iterations"] = float(report.iterations)
+    log.add_time(f"stage{stage}_oracle_s", report.oracle_seconds)
+    return log
 
 
 def _worst(statuses: list[str]) -> str:
@@ -228,7 +247,7 @@ def _run(
 
 
 def _solve_stage(
-    prob: AllocationProblem, stage: int, primary: str, time_limit_s: float | None, log: _Log
+    prob: AllocationProblem, stage: int, primary: str, time_limit_s: float | None, log: SolveLog
 ) -> None:
     """Solve one stage with fallback; leave the solution in the problem's variables."""
     order = [primary] + [s for s in SOLVERS if s != primary]
