@@ -17,6 +17,8 @@ if TYPE_CHECKING:
 
 Loc = tuple[str | int, ...]
 Problem = tuple[Loc, Any, str]
+MAX_IDS_LISTED = 30
+"""Valid ids named in one message; a case with thousands of ids would print megabytes each."""
 
 
 class CrossFieldProblems(ValueError):
@@ -27,24 +29,41 @@ class CrossFieldProblems(ValueError):
         super().__init__("; ".join(f"{'.'.join(map(str, p[0]))}: {p[2]}" for p in problems))
 
 
-def _dangling(loc: Loc, refs: Iterable[str] | None, known: set[str], what: str) -> list[Problem]:
+class _Known(frozenset):
+    """The ids of one kind of entity, with the list that messages show (built once, capped)."""
+
+    listing: str
+
+    @classmethod
+    def of(cls, ids: Iterable[str]) -> _Known:
+        known = cls(ids)
+        ordered = sorted(known)
+        shown = ", ".join(ordered[:MAX_IDS_LISTED]) or "(none defined)"
+        if len(ordered) > MAX_IDS_LISTED:
+            shown += f", … ({len(ordered):,} in all)"
+        known.listing = shown
+        return known
+
+
+def _dangling(loc: Loc, refs: Iterable[str] | None, known: _Known, what: str) -> list[Problem]:
     """One problem per reference in ``refs`` that is not among the ``known`` ids."""
     if refs is None:
         return []
-    valid = ", ".join(sorted(known)) or "(none defined)"
     return [
-        (loc + (i,), ref, f"unknown {what} id; valid ids: {valid}")
+        (loc + (i,), ref, f"unknown {what} id; valid ids: {known.listing}")
         for i, ref in enumerate(refs)
         if ref not in known
     ]
 
 
 def _duplicates(loc: Loc, ids: list[str], what: str) -> list[Problem]:
-    counts = Counter(ids)
+    first: dict[str, int] = {}
+    for i, item_id in enumerate(ids):
+        first.setdefault(item_id, i)
     return [
         (loc + (i, "id"), item_id, f"duplicate {what} id; ids must be unique")
         for i, item_id in enumerate(ids)
-        if counts[item_id] > 1 and ids.index(item_id) != i
+        if first[item_id] != i
     ]
 
 
@@ -190,12 +209,12 @@ def _source_problems(i: int, src: Any) -> list[Problem]:
 
 def case_problems(case: Case) -> list[Problem]:
     """Unique ids and references that must resolve across the case."""
-    regions = {r.id for r in case.regions}
-    chains = {c.id for c in case.value_chains}
-    segments = {s.id for s in case.segments}
-    products = {p.id for p in case.products}
-    funds = {f.id for f in case.funds}
-    events = {e.id for e in case.risk_model.events}
+    regions = _Known.of(r.id for r in case.regions)
+    chains = _Known.of(c.id for c in case.value_chains)
+    segments = _Known.of(s.id for s in case.segments)
+    products = _Known.of(p.id for p in case.products)
+    funds = _Known.of(f.id for f in case.funds)
+    events = _Known.of(e.id for e in case.risk_model.events)
     out: list[Problem] = []
     for name, items, what in [
         ("regions", case.regions, "region"),
@@ -215,7 +234,7 @@ def case_problems(case: Case) -> list[Problem]:
                 (
                     ("segments", i, "region"),
                     seg.region,
-                    f"unknown region id; valid ids: {', '.join(sorted(regions))}",
+                    f"unknown region id; valid ids: {regions.listing}",
                 )
             )
         if seg.value_chain not in chains:
@@ -223,7 +242,7 @@ def case_problems(case: Case) -> list[Problem]:
                 (
                     ("segments", i, "value_chain"),
                     seg.value_chain,
-                    f"unknown value chain id; valid ids: {', '.join(sorted(chains))}",
+                    f"unknown value chain id; valid ids: {chains.listing}",
                 )
             )
         if pairs[(seg.region, seg.value_chain)] > 1:
@@ -270,7 +289,7 @@ def case_problems(case: Case) -> list[Problem]:
     return out
 
 
-def _correlation_problems(case: Case, chains: set[str]) -> list[Problem]:
+def _correlation_problems(case: Case, chains: _Known) -> list[Problem]:
     out: list[Problem] = []
     seen: set[frozenset[str]] = set()
     for i, cc in enumerate(case.risk_model.chain_correlations):
@@ -308,7 +327,7 @@ def chain_correlation_matrix(case: Case) -> np.ndarray:
         Identity plus the given pairs; unlisted pairs are uncorrelated.
     """
     index = {c.id: n for n, c in enumerate(case.value_chains)}
-    matrix = np.eye(len(index))
+    matrix = np.eye(len(case.value_chains))  # not len(index): ids may repeat (reported apart)
     for cc in case.risk_model.chain_correlations:
         a, b = (index.get(c) for c in cc.chains)
         if a is not None and b is not None:

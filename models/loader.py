@@ -8,6 +8,7 @@ turns every problem into a :class:`CaseProblem` naming file, field, value and wh
 from __future__ import annotations
 
 import hashlib
+import os
 from pathlib import Path
 from typing import Any
 
@@ -50,6 +51,7 @@ TABLES: dict[tuple[str, ...], type[BaseModel]] = {
     ("risk_model", "events"): ShockEvent,
 }
 MAX_OVERLAY_DEPTH = 8
+_NOT_A_MAPPING = "a case file must be a mapping of keys (name:, segments:, ...)"
 
 
 def load_case(path: str | Path | None = None) -> Case:
@@ -79,6 +81,9 @@ def load_case(path: str | Path | None = None) -> Case:
     field_sources: dict[str, str] = {}
     problems: list[CaseProblem] = []
     raw = _lift_tags(raw, (), field_sources, problems, origins)
+    if not isinstance(raw, dict):  # the whole file was one {value: …, source: …} tag
+        problems.append(CaseProblem(str(path), "(root)", show(raw), _NOT_A_MAPPING))
+        raise CaseError(problems)
     for key in RESERVED_FIELDS:
         if key in raw:
             file, _ = origins.find((key,))
@@ -111,7 +116,8 @@ def _load_tree(path: Path, origins: Origins, hasher: Any, depth: int) -> dict[st
         raw = read_yaml(path)
     except ReadProblem as exc:
         raise CaseError([CaseProblem(str(path), exc.field, exc.value, exc.message)]) from None
-    hasher.update(path.name.encode() + b"\0" + path.read_bytes())
+    # os.fsencode: a file name that is not UTF-8 (Latin-1 "Junín.yaml") is still hashable
+    hasher.update(os.fsencode(path.name) + b"\0" + path.read_bytes())
     if not isinstance(raw, dict):
         raise CaseError(
             [
@@ -119,7 +125,7 @@ def _load_tree(path: Path, origins: Origins, hasher: Any, depth: int) -> dict[st
                     str(path),
                     "(root)",
                     show(raw),
-                    "a case file must be a mapping of keys (name:, segments:, ...)",
+                    _NOT_A_MAPPING,
                 )
             ]
         )
@@ -135,12 +141,12 @@ def _apply_overlay(
 ) -> dict[str, Any]:
     unknown = set(overlay) - {"base_case", "stress", "changes"}
     if unknown:
-        key = sorted(unknown)[0]
+        key = sorted(unknown, key=str)[0]  # keys may mix text and numbers
         raise CaseError(
             [
                 CaseProblem(
                     str(path),
-                    key,
+                    str(key) or repr(key),
                     show(overlay[key]),
                     "unknown overlay key; an overlay has base_case, stress, changes",
                 )
@@ -158,8 +164,22 @@ def _apply_overlay(
                 )
             ]
         )
-    base_path = (path.parent / base_ref).resolve()
-    if not base_path.is_file():
+    try:
+        base_path = (path.parent / base_ref).resolve()
+        found = base_path.is_file()
+    except (OSError, ValueError) as exc:  # a name too long, a NUL character...
+        raise CaseError(
+            [
+                CaseProblem(
+                    str(path),
+                    "base_case",
+                    show(base_ref),
+                    f"not a usable path ({getattr(exc, 'strerror', None) or exc}); give the "
+                    "path of the case this overlay changes, relative to the overlay's folder",
+                )
+            ]
+        ) from None
+    if not found:
         raise CaseError(
             [
                 CaseProblem(
@@ -266,7 +286,7 @@ def _expand_tables(
                     )
                 ]
             ) from None
-        hasher.update(csv_path.name.encode() + b"\0" + csv_path.read_bytes())
+        hasher.update(os.fsencode(csv_path.name) + b"\0" + csv_path.read_bytes())
         parent[keys[-1]] = [_row_to_fields(cells, model) for _, cells in rows]
         if record:  # overlay tables are attributed by the merge, at their merged positions
             for n, (line, _) in enumerate(rows):

@@ -73,12 +73,14 @@ def problems_from_validation(
 ) -> list[CaseProblem]:
     problems: list[CaseProblem] = []
     errors = exc.errors()
-    locs = [tuple(e["loc"]) for e in errors]
+    # every proper prefix of an error's location, as a set: thousands of errors stay linear
+    has_inner_error: set[Loc] = set()
+    for err in errors:
+        loc = tuple(err["loc"])
+        has_inner_error.update(loc[:cut] for cut in range(len(loc)))
     for err in errors:
         here = tuple(err["loc"])
-        if err["type"] == "too_short" and any(
-            other[: len(here)] == here and other != here for other in locs
-        ):
+        if err["type"] == "too_short" and here in has_inner_error:
             continue  # an item of this list failed; its own error says why
         error = (err.get("ctx") or {}).get("error")
         if isinstance(error, CrossFieldProblems):

@@ -43,6 +43,8 @@ Identifier = Annotated[
 ]
 """Ids start with a letter and use letters, digits, ``_``, ``.`` or ``-`` (no spaces)."""
 Name = Annotated[str, Field(min_length=1, max_length=200)]
+MAX_VALUE_CHAINS = 500
+"""The value-chain correlation matrix is checked by an eigen-decomposition, cubic in its size."""
 
 
 class FrozenDict(dict):
@@ -368,7 +370,7 @@ class Case(Frozen):
     horizon_years: Literal[1] = Field(1, description="Default horizon of the loss model: 1 year.")
     programme_years: Annotated[int, Field(ge=1, le=50)] = 5
     regions: tuple[Region, ...] = Field(min_length=1)
-    value_chains: tuple[ValueChain, ...] = Field(min_length=1)
+    value_chains: tuple[ValueChain, ...] = Field(min_length=1, max_length=MAX_VALUE_CHAINS)
     segments: tuple[Segment, ...] = Field(min_length=1)
     products: tuple[LoanProduct, ...] = Field(min_length=1)
     funds: tuple[GuaranteeFund, ...] = ()

@@ -2,7 +2,9 @@
 
 Scenarios are made in fixed-size chunks; chunk i draws from the i-th child of
 ``SeedSequence(seed)``, so the losses are bit-identical whatever the number of workers or the
-backend (loky processes, threads, or a dask.distributed cluster through joblib).
+backend (loky processes, threads, or a dask.distributed cluster; see :mod:`models.workers`).
+The same property makes a lost worker harmless: its chunks are drawn again, with the same
+numbers, or the run stops with :class:`~models.workers.WorkersLost`.
 """
 
 from __future__ import annotations
@@ -14,7 +16,6 @@ from enum import StrEnum
 from importlib import metadata as importlib_metadata
 
 import numpy as np
-from joblib import Parallel, delayed, parallel_config
 from scipy import special
 from scipy.stats import qmc
 
@@ -23,6 +24,17 @@ from models.errors import SimulationError
 from models.loss_model import LossModel, build_loss_model, chunk_losses
 from models.scenarios import ScenarioSet
 from models.schema import Case
+from models.workers import Backend, WorkersLost, run_in_order
+
+__all__ = [
+    "CHUNK_SCENARIOS",
+    "MAX_SCENARIOS",
+    "Backend",
+    "Method",
+    "Tilt",
+    "WorkersLost",
+    "simulate",
+]
 
 CHUNK_SCENARIOS = 16_384
 """Scenarios per chunk. Fixed (never derived from n_jobs) so results do not depend on it."""
@@ -40,12 +52,6 @@ class Method(StrEnum):
     """Scrambled Sobol points for factors, events and LGD scores; equal probabilities."""
     importance = "importance"
     """Macro factor and event probabilities tilted toward the tail; likelihood-ratio weights."""
-
-
-class Backend(StrEnum):
-    loky = "loky"
-    threading = "threading"
-    dask = "dask"
 
 
 @dataclass(frozen=True)
@@ -210,6 +216,14 @@ def simulate(
     -------
     ScenarioSet
         ``losses`` of shape (S, J) and ``probabilities`` of shape (S,).
+
+    Raises
+    ------
+    SimulationError
+        A bad argument, or dask unavailable / its scheduler unreachable.
+    WorkersLost
+        Worker processes kept dying (a :class:`SimulationError`): a loky worker lost once is
+        replaced and its chunks drawn again with the same numbers (``RuntimeWarning``).
     """
     method, backend = _check_arguments(n_scenarios, seed, method, n_jobs, backend)
     if np.dtype(dtype) not in (np.dtype(np.float64), np.dtype(np.float32)):
@@ -224,30 +238,25 @@ def simulate(
     factors = np.empty((n_scenarios, model.n_factors), dtype=np.float32)
     events = np.empty((n_scenarios, model.n_events), dtype=bool)
 
-    tasks = (
-        delayed(_draw_chunk)(
-            model,
-            method,
-            tilt,
-            int(seed),
-            child,
-            start,
-            min(CHUNK_SCENARIOS, n_scenarios - start),
-            granular,
-            dtype,
-        )
-        for child, start in zip(children, starts, strict=True)
+    chunks = run_in_order(
+        _draw_chunk,
+        (model, method, tilt, int(seed)),
+        [
+            (child, start, min(CHUNK_SCENARIOS, n_scenarios - start), granular, dtype)
+            for child, start in zip(children, starts, strict=True)
+        ],
+        backend,
+        n_jobs,
+        scheduler,
+        describe=lambda i: f"scenarios {starts[i]:,} to {n_scenarios - 1:,}",
     )
-    done = 0
-    with _parallel(backend, n_jobs, scheduler, len(starts)) as parallel:
-        # results come back in submission order, so each chunk lands in its own rows
-        for start, (chunk, chunk_lr, chunk_f, chunk_e) in zip(starts, parallel(tasks), strict=True):
-            stop = start + chunk.shape[0]
-            losses[start:stop], log_lr[start:stop] = chunk, chunk_lr
-            factors[start:stop], events[start:stop] = chunk_f, chunk_e
-            done = stop
-            if progress is not None:
-                progress(done)
+    # results come back in submission order, so each chunk lands in its own rows
+    for start, (chunk, chunk_lr, chunk_f, chunk_e) in zip(starts, chunks, strict=True):
+        stop = start + chunk.shape[0]
+        losses[start:stop], log_lr[start:stop] = chunk, chunk_lr
+        factors[start:stop], events[start:stop] = chunk_f, chunk_e
+        if progress is not None:
+            progress(stop)
 
     weights = np.exp(log_lr - log_lr.max())
     probabilities = weights / weights.sum()
@@ -282,59 +291,6 @@ def simulate(
             "versions": _versions(),
         },
     )
-
-
-class _parallel:
-    """joblib Parallel in ordered-generator mode on the chosen backend (a context manager)."""
-
-    def __init__(self, backend: Backend, n_jobs: int, scheduler: str | None, n_tasks: int):
-        self.backend, self.n_jobs, self.scheduler, self.n_tasks = (
-            backend,
-            n_jobs,
-            scheduler,
-            n_tasks,
-        )
-        self._client = self._cluster = self._config = None
-
-    def __enter__(self) -> Parallel:
-        if self.n_tasks <= 1 or (self.n_jobs == 1 and self.backend is not Backend.dask):
-            return Parallel(n_jobs=1, return_as="generator")
-        if self.backend is Backend.dask:
-            try:
-                from dask.distributed import Client, LocalCluster
-            except ImportError:
-                raise SimulationError(
-                    "backend 'dask' needs dask.distributed: pip install 'ppc-finance[dask]'"
-                ) from None
-            if self.scheduler:
-                try:
-                    self._client = Client(self.scheduler, timeout="10s")
-                except OSError as exc:
-                    raise SimulationError(
-                        f"cannot reach the dask scheduler at {self.scheduler}: {exc}"
-                    ) from None
-            else:
-                workers = self.n_jobs if self.n_jobs > 0 else None
-                self._cluster = LocalCluster(
-                    n_workers=workers,
-                    threads_per_worker=1,
-                    host="127.0.0.1",
-                    dashboard_address=None,
-                    processes=True,
-                )
-                self._client = Client(self._cluster)
-            self._config = parallel_config(backend="dask")
-            self._config.__enter__()
-            return Parallel(return_as="generator")
-        return Parallel(n_jobs=self.n_jobs, backend=self.backend.value, return_as="generator")
-
-    def __exit__(self, *exc: object) -> None:
-        if self._config is not None:
-            self._config.__exit__(*exc)
-        if self._client is not None:
-            self._client.close()
-        if self._cluster is not None:
-            self._cluster.close()
 
 
 def _versions() -> dict[str, str]:

@@ -1,22 +1,34 @@
 """Reading case files safely: bounded YAML, strict UTF-8, CSV tables.
 
 YAML comes from hand-edited files, so the reader refuses what a typo or a hostile file could do:
-object construction (safe loader only), alias bombs (expanded size bounded), duplicate keys (the
-second would silently win), non-UTF-8 bytes and files too large to be a case.
+object construction (safe loader only), alias bombs (expanded size bounded) and alias loops,
+duplicate keys (the second would silently win), numbers too long to be a case figure, dates that
+do not exist, non-UTF-8 bytes, devices and pipes, and files too large to be a case.
 """
 
 from __future__ import annotations
 
 import csv
 import io
+import stat
 from pathlib import Path
 from typing import Any
 
 import yaml
 
 MAX_FILE_BYTES = 50 * 1024 * 1024
+"""Largest file read at all (CSV tables; csv parses in C, quickly)."""
+MAX_YAML_BYTES = 2 * 1024 * 1024
+"""Largest YAML file: the pure-Python parser needs ~1-3 s per MB, so a bigger one would look
+like a hang; the shipped case is ~20 kB and big tables belong in CSV files."""
 MAX_EXPANDED_NODES = 200_000
 MAX_NESTING = 64
+MAX_FLOW_LEVELS = 4 * MAX_NESTING
+"""``[[[…`` deeper than this stops the scanner, whose look-ahead is quadratic in the depth."""
+MAX_INT_CHARS = 40
+"""Longest integer literal: case figures are below 1e13; longer ones would only cost time."""
+MAX_TABLE_CELLS = 200_000
+"""Most cells (rows x columns) in one CSV table: the counterpart of MAX_EXPANDED_NODES."""
 
 
 class ReadProblem(Exception):
@@ -27,10 +39,63 @@ class ReadProblem(Exception):
         self.message, self.field, self.value = message, field, value
 
 
+def _short(text: str, limit: int = 40) -> str:
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
 class _BoundedSafeLoader(yaml.SafeLoader):
     """SafeLoader that rejects duplicate keys and bounds the size aliases expand to."""
 
+    _composed_nodes = 0
+
+    def fetch_flow_collection_start(self, token_class: type) -> None:
+        # Inside `[`/`{` the scanner keeps every open level as a possible key and re-checks them
+        # all per token: 2 MB of `[` would take hours before the nesting check could run.
+        if self.flow_level >= MAX_FLOW_LEVELS:
+            raise ReadProblem(_too_deep())
+        super().fetch_flow_collection_start(token_class)
+
+    def compose_node(self, parent: yaml.Node | None, index: Any) -> yaml.Node:
+        # Counted while parsing, so a file of millions of tiny values stops early instead of
+        # being parsed whole (slowly) before its expanded size is checked.
+        self._composed_nodes += 1
+        if self._composed_nodes > MAX_EXPANDED_NODES:
+            raise ReadProblem(_too_many_values())
+        return super().compose_node(parent, index)
+
+    def construct_object(self, node: yaml.Node, deep: bool = False) -> Any:
+        try:
+            return super().construct_object(node, deep=deep)
+        except (ValueError, OverflowError, LookupError, AttributeError, TypeError) as exc:
+            # PyYAML's own scalar constructors fail so: `2001-13-45` is read as a date that does
+            # not exist (ValueError), `!!bool xyz` (KeyError), `!!int ""` (IndexError)...
+            kind = str(node.tag).rsplit(":", 1)[-1]
+            value = node.value if isinstance(node, yaml.ScalarNode) else f"a {node.id}"
+            raise yaml.constructor.ConstructorError(
+                None,
+                None,
+                f"cannot read {_short(str(value))!r} as {kind}"
+                + (f" ({exc})" if type(exc) is ValueError else "")
+                + "; quote it (or drop its !!tag) to keep it as text",
+                node.start_mark,
+            ) from None
+
+    def construct_yaml_int(self, node: yaml.ScalarNode) -> int:
+        text = str(node.value)
+        if isinstance(node, yaml.ScalarNode) and len(text) > MAX_INT_CHARS:
+            # `1:2:3:…` (base 60) or a long 0x… would take quadratic time to build
+            raise yaml.constructor.ConstructorError(
+                None,
+                None,
+                f"the integer {_short(text)!r} has {len(text):,} characters; "
+                f"a case figure has at most {MAX_INT_CHARS}",
+                node.start_mark,
+            )
+        return super().construct_yaml_int(node)
+
     def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict:
+        if not isinstance(node, yaml.MappingNode):  # `!!set [1]`: the base class says why
+            return super().construct_mapping(node, deep=deep)
         seen: dict[Any, Any] = {}
         for key_node, _ in node.value:
             if key_node.tag == "tag:yaml.org,2002:merge":
@@ -44,27 +109,50 @@ class _BoundedSafeLoader(yaml.SafeLoader):
                 raise yaml.constructor.ConstructorError(
                     None,
                     None,
-                    f"duplicate key {key!r} (first at line {seen[key] + 1})",
+                    f"duplicate key {_short(repr(key))} (first at line {seen[key] + 1})",
                     key_node.start_mark,
                 )
             seen[key] = key_node.start_mark.line
         return super().construct_mapping(node, deep=deep)
 
 
+_BoundedSafeLoader.add_constructor("tag:yaml.org,2002:int", _BoundedSafeLoader.construct_yaml_int)
+
+
+def _too_deep() -> str:
+    return f"the YAML is nested too deeply; at most {MAX_NESTING} levels"
+
+
+def _too_many_values() -> str:
+    return (
+        f"the YAML expands to more than {MAX_EXPANDED_NODES:,} values (anchors/aliases "
+        "repeated too often); write the values out or split the tables into CSV files"
+    )
+
+
 def _expanded_size(root: yaml.Node) -> tuple[int, int]:
     """Number of nodes and depth the document has once every alias is expanded.
 
     Aliases are shared node objects, so sizes are memoised by identity: linear time even for a
-    "billion laughs" document whose expansion is exponential.
+    "billion laughs" document whose expansion is exponential. An alias inside the node it names
+    (``a: &a [*a]``) would expand forever: it is refused.
     """
     size: dict[int, int] = {}
     depth: dict[int, int] = {}
+    open_nodes: set[int] = set()  # being expanded: their children are still on the stack
     stack: list[tuple[yaml.Node, bool]] = [(root, False)]
     while stack:
         node, done = stack.pop()
         key = id(node)
         if key in size:
             continue
+        if not done and key in open_nodes:
+            mark = node.start_mark
+            raise ReadProblem(
+                f"an alias refers to the list or mapping that holds it (a loop, anchored at "
+                f"line {mark.line + 1}); write the values out",
+                field=f"line {mark.line + 1}, column {mark.column + 1}",
+            )
         children: list[yaml.Node] = []
         if isinstance(node, yaml.SequenceNode):
             children = list(node.value)
@@ -75,27 +163,45 @@ def _expanded_size(root: yaml.Node) -> tuple[int, int]:
             depth[key] = 1 + max((depth.get(id(c), 0) for c in children), default=0)
             # cap to avoid huge ints in pathological cases
             size[key] = min(size[key], MAX_EXPANDED_NODES + 1)
+            open_nodes.discard(key)
             continue
+        open_nodes.add(key)
         stack.append((node, True))
         stack.extend((c, False) for c in children if id(c) not in size)
     return size[id(root)], depth[id(root)]
 
 
-def read_text(path: Path) -> str:
-    """Read a file as strict UTF-8, with a size limit; problems become :class:`ReadProblem`."""
+def read_text(path: Path, max_bytes: int = MAX_FILE_BYTES) -> str:
+    """Read a file as strict UTF-8, with a size limit; problems become :class:`ReadProblem`.
+
+    Only regular files are read: a device or a pipe (``/dev/zero``, ``/dev/stdin``) would never
+    end. At most ``max_bytes + 1`` bytes are read even if the size on disk says less.
+    """
     try:
-        if path.is_dir():
+        info = path.stat()
+        if stat.S_ISDIR(info.st_mode):
             raise ReadProblem("is a directory, not a case file")
-        size = path.stat().st_size
-        if size > MAX_FILE_BYTES:
+        if not stat.S_ISREG(info.st_mode):
+            raise ReadProblem("is not a regular file (a device or a pipe?); give a case file")
+        hint = (
+            "; move big tables to CSV files ({csv: file.csv})" if max_bytes < MAX_FILE_BYTES else ""
+        )
+        if info.st_size > max_bytes:
             raise ReadProblem(
-                f"file is {size:,} bytes; a case file must be under {MAX_FILE_BYTES:,}"
+                f"file is {info.st_size:,} bytes; a case file must be under {max_bytes:,}{hint}"
             )
-        data = path.read_bytes()
-    except FileNotFoundError:
+        with path.open("rb") as handle:
+            data = handle.read(max_bytes + 1)  # /proc-like files report a size of 0
+        if len(data) > max_bytes:
+            raise ReadProblem(f"file is over {max_bytes:,} bytes; a case file must be under that")
+    except (FileNotFoundError, NotADirectoryError):
         raise ReadProblem("file not found") from None
     except PermissionError:
         raise ReadProblem("permission denied") from None
+    except OSError as exc:
+        raise ReadProblem(f"cannot be read: {exc.strerror or exc}") from None
+    except ValueError:  # os.stat refuses a path with a NUL character
+        raise ReadProblem("not a usable file name (it holds a NUL character)") from None
     try:
         return data.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
@@ -107,20 +213,18 @@ def read_text(path: Path) -> str:
 
 def read_yaml(path: Path) -> Any:
     """Parse one YAML document safely and return plain Python data."""
-    text = read_text(path)
+    text = read_text(path, MAX_YAML_BYTES)
     if not text.strip():
         raise ReadProblem("the file is empty; a case needs at least name, regions, segments...")
-    loader = _BoundedSafeLoader(io.StringIO(text))
+    loader: _BoundedSafeLoader | None = None
     try:
+        loader = _BoundedSafeLoader(io.StringIO(text))  # checks the first characters already
         node = loader.get_single_node()
         if node is None:
             raise ReadProblem("the file holds no YAML document")
         size, depth = _expanded_size(node)
         if size > MAX_EXPANDED_NODES:
-            raise ReadProblem(
-                f"the YAML expands to more than {MAX_EXPANDED_NODES:,} values (anchors/aliases "
-                "repeated too often); write the values out or split the tables into CSV files"
-            )
+            raise ReadProblem(_too_many_values())
         if depth > MAX_NESTING:
             raise ReadProblem(f"the YAML is nested {depth} levels deep; at most {MAX_NESTING}")
         return loader.construct_document(node)
@@ -129,25 +233,50 @@ def read_yaml(path: Path) -> Any:
         where = f"line {mark.line + 1}, column {mark.column + 1}" if mark else "(unknown place)"
         what = exc.problem or exc.context or "malformed YAML"
         raise ReadProblem(f"malformed YAML at {where}: {what}", field=where) from None
+    except yaml.reader.ReaderError as exc:
+        raise ReadProblem(
+            f"character U+{exc.character:04X} at offset {exc.position} is not allowed in YAML "
+            f"({exc.reason}); remove it"
+        ) from None
     except yaml.YAMLError as exc:
         raise ReadProblem(f"malformed YAML: {exc}") from None
     except RecursionError:
-        raise ReadProblem(f"the YAML is nested too deeply; at most {MAX_NESTING} levels") from None
+        raise ReadProblem(_too_deep()) from None
+    except (ValueError, OverflowError) as exc:
+        # the scanner's own conversions, e.g. the escape "\U0011FFFF" is past the last character
+        mark = loader.get_mark() if loader is not None else None
+        where = f"line {mark.line + 1}, column {mark.column + 1}" if mark else "(file)"
+        raise ReadProblem(f"malformed YAML at {where}: {exc}", field=where) from None
     finally:
-        loader.dispose()
+        if loader is not None:
+            loader.dispose()
 
 
 def read_csv_rows(path: Path) -> list[tuple[int, dict[str, str]]]:
     """Rows of a CSV table as ``(line_number, {column: text})``; blank cells are dropped."""
     text = read_text(path)
     reader = csv.DictReader(io.StringIO(text))
+    try:
+        return _rows(reader)
+    except csv.Error as exc:  # e.g. a cell over the csv module's 131,072-character limit
+        line = reader.reader.line_num  # DictReader's own count lags on a failed row
+        raise ReadProblem(f"malformed CSV at line {line}: {exc}", field=f"line {line}") from None
+
+
+def _rows(reader: csv.DictReader) -> list[tuple[int, dict[str, str]]]:
     if not reader.fieldnames:
         raise ReadProblem("the CSV table is empty; it needs a header row")
     blank = [n for n, col in enumerate(reader.fieldnames) if not (col or "").strip()]
     if blank:
         raise ReadProblem(f"column {blank[0] + 1} of the header has no name", field="header")
     rows = []
-    for row in reader:
+    for n_read, row in enumerate(reader, start=1):
+        if n_read * len(reader.fieldnames) > MAX_TABLE_CELLS:
+            raise ReadProblem(
+                f"the CSV table has more than {MAX_TABLE_CELLS:,} cells (rows x columns); "
+                "a case table is at most that large",
+                field=f"line {reader.line_num}",
+            )
         if None in row:
             raise ReadProblem(
                 f"line {reader.line_num} has more cells than the header's {len(reader.fieldnames)}",

@@ -20,6 +20,10 @@ _EXPORTS = {
     "Evaluation": "optimizer.evaluate",
     "Diagnosis": "optimizer.diagnose",
     "optimize_or_diagnose": "optimizer.diagnose",
+    "sensitivity": "optimizer.sensitivity",
+    "Sensitivity": "optimizer.sensitivity",
+    "stress": "optimizer.stress",
+    "StressReport": "optimizer.stress",
 }
 
 __all__ = sorted(_EXPORTS)
@@ -31,5 +35,9 @@ def __getattr__(name: str) -> Any:
             module = importlib.import_module(_EXPORTS[name])
         except AttributeError as exc:  # would otherwise read as "no such name" to the caller
             raise ImportError(f"importing {_EXPORTS[name]} failed: {exc}") from exc
-        return getattr(module, name)
+        value = getattr(module, name)
+        # importing optimizer.sensitivity/.stress bound the package attribute to the module;
+        # the function of the same name is what `from optimizer import sensitivity` means
+        globals()[name] = value
+        return value
     raise AttributeError(f"module 'optimizer' has no attribute {name!r}")

@@ -6,7 +6,11 @@ Every command turns the tool's typed errors into one clear message and a non-zer
 
 from __future__ import annotations
 
+import signal
 import sys
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated
 
@@ -16,6 +20,7 @@ from rich.markup import escape
 
 from models import CaseError, load_case
 from models.errors import ScenarioFileError, SimulationError
+from models.workers import WorkersLost
 from optimizer.atomic import OutputError
 
 app = typer.Typer(
@@ -157,34 +162,67 @@ def frontier_command(
     scenarios: ScenariosOpt = 2_000,
     seed: SeedOpt = 7,
     sweep: Annotated[
-        str, typer.Option(help="cvar_scale, or amount:SOURCE_ID (e.g. amount:CLIM_JDI).")
+        str,
+        typer.Option(
+            help="What to sweep: cvar_scale (every funder's CVaR limit x value), "
+            "cvar_scale:SOURCE (one funder's), amount:SOURCE or amount:public|private|climate "
+            "(money x value, e.g. amount:CLIM_JDI), depletion:FUND (allowed depletion "
+            "probability, in (0, 1)), mobilization (private US$ per concessional US$) or "
+            "deforestation_priority."
+        ),
     ] = "cvar_scale",
     points: Annotated[int, typer.Option(help="Number of points.")] = 7,
+    method: Annotated[str, typer.Option(help="auto, lp or cutting_plane.")] = "auto",
+    jobs: JobsOpt = 1,
+    scheduler: SchedulerOpt = None,
     out: OutOpt = Path("out-frontier"),
 ) -> None:
-    """The optimal gap against a swept risk appetite or amount; writes frontier.csv."""
+    """The optimal gap against a swept limit, amount or ratio; writes frontier.csv and .json."""
+    import json
+
     from rich.table import Table
 
     from models import simulate
     from optimizer.atomic import staged_directory
-    from optimizer.frontier import frontier
+    from optimizer.cli_views import progress_bar
+    from optimizer.frontier import METHODS, frontier
+    from optimizer.frontier_sweep import FAILED_STATUSES, parse_sweep
+    from optimizer.persist import to_plain
 
     loaded = load_case(case)
+    spec = parse_sweep(loaded, None, sweep)  # a bad sweep is refused before simulating
+    if method not in METHODS:
+        raise ValueError(f"--method {method!r}: choose from {', '.join(METHODS)}")
+    if points < 1:
+        raise ValueError(f"--points must be >= 1, got {points}")
+    backend = "dask" if scheduler else "loky"
     with console.status("Simulating scenarios…"):
-        scen = simulate(loaded, scenarios, seed=seed)
-    with console.status(f"Sweeping {sweep} over {points} points (one compiled problem)…"):
-        front = frontier(loaded, scen, sweep, points=points)
+        scen = simulate(loaded, scenarios, seed=seed, n_jobs=jobs, backend=backend,
+                        scheduler=scheduler)  # fmt: skip
+    with progress_bar(console, f"Sweeping {sweep}", points) as advance:
+        front = frontier(loaded, scen, sweep, points=points, method=method, n_jobs=jobs,
+                         backend=backend, scheduler=scheduler,
+                         on_point=lambda i, _row: advance(i + 1))  # fmt: skip
+    meta = {"case": loaded.name, "case_file": loaded.source_file, "n_scenarios": scenarios,
+            "seed": seed, "frontier": to_plain(front)}  # fmt: skip
     with staged_directory(out) as stage:
         front.table.to_csv(stage / "frontier.csv", index=False)
-    table = Table(title=f"Frontier: {escape(front.label)}")
+        (stage / "frontier.json").write_text(json.dumps(meta, indent=1), encoding="utf-8")
+    unit = "x" if spec.multiplier else ""
+    table = Table(title=f"Frontier: {escape(front.label)} ({front.method}, "
+                  f"{front.workers} worker(s))")  # fmt: skip
     for col in ("value", "weighted gap US$ m", "gap closed", "status"):
         table.add_column(col, justify="right")
     for r in front.table.itertuples():
-        table.add_row(f"{r.value:.3g}x", f"{r.weighted_gap_usd / 1e6:,.1f}" if r.status == "optimal"
-                      else "—", f"{r.gap_closed_share:.1%}" if r.status == "optimal" else "—",
-                      escape(str(r.status)))  # fmt: skip
+        ok = r.status not in FAILED_STATUSES
+        table.add_row(f"{r.value:.3g}{unit}", f"{r.weighted_gap_usd / 1e6:,.1f}" if ok else "—",
+                      f"{r.gap_closed_share:.1%}" if ok else "—", escape(str(r.status)))  # fmt: skip
     console.print(table)
-    console.print(f"Written to {escape(str(out))}/frontier.csv", highlight=False)
+    for r in front.table.itertuples():
+        if r.status in FAILED_STATUSES:
+            err_console.print(f"  point {r.value:.3g}{unit}: {escape(str(r.reason))}",
+                              highlight=False)  # fmt: skip
+    console.print(f"Written to {escape(str(out))}/: frontier.csv, frontier.json", highlight=False)
 
 
 @app.command("run")
@@ -233,6 +271,107 @@ def report_command(
     console.print(f"Re-rendered {escape(str(folder))}/: {', '.join(written)}", highlight=False)
 
 
+@app.command("sensitivity")
+def sensitivity_command(
+    case: CaseArg = None,
+    scenarios: ScenariosOpt = 2_000,
+    seed: SeedOpt = 7,
+    shock: Annotated[float, typer.Option(help="Relative perturbation: 0.2 = ±20 %.")] = 0.2,
+    inputs: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--inputs",
+            help="Inputs to perturb (repeat or comma-separate): pd, lgd, correlation, "
+            "event_probability, amount_public, amount_private, amount_climate, cvar_limit; "
+            "omitted = all that apply.",
+        ),
+    ] = None,
+    jobs: JobsOpt = 1,
+    scheduler: SchedulerOpt = None,
+    out: OutOpt = Path("out-sensitivity"),
+) -> None:
+    """Each input ±shock in turn, re-optimised on common random numbers: the tornado."""
+    import json
+
+    from optimizer.atomic import staged_directory
+    from optimizer.cli_views import print_sensitivity, progress_bar
+    from optimizer.persist import to_plain
+    from optimizer.sensitivity import sensitivity, sensitivity_points
+
+    loaded = load_case(case)
+    chosen = (
+        None if inputs is None else [i.strip() for s in inputs for i in s.split(",") if i.strip()]
+    )
+    total = sensitivity_points(loaded, chosen)
+    with progress_bar(console, "Sensitivity points", total) as advance:
+        sens = sensitivity(loaded, scenarios, seed, inputs=chosen, shock=shock, n_jobs=jobs,
+                           scheduler=scheduler, on_point=advance)  # fmt: skip
+    with staged_directory(out) as stage:
+        sens.table.to_csv(stage / "sensitivity.csv", index=False)
+        sens.tornado.to_csv(stage / "tornado.csv", index=False)
+        (stage / "sensitivity.json").write_text(json.dumps(to_plain(sens)), encoding="utf-8")
+    print_sensitivity(console, sens)
+    console.print(f"Written to {escape(str(out))}/: sensitivity.csv, tornado.csv, "
+                  "sensitivity.json", highlight=False)  # fmt: skip
+
+
+@app.command("stress")
+def stress_command(
+    case: CaseArg = None,
+    allocation: Annotated[
+        Path | None,
+        typer.Option(help="result.json of `ppcfin optimize` or `run`; omitted = optimize first."),
+    ] = None,
+    stress_files: Annotated[
+        list[Path] | None,
+        typer.Option("--stress", help="Stress overlay (repeatable); omitted = the shipped five."),
+    ] = None,
+    reoptimize: Annotated[
+        bool, typer.Option(help="Also re-optimise under each stress: what must give.")
+    ] = False,
+    scenarios: ScenariosOpt = 5_000,
+    seed: SeedOpt = 7,
+    jobs: JobsOpt = 1,
+    scheduler: SchedulerOpt = None,
+    out: OutOpt = Path("out-stress"),
+) -> None:
+    """A fixed allocation under stress overlays: losses, limits held or breached, fund depletion."""
+    import json
+
+    from optimizer.atomic import staged_directory
+    from optimizer.cli_views import print_stress, progress_bar
+    from optimizer.persist import to_plain
+    from optimizer.stress import read_allocation, stress, stress_steps
+
+    loaded = load_case(case)
+    if allocation is not None:
+        fixed = read_allocation(allocation)
+    else:
+        from models import simulate
+        from optimizer.diagnose import optimize_or_diagnose
+
+        with console.status("No --allocation: simulating and optimizing first…"):
+            backend = "dask" if scheduler else "loky"
+            scen = simulate(loaded, scenarios, seed=seed, n_jobs=jobs, backend=backend,
+                            scheduler=scheduler)  # fmt: skip
+            fixed = optimize_or_diagnose(loaded, scen)
+    n_stresses = len(stress_files) if stress_files else None
+    with progress_bar(console, "Stress", stress_steps(loaded, n_stresses, reoptimize)) as advance:
+        report = stress(loaded, fixed, stress_files, scenarios, seed, reoptimize=reoptimize,
+                        n_jobs=jobs, scheduler=scheduler, on_step=advance)  # fmt: skip
+    written = ["stress_limits.csv", "stress_funders.csv", "stress_funds.csv", "stress.json"]
+    with staged_directory(out) as stage:
+        report.limits.to_csv(stage / "stress_limits.csv", index=False)
+        report.funders.to_csv(stage / "stress_funders.csv", index=False)
+        report.funds.to_csv(stage / "stress_funds.csv", index=False)
+        if report.reoptimized is not None:
+            report.reoptimized.to_csv(stage / "stress_reoptimized.csv", index=False)
+            written.insert(3, "stress_reoptimized.csv")
+        (stage / "stress.json").write_text(json.dumps(to_plain(report)), encoding="utf-8")
+    print_stress(console, report)
+    console.print(f"Written to {escape(str(out))}/: {', '.join(written)}", highlight=False)
+
+
 def _formats(text: str) -> list[str]:
     chosen = [f.strip().lower() for f in text.split(",") if f.strip()]
     bad = [f for f in chosen if f not in FORMATS]
@@ -262,12 +401,18 @@ def _render(record, folder: Path, formats: list[str]) -> list[str]:
 
 
 def _write_atomically(write, target: Path) -> None:
-    """Run a writer that replaces ``target`` atomically; turn OS errors into one message."""
+    """Run a writer that replaces ``target`` atomically; turn OS errors into one message.
+
+    The writer owns its temporary file and removes it on any failure (a full disk, Ctrl-C);
+    here an ``OSError`` becomes an :class:`OutputError` naming ``target`` and what to do.
+    """
+    from optimizer.atomic import describe_os_error
+
     try:
         target.parent.mkdir(parents=True, exist_ok=True)
         write()
     except OSError as exc:
-        raise OutputError(f"cannot write {target}: {exc.strerror or exc}") from None
+        raise OutputError(f"cannot write {target}: {describe_os_error(exc)}") from None
 
 
 def _print_case_error(exc: CaseError) -> None:
@@ -291,40 +436,139 @@ def _optimizer_errors() -> type[Exception]:
     return OptimizerError
 
 
+INTERRUPT_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+"""Signals that stop a command cleanly: exit code 128 + signal number (130, 143)."""
+
+
 def main(argv: list[str] | None = None) -> int:
-    """Console-script entry point; returns the exit code instead of raising."""
+    """Console-script entry point; returns the exit code instead of raising.
+
+    While a command runs, SIGTERM is handled like Ctrl-C (SIGINT): the command stops where it
+    is, its staging folders are removed (earlier outputs stay as they were), worker processes
+    are stopped, and one line is printed; the exit code is 130 (SIGINT) or 143 (SIGTERM). A
+    signal that arrives inside a solver call takes effect when the call returns.
+    """
+    with _interrupt_signals() as received:
+        try:
+            code = _dispatch(argv)
+        except KeyboardInterrupt:  # outside typer's own handling (e.g. while printing)
+            code = 128 + signal.SIGINT
+        if received or code == 128 + signal.SIGINT:
+            # typer turns KeyboardInterrupt into exit code 130 and drops it: the handler
+            # recorded which signal it was
+            return _interrupted(received[0] if received else signal.SIGINT)
+    return code
+
+
+def _dispatch(argv: list[str] | None) -> int:
     try:
-        app(args=argv, standalone_mode=False)
+        code = app(args=argv, standalone_mode=False)
     except CaseError as exc:
         _print_case_error(exc)
         return 2
+    except WorkersLost as exc:  # the machine could not run it: not a bad argument
+        _print_error(str(exc))
+        return 1
     except (SimulationError, ScenarioFileError, ValueError, _optimizer_errors()) as exc:
-        err_console.print(f"[bold red]Error:[/] {escape(str(exc))}", highlight=False)
+        _print_error(str(exc))
         diagnosis = getattr(exc, "diagnosis", None)
         for message in getattr(diagnosis, "messages", ()):
             err_console.print(f"  • {escape(message)}", highlight=False)
-        return 2
+        return 1 if _is_solver_failure(exc) else 2
     except OutputError as exc:
-        err_console.print(
-            f"[bold red]Error:[/] {escape(str(exc))}; earlier outputs are left as they were.",
-            highlight=False,
-        )
+        _print_error(f"{exc}; earlier outputs are left as they were.")
         return 1
     except typer.Exit as exc:
         return exc.exit_code
     except typer.Abort:
-        err_console.print("Interrupted.")
-        return 130
-    except KeyboardInterrupt:
-        err_console.print("Interrupted.")
-        return 130
+        return 128 + signal.SIGINT
     except Exception as exc:
+        if _is_lost_worker(exc):
+            first_line = str(exc).strip().split("\n", 1)[0]
+            _print_error(
+                f"a worker process died ({type(exc).__name__}: {first_line}); nothing was "
+                "written. The operating system usually kills a worker that runs out of memory: "
+                "use fewer --jobs or fewer scenarios."
+            )
+            return 1
         # usage errors: typer bundles its own click, so match by behaviour, not by class
         if hasattr(exc, "show") and isinstance(getattr(exc, "exit_code", None), int):
             exc.show(file=sys.stderr)
             return 2 if exc.exit_code == 1 else exc.exit_code
         raise
-    return 0
+    return code if isinstance(code, int) else 0
+
+
+def _print_error(message: str) -> None:
+    err_console.print(f"[bold red]Error:[/] {escape(message)}", highlight=False)
+
+
+def _is_solver_failure(exc: Exception) -> bool:
+    """A solver that gave no usable answer is not bad input (exit 1, not 2)."""
+    from optimizer.errors import SolverFailure
+
+    return isinstance(exc, SolverFailure)
+
+
+def _is_lost_worker(exc: Exception) -> bool:
+    """A dead loky/multiprocessing worker, or a task dask gave up on (``KilledWorker``)."""
+    from concurrent.futures import BrokenExecutor
+
+    distributed = sys.modules.get("distributed")  # not imported: cannot be its error
+    killed = getattr(distributed, "KilledWorker", None) if distributed else None
+    return isinstance(exc, BrokenExecutor) or (killed is not None and isinstance(exc, killed))
+
+
+@contextmanager
+def _interrupt_signals() -> Iterator[list[int]]:
+    """Turn SIGINT and SIGTERM into KeyboardInterrupt while a command runs, noting which came.
+
+    A signal the process was told to ignore (``nohup``, a shell's background job) stays
+    ignored; the previous handlers come back afterwards (tests call :func:`main` in-process).
+    """
+    received: list[int] = []
+    if threading.current_thread() is not threading.main_thread():
+        yield received
+        return
+
+    def on_signal(signum: int, _frame: object) -> None:
+        received.append(signum)
+        raise KeyboardInterrupt
+
+    previous = {}
+    for sig in INTERRUPT_SIGNALS:
+        if signal.getsignal(sig) is not signal.SIG_IGN:
+            previous[sig] = signal.signal(sig, on_signal)
+    try:
+        yield received
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, signal.SIG_DFL if handler is None else handler)
+
+
+def _interrupted(signum: int) -> int:
+    """Stop every worker process, print one line, return 128 + the signal number."""
+    _stop_workers()
+    name = signal.Signals(signum).name
+    err_console.print(
+        f"Interrupted ({name}): stopped, no partial output was written; earlier outputs are "
+        "as they were.",
+        highlight=False,
+    )
+    return 128 + signum
+
+
+def _stop_workers() -> None:
+    """Kill loky's reusable worker pool if this process has one.
+
+    joblib already kills the pool it was using when interrupted; this also stops idle workers
+    kept for reuse, so an interrupted command leaves no process behind. Only looked up when
+    joblib's loky is already imported: looking it up otherwise would start a pool.
+    """
+    module = sys.modules.get("joblib.externals.loky.reusable_executor")
+    executor = getattr(module, "_executor", None) if module else None
+    if executor is not None:
+        executor.shutdown(wait=True, kill_workers=True)
 
 
 if __name__ == "__main__":

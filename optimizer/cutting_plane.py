@@ -1,42 +1,91 @@
 """Cutting-plane CVaR (Künzi-Bay & Mayer 2006), several CVaR constraints at once.
 
-Each CVaR measure k (a funder's losses, a fund's claims) is written ``t_k + η_k / (1 − α_k)``
-with ``η_k >= 0`` standing for ``Σ_ω π_ω (L_k(ω) − t_k)+``. The master LP holds, per measure, a
-bank of aggregated cuts ``η_k >= g·e − P·t_k`` stored in cvxpy parameters, so the master is
-compiled once (DPP) and each iteration only changes parameter values. After each master solve
-one pass over the loss matrix (:class:`TailOracle`) finds, for every measure, the scenarios in
-its tail and the most violated cut. The loop stops when every measure's true CVaR at the master's
-point is within ``tolerance`` of the master's estimate: the master's optimum is then the optimum
-of the one-LP formulation (its constraints are implied by the full model and vice versa at the
-limit), and its duals are the full model's duals.
+Each CVaR measure k (a funder's losses, a fund's claims) is written ``t_k + f_k η_k`` with
+``f_k = 1/(1 − α_k)`` and ``η_k >= 0`` standing for ``Σ_ω π_ω (L_k(ω) − t_k)+``. The cvxpy
+problem holds no scenario at all; it is compiled once and handed to a persistent HiGHS model
+(:class:`CutMaster`), to which each iteration appends aggregated cut rows
+``η_k >= g·e_k − P·t_k`` in place, so HiGHS re-optimises from its last basis (dual simplex)
+instead of starting again. After each master solve one pass over the loss matrix
+(:class:`~optimizer.tail_oracle.TailOracle`) finds, for every measure, its tail scenarios and
+the most violated cut. The loop stops when every measure's true CVaR at the master's point is
+within ``tolerance`` of the master's estimate: the master's optimum is then the optimum of the
+one-LP formulation, and its duals are that formulation's duals.
+
+A cut is an outer linearisation of ``Σ π (L − t)+``, a function of the exposures alone, so it
+stays valid whatever the budgets, limits or objective: stage 2 and every point of a frontier
+start with all the cuts found so far.
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from types import SimpleNamespace
 
 import cvxpy as cp
 import numpy as np
+import scipy.sparse as sp
+from cvxpy import settings as status_codes
 
 from optimizer.errors import SolverFailure
 from optimizer.tail_oracle import TailOracle
 
-DEFAULT_MAX_CUTS = 96
-"""Cut rows kept per measure; when full, the slackest cut is replaced."""
+
+def _silence_highs_banner() -> None:
+    """HiGHS prints a banner to C-level stdout on first use, before any option can silence it;
+    take it once here, with stdout pointed at /dev/null, so CLI output stays clean."""
+    import os
+    import sys
+
+    try:
+        import highspy
+    except ImportError:
+        return
+    sys.stdout.flush()
+    saved = os.dup(1)
+    try:
+        with open(os.devnull, "w") as null:
+            os.dup2(null.fileno(), 1)
+            highspy.Highs()
+    finally:
+        os.dup2(saved, 1)
+        os.close(saved)
+
+
+_silence_highs_banner()
+
 MAX_ITERATIONS = 400
 TOLERANCE_REL = 1e-6
 """CVaR overestimate accepted at convergence, relative to the CVaR (at least US$1)."""
 TOLERANCE_ABS_USD_M = 1e-6
+FEASIBILITY_TOL = 1e-7
+"""HiGHS's primal feasibility tolerance on a cut row (US$m of η)."""
+
+# Measured on the default case (10^4-10^6 scenarios): with HiGHS's scaling on, the master's
+# dense cut rows made the dual simplex slower; the cvxpy problem is already in US$ millions.
+MASTER_OPTIONS = {"output_flag": False, "simplex_scale_strategy": 0}
 
 
 @dataclass(eq=False)
 class CutMeasure:
-    """One CVaR measure of the master problem and its bank of cut rows.
+    """One CVaR measure of the master problem.
 
-    ``coef`` (max_cuts, n_cols) and ``tail`` (max_cuts,) are cvxpy parameters; unused rows are
-    zero, i.e. the harmless cut ``η >= 0``.
+    Attributes
+    ----------
+    name : str
+    cols : ndarray of int, shape (n_cols_k,)
+        The net exposure columns whose losses the measure adds up.
+    alpha : float
+        Confidence level at build time (the tail factor may be a swept parameter).
+    t, eta : cvxpy Variable (scalar, >= 0)
+        Threshold and tail excess.
+    estimate : cvxpy Expression
+        The master's CVaR, ``t + f·η``.
+    tail_factor : cvxpy Expression or float
+        ``f = 1/(1 − α)``.
+    limit : cvxpy Expression or None
+        The right-hand side the CVaR must stay within (US$m); the loop stops adding cuts to a
+        measure whose true CVaR at the master's point is within it.
     """
 
     name: str
@@ -44,48 +93,35 @@ class CutMeasure:
     alpha: float
     t: cp.Variable
     eta: cp.Variable
-    coef: cp.Parameter
-    tail: cp.Parameter
-    filled: int = 0
+    tail_factor: cp.Expression | float
+    limit: cp.Expression | None = None
+    estimate: cp.Expression = field(init=False)
 
-    @property
-    def estimate(self) -> cp.Expression:
-        """The master's CVaR: ``t + η / (1 − α)``."""
-        return self.t + self.eta / (1.0 - self.alpha)
+    def __post_init__(self) -> None:
+        self.estimate = self.t + self.tail_factor * self.eta
 
-    def constraints(self, expo: cp.Variable) -> list[cp.Constraint]:
-        return [self.eta >= self.coef @ expo[self.cols] - self.tail * self.t]
-
-    def add(self, coef: np.ndarray, tail_probability: float, expo: np.ndarray) -> None:
-        """Store a cut, replacing the slackest one when the bank is full."""
-        g, p = self.coef.value, self.tail.value
-        if self.filled < g.shape[0]:
-            row = self.filled
-            self.filled += 1
-        else:
-            t = float(self.t.value or 0.0)
-            slack = float(self.eta.value or 0.0) - (g @ expo[self.cols] - p * t)
-            row = int(np.argmax(slack))
-        g = g.copy()
-        p = p.copy()
-        g[row], p[row] = coef, tail_probability
-        self.coef.value, self.tail.value = g, p
+    def factor(self) -> float:
+        """Current value of ``1/(1 − α)``."""
+        f = self.tail_factor
+        return float(f.value) if isinstance(f, cp.Expression) else float(f)
 
 
 def make_measure(
-    name: str, cols: np.ndarray, alpha: float, max_cuts: int = DEFAULT_MAX_CUTS
+    name: str,
+    cols: np.ndarray,
+    alpha: float,
+    tail_factor: cp.Expression | None = None,
+    *,
+    losses_nonneg: bool = True,
 ) -> CutMeasure:
-    """A measure with an empty bank of cuts (t >= 0: losses and claims are never negative)."""
+    """A measure with no cut yet (η >= 0; t >= 0 too when losses are never negative)."""
     return CutMeasure(
         name=name,
         cols=np.asarray(cols, dtype=np.int64),
         alpha=float(alpha),
-        t=cp.Variable(nonneg=True, name=f"var_{name}"),
+        t=cp.Variable(nonneg=losses_nonneg, name=f"var_{name}"),
         eta=cp.Variable(nonneg=True, name=f"tail_{name}"),
-        coef=cp.Parameter(
-            (max_cuts, len(cols)), name=f"cuts_{name}", value=np.zeros((max_cuts, len(cols)))
-        ),
-        tail=cp.Parameter(max_cuts, nonneg=True, name=f"tailp_{name}", value=np.zeros(max_cuts)),
+        tail_factor=1.0 / (1.0 - alpha) if tail_factor is None else tail_factor,
     )
 
 
@@ -96,13 +132,142 @@ class CutReport:
     iterations: int
     max_violation_usd_m: float
     oracle_seconds: float
+    master_seconds: float
+    cuts: int
+
+
+class CutMaster:
+    """The cvxpy problem's LP in a persistent HiGHS model, plus the cut rows found so far.
+
+    The cvxpy problem is canonicalised once (DPP); after a parameter change :meth:`sync`
+    re-applies the parameters, updates costs and bounds in place (or reloads the model when a
+    matrix coefficient moved) and re-adds every cut, keeping the last basis. Solutions and the
+    duals of the cvxpy rows are unpacked into the cvxpy variables and constraints, so the rest
+    of the optimizer reads them as after ``problem.solve``.
+
+    Parameters
+    ----------
+    problem : cvxpy Problem
+        DPP; every CVaR appears as ``measure.estimate`` with ``η`` free of other rows.
+    measures : list of CutMeasure
+    expo : cvxpy Variable
+        The net exposure columns the measures' ``cols`` index.
+    """
+
+    def __init__(self, problem: cp.Problem, measures: list[CutMeasure], expo: cp.Variable):
+        import highspy
+
+        self._hs = highspy
+        self.problem, self.measures = problem, measures
+        self.cut_rows: list[tuple[int, np.ndarray, float]] = []  # (measure, coef, tail prob)
+        self.highs: highspy.Highs | None = None
+        self._data_key: tuple | None = None
+        self._n_base_rows = 0
+        data = self._fetch()
+        offsets = data[cp.settings.PARAM_PROB].var_id_to_col
+        self.expo_cols = offsets[expo.id] + np.arange(expo.size)
+        self.t_col = np.array([offsets[m.t.id] for m in measures])
+        self.eta_col = np.array([offsets[m.eta.id] for m in measures])
+
+    def _fetch(self) -> dict:
+        self.data, self.chain, self.inverse = self.problem.get_problem_data(
+            cp.HIGHS, canon_backend="CPP"
+        )
+        return self.data
+
+    def sync(self, options: dict) -> None:
+        """Load the current parameter values into the HiGHS model (compiled problem re-used)."""
+        data = self._fetch()
+        dims = data[cp.settings.DIMS]
+        a = data[cp.settings.A].tocsc()
+        c, b = np.asarray(data[cp.settings.C], dtype=float), np.asarray(data[cp.settings.B])
+        lower = np.concatenate([b[: dims.zero], np.full(b.size - dims.zero, -np.inf)])
+        key = (a.shape, a.indptr.tobytes(), a.indices.tobytes(), a.data.tobytes())
+        if self.highs is not None and key == self._data_key:
+            n = c.size
+            self.highs.changeColsCost(n, np.arange(n, dtype=np.int32), c)
+            m = b.size
+            self.highs.changeRowsBounds(m, np.arange(m, dtype=np.int32), lower, b)
+        else:
+            basis = self.highs.getBasis() if self.highs is not None else None
+            self._load(data, a, c, lower, b)
+            if basis is not None and basis.valid:
+                self.highs.setBasis(basis)
+            self._data_key = key
+        for name, value in options.items():
+            self.highs.setOptionValue(name, value)
+
+    def _load(self, data: dict, a: sp.csc_matrix, c, lower, upper) -> None:
+        hs = self._hs
+        highs = hs.Highs()
+        highs.setOptionValue("output_flag", False)
+        model = hs.HighsModel()
+        lp = model.lp_
+        lp.num_col_, lp.num_row_ = a.shape[1], a.shape[0]
+        lp.offset_ = 0
+        lp.col_cost_ = c
+        lp.row_lower_, lp.row_upper_ = lower, upper
+        lp.a_matrix_.format_ = hs.MatrixFormat.kColwise
+        lp.a_matrix_.start_ = a.indptr
+        lp.a_matrix_.index_ = a.indices
+        lp.a_matrix_.value_ = a.data
+        lb, ub = data[cp.settings.LOWER_BOUNDS], data[cp.settings.UPPER_BOUNDS]
+        lp.col_lower_ = np.full(a.shape[1], -np.inf) if lb is None else lb
+        lp.col_upper_ = np.full(a.shape[1], np.inf) if ub is None else ub
+        highs.passModel(model)
+        self.highs, self._n_base_rows = highs, a.shape[0]
+        for k, coef, prob in self.cut_rows:
+            self._add_row(k, coef, prob)
+
+    def _add_row(self, k: int, coef: np.ndarray, tail_probability: float) -> None:
+        m = self.measures[k]
+        # η_k − g·e_k + P·t_k >= 0
+        index = np.concatenate([[self.eta_col[k], self.t_col[k]], self.expo_cols[m.cols]])
+        value = np.concatenate([[1.0, tail_probability], -coef])
+        keep = value != 0.0
+        keep[0] = True
+        self.highs.addRow(0.0, np.inf, int(keep.sum()), index[keep].astype(np.int32), value[keep])
+
+    def add_cut(self, k: int, coef: np.ndarray, tail_probability: float) -> None:
+        self.cut_rows.append((k, np.asarray(coef, dtype=float), float(tail_probability)))
+        self._add_row(k, *self.cut_rows[-1][1:])
+
+    def solve(self) -> tuple[str, float]:
+        """Run HiGHS; unpack values and duals into cvxpy. Returns (cvxpy status, seconds)."""
+        highs = self.highs
+        start = time.perf_counter()
+        highs.run()
+        seconds = time.perf_counter() - start
+        status_name = highs.getModelStatus().name
+        solution = highs.getSolution()
+        results = {
+            # only the cvxpy rows' duals go back to cvxpy; the cut rows are the engine's own
+            "solution": SimpleNamespace(
+                col_value=solution.col_value,
+                row_dual=list(solution.row_dual)[: self._n_base_rows],
+            ),
+            "info": highs.getInfo(),
+            "model_status": status_name,
+            "run_time": seconds,
+        }
+        if status_name == "kInfeasible":
+            results["dual_ray"] = (None, None, np.zeros(self._n_base_rows))
+        self.problem.unpack_results(results, self.chain, self.inverse)
+        return str(self.problem.status), seconds
+
+
+def _value(expr: cp.Expression | None, default: float) -> float:
+    if expr is None:
+        return default
+    value = expr.value
+    return default if value is None else float(np.asarray(value).reshape(-1)[0])
 
 
 def solve_with_cuts(
-    measures: list[CutMeasure],
-    expo: cp.Variable,
+    master: CutMaster,
     oracle: TailOracle,
-    solve_master: Callable[[], None],
+    expo: cp.Variable,
+    solve_master: callable,
     tolerance: float = TOLERANCE_REL,
     max_iterations: int = MAX_ITERATIONS,
     stage: int = 1,
@@ -111,44 +276,53 @@ def solve_with_cuts(
 
     Parameters
     ----------
-    measures : list of CutMeasure
-        Their cut constraints must already be in the master problem.
-    expo : cvxpy Variable
-        The net exposure columns the oracle's measures refer to.
+    master : CutMaster
+        Synced to the current parameters.
     oracle : TailOracle
-        Built on the same measures (same order, same columns).
+        Built on the master's measures (same order, same columns).
+    expo : cvxpy Variable
+        The net exposure columns (read after each master solve).
     solve_master : callable
-        Solves the master in place (raising a typed error if it cannot).
+        Solves the master in place, raising a typed error if it cannot; returns seconds.
 
     Returns
     -------
     CutReport
     """
-    oracle_s = 0.0
+    measures = master.measures
+    oracle_s = master_s = 0.0
     violation = np.inf
     for iteration in range(1, max_iterations + 1):
-        solve_master()
+        master_s += solve_master()
         point = np.asarray(expo.value, dtype=float)
         thresholds = np.array([float(m.t.value) for m in measures])
+        factor = np.array([m.factor() for m in measures])
+        eta = np.array([float(m.eta.value) for m in measures])
         start = time.perf_counter()
-        cuts, _ = oracle.cuts(point, thresholds)
+        losses = oracle.scenario_losses(point)
+        # t + f·Σπ(L − t)+ bounds the true CVaR from above at any t
+        upper = thresholds + factor * oracle.excess(losses, thresholds)
+        estimate = thresholds + factor * eta
+        # a measure with no limit (an objective) is done only when its estimate is exact
+        limit = np.array([_value(m.limit, -np.inf) for m in measures])
+        # HiGHS holds rows to ~1e-7 (times f on the CVaR): asking more chases solver noise
+        scale = np.maximum(np.abs(estimate), np.where(np.isfinite(limit), np.abs(limit), 0.0))
+        allowed = tolerance * scale + TOLERANCE_ABS_USD_M + factor * FEASIBILITY_TOL
+        # The master is a relaxation: once its point meets every true CVaR limit it is the full
+        # problem's optimum (and a binding limit is then met with an exact estimate).
+        open_ = np.flatnonzero((upper - limit > allowed) & (upper - estimate > allowed))
+        violation = float(np.maximum(upper - np.maximum(limit, estimate), 0).max(initial=0.0))
+        if not open_.size:
+            oracle_s += time.perf_counter() - start
+            return CutReport(iteration, violation, oracle_s, master_s, len(master.cut_rows))
+        # Two cuts per open measure: the most violated at the master's t, and the tangent at
+        # the point's own VaR (exact CVaR there), which took iterations down by a third.
+        var = oracle.value_at_risk(losses[:, open_], 1.0 - 1.0 / factor[open_])
+        wh = np.concatenate([open_, open_])
+        cuts, _ = oracle.cuts(point, np.concatenate([thresholds[open_], var]), wh, losses)
         oracle_s += time.perf_counter() - start
-        gaps = np.array(
-            [
-                (c.excess - float(m.eta.value)) / (1.0 - m.alpha)
-                for c, m in zip(cuts, measures, strict=True)
-            ]
-        )
-        # HiGHS solves to ~1e-7 relative: asking more makes the loop chase solver noise
-        allowed = np.array(
-            [tolerance * abs(float(m.estimate.value)) + TOLERANCE_ABS_USD_M for m in measures]
-        )
-        violation = float(gaps.max(initial=0.0))
-        if np.all(gaps <= allowed):
-            return CutReport(iteration, violation, oracle_s)
-        for cut, m, gap, ok in zip(cuts, measures, gaps, allowed, strict=True):
-            if gap > ok:
-                m.add(cut.coef, cut.tail_probability, point)
+        for k, cut in zip(wh, cuts, strict=True):
+            master.add_cut(int(k), cut.coef, cut.tail_probability)
     raise SolverFailure(
         "cutting_plane",
         "not_converged",
@@ -156,3 +330,6 @@ def solve_with_cuts(
         f"no convergence in {max_iterations} iterations (largest CVaR overestimate "
         f"US${violation:.4f}m); use method='lp' for this case",
     )
+
+
+SOLVED = (status_codes.OPTIMAL, status_codes.OPTIMAL_INACCURATE)

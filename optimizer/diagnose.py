@@ -156,7 +156,8 @@ class Diagnosis:
         """The case with every relaxation applied (rounded up by 1 % + US$1), re-validated.
 
         Where several rows map to one field (a policy share, a fund's uptake) the loosest
-        value is kept. Each changed field gets a ``[D]`` provenance tag in ``field_sources``
+        value is kept. A relaxed source whose US$ CVaR limit would exceed its money has the
+        limit clipped to ``amount_usd`` (a schema rule; no loss exceeds the lending). Each changed field gets a ``[D]`` provenance tag in ``field_sources``
         and the content hash is cleared (the case is no longer the file's).
 
         Raises
@@ -193,6 +194,7 @@ class Diagnosis:
         for path, value in changes.items():
             before = _set_field(raw, path, value)
             tags[path] = f"[D] relaxed by ppcfin diagnose from {before!r} to {value!r}"
+        _clip_cvar_limits(raw, changes, tags)
         raw["field_sources"] = tags
         raw["content_sha256"] = None
         return Case.model_validate(raw)
@@ -608,6 +610,28 @@ def _value(value: float, money: bool) -> str:
     if money:
         return f"{'−' if value < 0 else ''}US${abs(value):,.0f}"
     return f"{value:.4g}"
+
+
+def _clip_cvar_limits(raw: dict, changes: Mapping[str, float], tags: dict[str, str]) -> None:
+    """Keep ``cvar_limit_usd <= amount_usd`` (a schema rule) for the sources a relaxation moved.
+
+    A source's loss never exceeds its lending (loss per dollar <= 1, cover only lowers it), so a
+    CVaR limit above its money is no limit: clipping it to ``amount_usd`` leaves the relaxed
+    problem as it was. Without the clip, relaxing a budget that had been set below its CVaR
+    limit (or a CVaR limit past the budget) gave a case that failed validation.
+    """
+    for src in raw["sources"]:
+        moved = any(
+            f"sources[{src['id']}].{a}" in changes for a in ("amount_usd", "cvar_limit_usd")
+        )
+        limit = src.get("cvar_limit_usd")
+        if moved and limit is not None and limit > src["amount_usd"]:
+            path = f"sources[{src['id']}].cvar_limit_usd"
+            src["cvar_limit_usd"] = float(src["amount_usd"])
+            tags[path] = (
+                f"[D] clipped by ppcfin diagnose from {limit!r} to the source's amount_usd "
+                f"{src['amount_usd']!r} (a CVaR limit above the money is no limit)"
+            )
 
 
 def _set_field(raw: dict, path: str, value: float) -> Any:

@@ -21,7 +21,7 @@ import scipy.sparse as sp
 
 from models.scenarios import ScenarioSet
 from models.schema import Case, SourceKind
-from optimizer.cutting_plane import CutMeasure, make_measure
+from optimizer.cutting_plane import CutMaster, CutMeasure, make_measure
 from optimizer.exposures import (
     Eligibility,
     FundClaims,
@@ -103,6 +103,9 @@ class AllocationProblem:
         concessional money).
     expo : cvxpy Variable
         Net exposure columns (see :class:`optimizer.exposures.ExposureColumns`).
+    cut_measures, oracle, cut_master
+        Cut mode only: the CVaR measures, the pass over the loss matrix that makes their cuts,
+        and the persistent HiGHS model that holds the compiled problem and the cuts.
     """
 
     case: Case
@@ -130,6 +133,7 @@ class AllocationProblem:
     expo: cp.Variable | None = None
     cut_measures: tuple[CutMeasure, ...] = ()
     oracle: TailOracle | None = None
+    cut_master: CutMaster | None = None
 
     def set_stage(self, stage: int, hold_usd_m: float | None = None) -> None:
         """Point the objective at stage 1 (weighted gap) or 2 (loss and cost, gap held)."""
@@ -347,6 +351,7 @@ class _Builder:
                     rhs.append(self.cvar_scale[i] * (src.cvar_limit_usd / USD_PER_UNIT))
                 else:
                     rhs.append(self.cvar_scale[i] * (src.cvar_limit_share * commit[s]))
+            self._limit_measures(rhs)
             labels = [f"CVaR{_pct(case.sources[s].cvar_alpha)} loss limit of {i}"
                       for s, i in zip(limited, ids, strict=True)]  # fmt: skip
             self.add(
@@ -380,6 +385,7 @@ class _Builder:
                 )
                 for i, g in enumerate(funds)
             ]
+            self._limit_measures([self.fund_capital[g] for g in funds])
             self.add(
                 "fund_depletion", _stack(lhs), self.fund_capital[funds],
                 self.fund_capital[funds], [self.fund_ids[g] for g in funds],
@@ -388,6 +394,12 @@ class _Builder:
                  for g in funds],
                 "US$1 more claims-CVaR allowed at {}",
             )  # fmt: skip
+
+    def _limit_measures(self, limits: list[cp.Expression]) -> None:
+        """Tell the last cut measures their limits (the cutting plane stops on feasibility)."""
+        if self.cvar_method == "cuts":
+            for measure, limit in zip(self.measures[-len(limits) :], limits, strict=True):
+                measure.limit = limit
 
     def _cvar(
         self,
@@ -404,10 +416,9 @@ class _Builder:
         """
         factor = 1.0 / (1.0 - alpha) if tail_factor is None else tail_factor
         if self.cvar_method == "cuts":
-            measure = make_measure(name, loss, alpha)
+            measure = make_measure(name, loss, alpha, tail_factor)
             self.measures.append(measure)
-            self.internal.extend(measure.constraints(self.expo))
-            return measure.t + factor * measure.eta
+            return measure.estimate
         eta = cp.Variable(name=f"var_{name}")
         v = cp.Variable(self.scen.n_scenarios, nonneg=True, name=f"excess_{name}")
         self.internal.append(loss - eta <= v)
@@ -576,6 +587,7 @@ def build_problem(case: Case, scenarios: ScenarioSet, cvar_method: str = "lp") -
             if b.measures
             else None
         ),
+        cut_master=CutMaster(problem, b.measures, b.expo) if b.measures else None,
     )
     out.set_stage(1)
     return out

@@ -15,33 +15,48 @@ from pathlib import Path
 
 from models import Case, ScenarioSet, load_case, simulate
 from models.loader import DEFAULT_CASE
+from optimizer.errors import OptimizerError
 from optimizer.evaluate import Evaluation, evaluate
 from optimizer.frontier import Frontier, frontier
 from optimizer.persist import from_plain, to_plain
 from optimizer.result import Allocation
+from optimizer.sensitivity import Sensitivity, sensitivity, sensitivity_points
 from optimizer.solve import optimize
+from optimizer.stress import STRESS_DIR, StressOutcome, shipped_stresses, stress_outcomes
 
-STRESS_DIR = DEFAULT_CASE.parent / "stress"
+__all__ = [
+    "FRONTIER_POINTS",
+    "FRONTIER_SCENARIOS",
+    "OUT_OF_SAMPLE_SEED_OFFSET",
+    "SENSITIVITY_SCENARIOS",
+    "STRESS_DIR",
+    "RunRecord",
+    "SavedRunError",
+    "StressOutcome",
+    "load_run",
+    "run_case",
+    "save_run",
+    "shipped_stresses",
+    "stress_outcomes",
+]
+
 FRONTIER_SCENARIOS = 1_500
 """The frontier is swept on a smaller set of the same seed, so a run stays within minutes."""
 FRONTIER_POINTS = 6
+SENSITIVITY_SCENARIOS = 500
+"""The sensitivity sweep re-optimises 17 times (base + 8 inputs x low/high) on a smaller set of
+the same seed: about 30 s on 2 idle cores (CRN keeps the changes meaningful at this size)."""
 OUT_OF_SAMPLE_SEED_OFFSET = 1_000_003
 """The out-of-sample set uses seed + this offset: independent of the in-sample draws."""
 
 
-@dataclass(frozen=True)
-class StressOutcome:
-    """A fixed allocation evaluated under one stress overlay."""
-
-    stress_id: str
-    name: str
-    description: str
-    evaluation: Evaluation
-
-
 @dataclass(frozen=True, eq=False)
 class RunRecord:
-    """Everything one run produced, for the report and the files."""
+    """Everything one run produced, for the report and the files.
+
+    ``sensitivity`` is None when the sweep was not run; ``sensitivity_error`` then says why
+    when it was tried and its base case did not solve at the sweep's scenario count.
+    """
 
     case: Case
     scenarios: ScenarioSet
@@ -53,44 +68,8 @@ class RunRecord:
     scenario_method: str
     timings_s: dict[str, float] = field(default_factory=dict)
     frontier: Frontier | None = None
-
-
-def shipped_stresses() -> list[Path]:
-    """The stress overlays shipped with the default case, in a fixed order."""
-    return sorted(STRESS_DIR.glob("*.yaml"))
-
-
-def stress_outcomes(
-    case: Case,
-    allocation: Allocation,
-    overlays: list[Path],
-    n_scenarios: int,
-    seed: int,
-    method: str = "mc",
-    n_jobs: int = 1,
-    scheduler: str | None = None,
-    on_step: Callable[[str], None] | None = None,
-) -> tuple[StressOutcome, ...]:
-    """Evaluate a fixed allocation under each overlay (same seed: common random numbers)."""
-    out = []
-    for path in overlays:
-        stressed = load_case(path)
-        if on_step:
-            on_step(f"stress {stressed.stress.id if stressed.stress else path.stem}")
-        scen = simulate(
-            stressed, n_scenarios, seed=seed, method=method, n_jobs=n_jobs,
-            backend="dask" if scheduler else "loky", scheduler=scheduler,
-        )  # fmt: skip
-        info = stressed.stress
-        out.append(
-            StressOutcome(
-                stress_id=info.id if info else path.stem,
-                name=info.name if info else path.stem,
-                description=info.description if info else "",
-                evaluation=evaluate(stressed, allocation, scen),
-            )
-        )
-    return tuple(out)
+    sensitivity: Sensitivity | None = None
+    sensitivity_error: str = ""
 
 
 def run_case(
@@ -102,6 +81,7 @@ def run_case(
     scheduler: str | None = None,
     stresses: list[Path] | None = None,
     out_of_sample: bool = True,
+    with_sensitivity: bool = True,
     on_step: Callable[[str], None] | None = None,
 ) -> RunRecord:
     """Simulate, optimize, evaluate out of sample and under stress.
@@ -114,6 +94,9 @@ def run_case(
     stresses : list of Path, optional
         Overlays to apply; default the shipped ones when ``case`` is the default case, none
         otherwise (an overlay names its base case).
+    with_sensitivity : bool
+        Run the one-at-a-time sensitivity sweep (every input ±20 %) on
+        ``SENSITIVITY_SCENARIOS`` scenarios of the same seed, for the report's tornado.
     on_step : callable, optional
         Told the name of each step as it starts (progress display).
     """
@@ -149,6 +132,18 @@ def run_case(
         case, draw(min(FRONTIER_SCENARIOS, n_scenarios), seed),
         "cvar_scale", points=FRONTIER_POINTS,
     ))  # fmt: skip
+    sens, sens_error = None, ""
+    if with_sensitivity:
+        points = sensitivity_points(case)
+        try:
+            sens = timed("sensitivity", lambda: sensitivity(
+                case, min(SENSITIVITY_SCENARIOS, n_scenarios), seed, method=method,
+                n_jobs=n_jobs, scheduler=scheduler,
+                on_point=lambda done: step(f"sensitivity: {done} of {points} points solved"),
+            ))  # fmt: skip
+        except OptimizerError as exc:
+            # the sweep's smaller set can fail where the run's did not: say so, keep the run
+            sens_error = f"the sensitivity sweep's base case did not solve: {exc}"
     outcomes = timed("stress tests", lambda: stress_outcomes(
         case, allocation, stresses, n_scenarios, seed, method, n_jobs, scheduler, on_step,
     ))  # fmt: skip
@@ -163,6 +158,8 @@ def run_case(
         scenario_method=method,
         timings_s=timings,
         frontier=front,
+        sensitivity=sens,
+        sensitivity_error=sens_error,
     )
 
 
@@ -187,6 +184,8 @@ def save_run(record: RunRecord, folder: Path) -> None:
         "timings_s": record.timings_s,
         "out_of_sample": None if record.out_of_sample is None else to_plain(record.out_of_sample),
         "frontier": None if record.frontier is None else to_plain(record.frontier),
+        "sensitivity": None if record.sensitivity is None else to_plain(record.sensitivity),
+        "sensitivity_error": record.sensitivity_error,
         "stresses": [
             {
                 "stress_id": o.stress_id,
@@ -246,4 +245,10 @@ def load_run(folder: Path) -> RunRecord:
         scenario_method=str(meta["scenario_method"]),
         timings_s=dict(meta["timings_s"]),
         frontier=None if meta.get("frontier") is None else from_plain(Frontier, meta["frontier"]),
+        sensitivity=(
+            None
+            if meta.get("sensitivity") is None
+            else from_plain(Sensitivity, meta["sensitivity"])
+        ),
+        sensitivity_error=str(meta.get("sensitivity_error", "")),
     )

@@ -23,34 +23,10 @@ from cvxpy.error import SolverError
 
 from models.scenarios import ScenarioSet
 from models.schema import Case
-from optimizer.cutting_plane import solve_with_cuts
+from optimizer.cutting_plane import MASTER_OPTIONS, solve_with_cuts
 from optimizer.errors import InfeasibleCase, SolverFailure
 from optimizer.problem import USD_PER_UNIT, AllocationProblem, build_problem
 from optimizer.result import Allocation, Solution, build_tables
-
-
-def _silence_highs_banner() -> None:
-    """HiGHS prints a banner to C-level stdout on first use, before any option can silence it;
-    take it once here, with stdout pointed at /dev/null, so CLI output stays clean."""
-    import os
-    import sys
-
-    try:
-        import highspy
-    except ImportError:
-        return
-    sys.stdout.flush()
-    saved = os.dup(1)
-    try:
-        with open(os.devnull, "w") as null:
-            os.dup2(null.fileno(), 1)
-            highspy.Highs()
-    finally:
-        os.dup2(saved, 1)
-        os.close(saved)
-
-
-_silence_highs_banner()
 
 SOLVERS = ("HIGHS", "CLARABEL")
 AUTO_CUTS_ABOVE_SCENARIOS = 5_000
@@ -145,18 +121,15 @@ def optimize(
     if method == "auto":
         method = "cutting_plane" if scenarios.n_scenarios > AUTO_CUTS_ABOVE_SCENARIOS else "lp"
     log = SolveLog()
-
-    start = time.perf_counter()
-    prob = build_problem(case, scenarios, "cuts" if method == "cutting_plane" else "lp")
-    log.timings["build_s"] = time.perf_counter() - start
-
-    solve_stage(prob, 1, name, time_limit_s, log)
-    optimum = float(prob.weighted_gap.value)
-    binding = binding_constraints(prob)
-
-    prob.set_stage(2, optimum * (1.0 + tol) + HOLD_SLACK_USD_M)
-    solve_stage(prob, 2, name, time_limit_s, log)
-
+    try:
+        prob, optimum, binding = _two_stages(case, scenarios, method, name, tol, time_limit_s, log)
+    except SolverFailure as exc:
+        if method != "cutting_plane" or exc.status == status_codes.USER_LIMIT:
+            raise
+        # the one-LP formulation is slower but has the other solver as its own fallback
+        log.fallbacks.append(f"cutting plane: {exc}; solved with the one-LP formulation")
+        method = "lp"
+        prob, optimum, binding = _two_stages(case, scenarios, method, name, tol, time_limit_s, log)
     tables = build_tables(prob, _solution(prob))
     return Allocation(
         **tables,
@@ -171,6 +144,27 @@ def optimize(
         case_name=case.name,
         method=method,
     )
+
+
+def _two_stages(
+    case: Case,
+    scenarios: ScenarioSet,
+    method: str,
+    solver: str,
+    tol: float,
+    time_limit_s: float | None,
+    log: SolveLog,
+) -> tuple[AllocationProblem, float, pd.DataFrame]:
+    """Build, solve stage 1, hold its gap, solve stage 2: (problem, optimum US$m, binding)."""
+    start = time.perf_counter()
+    prob = build_problem(case, scenarios, "cuts" if method == "cutting_plane" else "lp")
+    log.add_time("build_s", time.perf_counter() - start)
+    solve_stage(prob, 1, solver, time_limit_s, log)
+    optimum = float(prob.weighted_gap.value)
+    binding = binding_constraints(prob)
+    prob.set_stage(2, optimum * (1.0 + tol) + HOLD_SLACK_USD_M)
+    solve_stage(prob, 2, solver, time_limit_s, log)
+    return prob, optimum, binding
 
 
 def solve_stage(
@@ -191,19 +185,47 @@ def solve_stage(
         ``log`` (or a new one) with fallbacks, warnings, timings and statuses appended.
     """
     log = SolveLog() if log is None else log
-    if not prob.cut_measures:
+    if prob.cut_master is None:
         _solve_stage(prob, stage, solver, time_limit_s, log)
         return log
-    report = solve_with_cuts(
-        list(prob.cut_measures),
-        prob.expo,
-        prob.oracle,
-        lambda: _solve_stage(prob, stage, solver, time_limit_s, log),
-        stage=stage,
-    )
+    master = prob.cut_master
+    start = time.perf_counter()
+    master.sync(_cut_master_options(stage, time_limit_s))
+    log.add_time(f"stage{stage}_canonicalize_s", time.perf_counter() - start)
+
+    def solve_master() -> float:
+        status, seconds = master.solve()
+        if status in _SOLVED:
+            return seconds
+        reason = f"HIGHS (cutting-plane master): {status}"
+        if status in _INFEASIBLE:
+            # the master is a relaxation of the full problem: infeasible here is infeasible
+            raise InfeasibleCase(prob.case.name, stage, "HIGHS", reason)
+        if status == status_codes.USER_LIMIT:
+            raise SolverFailure(
+                "HIGHS", status, stage,
+                "the solver's time limit was reached in the cutting-plane master; raise "
+                "time_limit_s or use fewer scenarios", (reason,),
+            )  # fmt: skip
+        raise SolverFailure(
+            "HIGHS", status, stage, "the cutting-plane master has no usable answer", (reason,)
+        )
+
+    report = solve_with_cuts(master, prob.oracle, prob.expo, solve_master, stage=stage)
+    log.solvers.append("HIGHS")
+    log.statuses.append(str(prob.problem.status))
     log.timings[f"stage{stage}_iterations"] = float(report.iterations)
+    log.timings[f"stage{stage}_cuts"] = float(report.cuts)
     log.add_time(f"stage{stage}_oracle_s", report.oracle_seconds)
+    log.add_time(f"stage{stage}_solve_s", report.master_seconds)
     return log
+
+
+def _cut_master_options(stage: int, time_limit_s: float | None) -> dict[str, Any]:
+    opts: dict[str, Any] = dict(MASTER_OPTIONS)
+    if time_limit_s is not None:
+        opts["time_limit"] = float(time_limit_s)
+    return opts
 
 
 def _worst(statuses: list[str]) -> str:

@@ -284,7 +284,8 @@ def tornado_svg(
     ----------
     labels : sequence of str, length n_inputs
     low_delta, high_delta : array of shape (n_inputs,)
-        Change of the unmet gap vs the base case, US$ (positive = more gap left unmet).
+        Change of the unmet gap vs the base case, US$ (positive = more gap left unmet); NaN
+        where the point has no solution (drawn as "no solution", never as zero).
     low_label, high_label : str
         Legend names of the two cases.
     title : str
@@ -295,19 +296,25 @@ def tornado_svg(
             f"labels, low_delta and high_delta must have equal length, got {len(labels)}, "
             f"{lo.shape}, {hi.shape}"
         )
-    if not (np.all(np.isfinite(lo)) and np.all(np.isfinite(hi))):
-        raise ValueError("low_delta and high_delta must be finite")
-    order = np.argsort(-np.maximum(np.abs(lo), np.abs(hi)), kind="stable")
+    if np.isinf(lo).any() or np.isinf(hi).any():
+        raise ValueError("low_delta and high_delta must be finite (NaN marks a failed point)")
+    swing = np.fmax(np.abs(np.nan_to_num(lo)), np.abs(np.nan_to_num(hi)))
+    order = np.argsort(-swing, kind="stable")
     lo, hi = lo[order] / 1e6, hi[order] / 1e6
     names = [wrap(labels[i], 34) for i in order]
     fig = new_figure(row_height(names, per_line=0.17, extra=1.5))
     ax = fig.add_subplot()
     y = np.arange(len(names))
-    ax.barh(y - 0.18, lo, height=0.36, color=OKABE_ITO["blue"], label=low_label)
-    ax.barh(y + 0.18, hi, height=0.36, color=OKABE_ITO["orange"], hatch="///", label=high_label)
-    span = max(np.abs(lo).max(), np.abs(hi).max(), 1e-9)
+    ax.barh(y - 0.18, np.nan_to_num(lo), height=0.36, color=OKABE_ITO["blue"], label=low_label)
+    ax.barh(y + 0.18, np.nan_to_num(hi), height=0.36, color=OKABE_ITO["orange"], hatch="///",
+            label=high_label)  # fmt: skip
+    span = max(float(np.nanmax(np.abs(np.concatenate([lo, hi])), initial=0.0)), 1e-9)
     for yi, a, b in zip(y, lo, hi, strict=True):
         for offset, value in ((-0.18, a), (0.18, b)):
+            if np.isnan(value):
+                ax.text(0.01 * span, yi + offset, "no solution", va="center", ha="left",
+                        fontsize=7, color=OKABE_ITO["vermillion"], gid="no-solution")  # fmt: skip
+                continue
             ax.text(
                 value + np.sign(value or 1) * 0.01 * span,
                 yi + offset,

@@ -228,7 +228,10 @@ class Sensitivity:
     """Change of the optimal unmet gap (US$) when each input is set low or high.
 
     ``low_settings``/``high_settings`` (optional, same length as ``labels``) say what low and
-    high mean for each input ("PD × 0.8").
+    high mean for each input ("PD × 0.8"). A delta is NaN where that point has no solution
+    (the perturbed case was invalid or infeasible); ``notes`` (optional, one per input, ``""``
+    when there is nothing to say) then say why. ``description`` says how the sweep was made
+    (shock, scenarios, seed).
     """
 
     labels: tuple[str, ...]
@@ -237,6 +240,8 @@ class Sensitivity:
     base_gap_usd: float
     low_settings: tuple[str, ...] = ()
     high_settings: tuple[str, ...] = ()
+    notes: tuple[str, ...] = ()
+    description: str = ""
 
     def __post_init__(self) -> None:
         lo, hi = _array(self, "low_delta_usd"), _array(self, "high_delta_usd")
@@ -245,7 +250,9 @@ class Sensitivity:
             raise ValueError(
                 f"Sensitivity needs {n} low and high deltas, got {lo.shape}, {hi.shape}"
             )
-        for name in ("low_settings", "high_settings"):
+        if np.isinf(lo).any() or np.isinf(hi).any():
+            raise ValueError("Sensitivity deltas must be finite, or NaN where a point failed")
+        for name in ("low_settings", "high_settings", "notes"):
             if getattr(self, name) and len(getattr(self, name)) != n:
                 raise ValueError(f"Sensitivity.{name} must be empty or have {n} entries")
 

@@ -27,6 +27,7 @@ from reports.context import (
     ReportContext,
     Reproducibility,
     RiskEstimate,
+    Sensitivity,
     ShadowPrice,
     StressResult,
     package_versions,
@@ -89,6 +90,27 @@ def _frontier(record: RunRecord) -> Frontier | None:
     )
 
 
+def _sensitivity(record: RunRecord) -> Sensitivity | None:
+    sens = record.sensitivity
+    if sens is None or sens.table.empty:
+        return None
+    t = sens.tornado
+    return Sensitivity(
+        labels=tuple(t["label"]),
+        low_delta_usd=t["low_change_usd"].to_numpy(dtype=float),
+        high_delta_usd=t["high_change_usd"].to_numpy(dtype=float),
+        base_gap_usd=sens.base_weighted_gap_usd,
+        low_settings=tuple(t["low_setting"]),
+        high_settings=tuple(t["high_setting"]),
+        notes=tuple(t["note"]),
+        description=(
+            f"Each input ±{sens.shock:.0%} in turn, re-optimised on {sens.n_scenarios:,} "
+            f"scenarios of seed {sens.seed}: the same random draws as the base case (common "
+            "random numbers), so each change is the input's effect, not Monte Carlo noise."
+        ),
+    )
+
+
 def report_context(record: RunRecord) -> ReportContext:
     """Build the report of one run."""
     case, res, scen = record.case, record.allocation, record.scenarios
@@ -116,7 +138,9 @@ def report_context(record: RunRecord) -> ReportContext:
             )
         ),
         out_of_sample_scenarios=None if oos is None else oos.n_scenarios,
-        warnings=tuple(res.warnings) + tuple(f"Fallback: {f}" for f in res.fallbacks),
+        warnings=tuple(res.warnings)
+        + tuple(f"Fallback: {f}" for f in res.fallbacks)
+        + ((f"Sensitivity: {record.sensitivity_error}",) if record.sensitivity_error else ()),
     )
 
     stack = pd.concat(
@@ -225,6 +249,7 @@ def report_context(record: RunRecord) -> ReportContext:
         funder_risks=tuple(funder_risks),
         guarantee_funds=tuple(funds),
         frontier=_frontier(record),
+        sensitivity=_sensitivity(record),
         shadow_prices=prices,
         stress_tests=stresses,
         assumptions=assumptions,

@@ -214,12 +214,15 @@ def sensitivity_table(se: Sensitivity) -> Table:
     if se.high_settings:
         data["High setting"] = list(se.high_settings)
     data["Gap change, high (US$ m)"] = se.high_delta_usd
+    if any(se.notes):
+        data["Note"] = list(se.notes)
     formats = {"Gap change, low (US$ m)": F.USD_M, "Gap change, high (US$ m)": F.USD_M}
     return Table(
         pd.DataFrame(data),
         formats,
         caption="Sensitivity of the optimal unmet gap",
-        note="Positive: more of the gap stays unmet than in the base case.",
+        note="Positive: more of the gap stays unmet than in the base case; — where the point "
+        "has no solution (see the note).",
         sheet="Sensitivity",
     )
 

@@ -402,6 +402,29 @@ def test_frontier_keeps_failed_points():
     assert "failed-points" in svg and "Failed point (no solution)" in svg
 
 
+def test_tornado_marks_points_without_a_solution():
+    svg = reports.tornado_svg(["PD", "LGD"], [-2e6, np.nan], [5e6, 1e6])
+    ET.fromstring(svg.encode())
+    assert svg.count("no solution") == 1 and "+5.0" in svg and "−2.0" in svg
+    with pytest.raises(ValueError, match="finite"):
+        reports.tornado_svg(["PD"], [np.inf], [1e6])
+
+
+def test_sensitivity_notes_and_description_reach_the_page(context):
+    se = dataclasses.replace(
+        context.sensitivity,
+        low_delta_usd=np.r_[np.nan, context.sensitivity.low_delta_usd[1:]],
+        notes=("low: invalid (PD above 1)",) + ("",) * (len(context.sensitivity.labels) - 1),
+        description="Each input ±20% in turn, on 500 scenarios of seed 7.",
+    )
+    out = reports.render_html(dataclasses.replace(context, sensitivity=se))
+    text = _text(out)
+    assert "Each input ±20% in turn, on 500 scenarios of seed 7." in text
+    assert "low: invalid (PD above 1)" in text and "no solution" in out
+    table = reports.report_tables(dataclasses.replace(context, sensitivity=se))["Sensitivity"]
+    assert table.frame["Note"].iloc[0] == "low: invalid (PD above 1)"
+
+
 def test_charts_do_not_touch_pyplot():
     code = (
         "import sys, numpy as np, reports; reports.tornado_svg(['a'], [1e6], [-1e6]); "

@@ -121,3 +121,23 @@ def test_run_report_has_the_frontier_section(run_dir):
     assert "Efficient frontier" in html
     meta = json.loads((run_dir / "run.json").read_text())
     assert meta["frontier"] is not None
+
+
+def test_run_report_has_the_sensitivity_tornado(run_dir):
+    from optimizer.run import SENSITIVITY_SCENARIOS, load_run
+    from reports.formats import ColumnFormat, format_value
+
+    sens = load_run(run_dir).sensitivity
+    assert sens is not None and (sens.n_scenarios, sens.seed) == (SENSITIVITY_SCENARIOS, 5)
+    assert len(sens.table) == 16 and sens.table["status"].str.startswith("optimal").all()
+    html = (run_dir / "report.html").read_text()
+    assert '<section id="sensitivity"' in html and "Sensitivity tornado" in html
+    t = sens.tornado
+    for value in (*t["low_change_usd"], *t["high_change_usd"]):
+        assert format_value(value, ColumnFormat.USD_M) in html
+    rows = list(load_workbook(run_dir / "report.xlsx", read_only=True)["Sensitivity"].values)
+    header, body = rows[0], rows[1:]
+    low = [r[header.index("Gap change, low (US$ m)")] for r in body]
+    high = [r[header.index("Gap change, high (US$ m)")] for r in body]
+    assert low == pytest.approx(list(t["low_change_usd"]), abs=1e-6)
+    assert high == pytest.approx(list(t["high_change_usd"]), abs=1e-6)

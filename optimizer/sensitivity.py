@@ -1,0 +1,390 @@
+"""One-at-a-time sensitivity of the optimal gap: the numbers behind a tornado chart.
+
+Each input (every product's PD, every LGD, the copula loadings, every event probability, the
+money of each kind of source, every CVaR limit) is scaled by ``1 − shock`` and ``1 + shock`` in
+turn; the perturbed case is rebuilt and validated like a loaded one, re-simulated with the base
+seed and re-optimised. The simulator draws its random numbers per chunk from the seed alone,
+never from the case's parameters, so every point sees the same factor, event and LGD draws as
+the base (common random numbers): the change of the optimal gap is the effect of the input, not
+Monte Carlo noise, and a zero shock changes nothing, exactly. A perturbation that makes the case
+invalid (a PD pushed past 1...) or infeasible stays in the table with its reason.
+"""
+
+from __future__ import annotations
+
+import math
+import sys
+import types
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any
+
+import pandas as pd
+from joblib import Parallel, delayed, parallel_config
+from pydantic import ValidationError
+
+from models import Case, simulate
+from models.errors import SimulationError
+from models.problems import Origins, problems_from_validation
+from optimizer.errors import InfeasibleCase, OptimizerError
+from optimizer.solve import optimize
+
+SENSITIVITY_COLUMNS = (
+    "input", "label", "direction", "factor", "setting", "weighted_gap_usd", "gap_closed_usd",
+    "change_usd", "status", "reason",
+)  # fmt: skip
+DIRECTIONS = (("low", -1.0), ("high", 1.0))
+SOLVED = ("optimal", "optimal_inaccurate")
+
+
+# --- the inputs -------------------------------------------------------------------------------
+def _scale_products(field: str) -> Callable[[dict, float], str]:
+    def apply(raw: dict, f: float) -> str:
+        for p in raw["products"]:
+            p[field] *= f
+        values = [p[field] for p in raw["products"]]
+        return f"× {f:g} ({min(values):.4g}–{max(values):.4g})"
+
+    return apply
+
+
+def _scale_copula(raw: dict, f: float) -> str:
+    cop = raw["risk_model"]["copula"]
+    for key in ("rho_macro", "rho_chain", "rho_region"):
+        cop[key] *= f
+    total = cop["rho_macro"] + cop["rho_chain"] + cop["rho_region"]
+    return f"× {f:g} (total ρ {total:.4g})"
+
+
+def _scale_events(raw: dict, f: float) -> str:
+    events = raw["risk_model"]["events"]
+    for e in events:
+        e["probability"] *= f
+    values = [e["probability"] for e in events]
+    return f"× {f:g} ({min(values):.4g}–{max(values):.4g})"
+
+
+def _scale_amounts(kind: str) -> Callable[[dict, float], str]:
+    def apply(raw: dict, f: float) -> str:
+        total = 0.0
+        for s in raw["sources"]:
+            if str(s["kind"]) == kind:
+                s["amount_usd"] *= f
+                total += s["amount_usd"]
+        return f"× {f:g} (US${total / 1e6:,.1f}m)"
+
+    return apply
+
+
+def _scale_cvar_limits(raw: dict, f: float) -> str:
+    for s in raw["sources"]:
+        for key in ("cvar_limit_usd", "cvar_limit_share"):
+            if s.get(key) is not None:
+                s[key] *= f
+    return f"× {f:g}"
+
+
+@dataclass(frozen=True)
+class SensitivityInput:
+    """An input the sweep can perturb: a stable id, a label, and how to scale it.
+
+    ``applies`` says whether the case has anything to scale (no climate source, no event...);
+    ``apply`` scales the input in a ``Case.model_dump()`` tree in place and describes the
+    perturbed value.
+    """
+
+    id: str
+    label: str
+    applies: Callable[[Case], bool]
+    apply: Callable[[dict, float], str]
+
+
+INPUTS: tuple[SensitivityInput, ...] = (
+    SensitivityInput("pd", "Probability of default (every product's base PD)",
+                     lambda c: True, _scale_products("base_pd")),
+    SensitivityInput("lgd", "Loss given default (every product's mean LGD)",
+                     lambda c: True, _scale_products("lgd_mean")),
+    SensitivityInput("correlation", "Asset correlation (copula factor loadings)",
+                     lambda c: c.risk_model.copula.rho_total > 0, _scale_copula),
+    SensitivityInput("event_probability", "Shock-event probabilities",
+                     lambda c: bool(c.risk_model.events), _scale_events),
+    *(
+        SensitivityInput(f"amount_{kind}", f"{kind.capitalize()} money (every {kind} source)",
+                         lambda c, k=kind: any(s.kind == k for s in c.sources),
+                         _scale_amounts(kind))
+        for kind in ("public", "private", "climate")
+    ),
+    SensitivityInput("cvar_limit", "CVaR limits (every funder's, US$ or share)",
+                     lambda c: any(s.cvar_limit_usd is not None or s.cvar_limit_share is not None
+                                   for s in c.sources), _scale_cvar_limits),
+)  # fmt: skip
+"""Every input, in the order of the table. Ids are stable: scripts and ``--inputs`` use them."""
+INPUT_IDS = tuple(i.id for i in INPUTS)
+_BY_ID = {i.id: i for i in INPUTS}
+
+
+# --- the result -------------------------------------------------------------------------------
+@dataclass(frozen=True, eq=False)
+class Sensitivity:
+    """The optimal weighted gap with each input set low and high, against the base case.
+
+    Attributes
+    ----------
+    table : DataFrame
+        One row per input x direction (inputs in :data:`INPUT_IDS` order, ``low`` then
+        ``high``), columns :data:`SENSITIVITY_COLUMNS`: ``factor`` the multiplier applied,
+        ``setting`` what the perturbed value is, ``weighted_gap_usd`` the stage-1 optimum
+        ``Σ_k w_k unmet_k`` (US$), ``gap_closed_usd`` credit reaching segments (US$),
+        ``change_usd = weighted_gap_usd − base_weighted_gap_usd`` (positive: more gap left
+        unmet), ``status`` ``"optimal"``, ``"optimal_inaccurate"``, ``"infeasible"``,
+        ``"failed"`` or ``"invalid"`` (the perturbed case fails validation) and ``reason``.
+        Money columns are NaN where the point did not solve.
+    base_weighted_gap_usd, base_gap_closed_usd : float
+        The unperturbed case on the same scenarios.
+    shock : float
+        Relative perturbation: factors are ``1 − shock`` and ``1 + shock``.
+    case_name : str
+    n_scenarios, seed : int
+    method : str
+        Scenario method.
+    """
+
+    table: pd.DataFrame
+    base_weighted_gap_usd: float
+    base_gap_closed_usd: float
+    shock: float
+    case_name: str
+    n_scenarios: int
+    seed: int
+    method: str
+
+    def __post_init__(self) -> None:
+        # a table read back from JSON has None where a point did not solve: make it NaN again
+        money = ["factor", "weighted_gap_usd", "gap_closed_usd", "change_usd"]
+        table = self.table.astype({c: float for c in money}).fillna({"reason": ""})
+        object.__setattr__(self, "table", table.reset_index(drop=True))
+
+    @property
+    def tornado(self) -> pd.DataFrame:
+        """One row per input (table order): ``label``, ``low_setting``, ``high_setting``,
+        ``low_change_usd``, ``high_change_usd`` (NaN where the point did not solve),
+        ``swing_usd`` (largest absolute change) and ``note`` (why a point has no value)."""
+        rows = []
+        for input_id, grp in self.table.groupby("input", sort=False):
+            by = grp.set_index("direction")
+            notes = [
+                f"{d}: {by.at[d, 'status']} ({by.at[d, 'reason']})"
+                for d in ("low", "high")
+                if d in by.index and by.at[d, "status"] not in SOLVED
+            ]
+            lo = float(by.at["low", "change_usd"]) if "low" in by.index else math.nan
+            hi = float(by.at["high", "change_usd"]) if "high" in by.index else math.nan
+            swing = max((abs(v) for v in (lo, hi) if not math.isnan(v)), default=math.nan)
+            rows.append(
+                {
+                    "input": input_id,
+                    "label": grp["label"].iloc[0],
+                    "low_setting": by.at["low", "setting"] if "low" in by.index else "",
+                    "high_setting": by.at["high", "setting"] if "high" in by.index else "",
+                    "low_change_usd": lo,
+                    "high_change_usd": hi,
+                    "swing_usd": swing,
+                    "note": "; ".join(notes),
+                }
+            )
+        return pd.DataFrame(rows)
+
+
+# --- building perturbed cases -----------------------------------------------------------------
+class InvalidPerturbation(ValueError):
+    """A perturbed case that fails the case checks; the message names field and value."""
+
+
+def perturbed_case(case: Case, input_id: str, factor: float) -> tuple[Case, str]:
+    """The case with one input scaled by ``factor``, validated like a loaded case.
+
+    Returns
+    -------
+    (Case, str)
+        The perturbed case (its ``content_sha256`` cleared: it is no longer the file's) and a
+        description of the perturbed value.
+
+    Raises
+    ------
+    KeyError
+        Unknown ``input_id``.
+    InvalidPerturbation
+        The scaled case breaks a bound or a cross-field check (e.g. a PD pushed to 1).
+    """
+    spec = _BY_ID[input_id]
+    raw = case.model_dump(mode="json")  # plain lists and strings, as the loader validates
+    setting = spec.apply(raw, float(factor))
+    raw["content_sha256"] = None
+    try:
+        return Case.model_validate(raw), setting
+    except ValidationError as exc:
+        origin = f"{case.source_file or case.name} ({input_id} × {factor:g})"
+        problems = problems_from_validation(exc, raw, Origins(origin))
+        text = "; ".join(f"{p.field} = {p.value}: {p.message}" for p in problems)
+        raise InvalidPerturbation(
+            f"{input_id} × {factor:g} makes the case invalid: {text}"
+        ) from None
+
+
+def _solve_point(
+    case: Case, input_id: str, direction: str, factor: float, n: int, seed: int, method: str
+) -> dict[str, Any]:
+    """Perturb, simulate (same seed) and optimise one point; failures become a status."""
+    row: dict[str, Any] = {
+        "input": input_id,
+        "label": _BY_ID[input_id].label,
+        "direction": direction,
+        "factor": float(factor),
+        "setting": "",
+        "reason": "",
+    }
+    try:
+        point, row["setting"] = perturbed_case(case, input_id, factor)
+        res = optimize(point, simulate(point, n, seed=seed, method=method))
+    except InvalidPerturbation as exc:
+        return {**row, "status": "invalid", "reason": str(exc)}
+    except InfeasibleCase as exc:
+        return {**row, "status": "infeasible", "reason": str(exc)}
+    except OptimizerError as exc:
+        return {**row, "status": "failed", "reason": str(exc)}
+    return {
+        **row,
+        "weighted_gap_usd": res.objective_weighted_gap_usd,
+        "gap_closed_usd": res.gap_closed_usd,
+        "status": res.status,
+    }
+
+
+@contextmanager
+def _parallel(n_jobs: int, scheduler: str | None, n_tasks: int) -> Iterator[Parallel]:
+    """joblib in ordered-generator mode: loky processes, or a dask.distributed cluster."""
+    if scheduler is None:
+        jobs = 1 if n_tasks <= 1 else n_jobs
+        yield Parallel(n_jobs=jobs, backend="loky", return_as="generator")
+        return
+    try:
+        from dask.distributed import Client
+    except ImportError:
+        raise SimulationError(
+            "a dask scheduler needs dask.distributed: pip install 'ppc-finance[dask]'"
+        ) from None
+    try:
+        client = Client(scheduler, timeout="10s")
+    except OSError as exc:
+        raise SimulationError(f"cannot reach the dask scheduler at {scheduler}: {exc}") from None
+    try:
+        with parallel_config(backend="dask"):
+            yield Parallel(return_as="generator")
+    finally:
+        client.close()
+
+
+def _check(shock: object, n_jobs: object, inputs: list[str] | None, case: Case) -> list[str]:
+    if isinstance(shock, bool) or not isinstance(shock, int | float) or not 0 <= shock <= 1:
+        raise ValueError(f"shock must be a number in [0, 1] (0.2 = ±20 %), got {shock!r}")
+    if isinstance(n_jobs, bool) or not isinstance(n_jobs, int) or (n_jobs < 1 and n_jobs != -1):
+        raise ValueError(f"n_jobs must be a positive integer or -1 (all cores), got {n_jobs!r}")
+    if inputs is None:
+        return [i.id for i in INPUTS if i.applies(case)]
+    unknown = [i for i in inputs if i not in _BY_ID]
+    if unknown or not inputs:
+        raise ValueError(f"inputs {unknown or '[]'}: choose from {', '.join(INPUT_IDS)}")
+    idle = [i for i in inputs if not _BY_ID[i].applies(case)]
+    if idle:
+        raise ValueError(f"inputs {idle}: case {case.name!r} has nothing to perturb there")
+    return [i for i in INPUT_IDS if i in inputs]  # table order, each once
+
+
+def sensitivity(
+    case: Case,
+    n_scenarios: int = 2_000,
+    seed: int = 7,
+    inputs: list[str] | None = None,
+    shock: float = 0.2,
+    method: str = "mc",
+    n_jobs: int = 1,
+    scheduler: str | None = None,
+    on_point: Callable[[int], None] | None = None,
+) -> Sensitivity:
+    """Re-optimise the case with each input set ``1 ∓ shock`` times its value, one at a time.
+
+    Parameters
+    ----------
+    case : Case
+    n_scenarios, seed, method
+        Every point is simulated with these (common random numbers with the base case).
+    inputs : list of str, optional
+        Ids from :data:`INPUT_IDS`: ``pd``, ``lgd``, ``correlation``, ``event_probability``,
+        ``amount_public``, ``amount_private``, ``amount_climate``, ``cvar_limit``. Default:
+        every input the case has something to perturb for.
+    shock : float in [0, 1]
+        Relative perturbation (0.2: ±20 %).
+    n_jobs : int
+        Points solved in parallel (loky processes); -1 for all cores. Results do not depend
+        on it.
+    scheduler : str, optional
+        A dask.distributed scheduler address (``tcp://host:port``): points run on that cluster.
+    on_point : callable, optional
+        Called with the number of points finished (the base counts as one) after each.
+
+    Returns
+    -------
+    Sensitivity
+
+    Raises
+    ------
+    ValueError
+        Bad ``shock``, ``n_jobs`` or an unknown input.
+    InfeasibleCase, SolverFailure
+        The unperturbed case itself does not solve.
+    """
+    chosen = _check(shock, n_jobs, inputs, case)
+    # the base is the reference of every change: if it does not solve, its error is the answer
+    base = optimize(case, simulate(case, n_scenarios, seed=seed, method=method))
+    done = 1
+    if on_point:
+        on_point(done)
+    points = [(i, d, 1.0 + sign * float(shock)) for i in chosen for d, sign in DIRECTIONS]
+    tasks = (delayed(_solve_point)(case, i, d, f, n_scenarios, seed, method) for i, d, f in points)
+    rows = []
+    with _parallel(n_jobs, scheduler, len(points)) as parallel:
+        for row in parallel(tasks):  # ordered: row k is points[k] whatever the workers
+            rows.append(row)
+            done += 1
+            if on_point:
+                on_point(done)
+    table = pd.DataFrame(rows, columns=list(SENSITIVITY_COLUMNS))
+    table["change_usd"] = table["weighted_gap_usd"].astype(float) - base.objective_weighted_gap_usd
+    return Sensitivity(
+        table=table,
+        base_weighted_gap_usd=float(base.objective_weighted_gap_usd),
+        base_gap_closed_usd=float(base.gap_closed_usd),
+        shock=float(shock),
+        case_name=case.name,
+        n_scenarios=int(n_scenarios),
+        seed=int(seed),
+        method=str(method),
+    )
+
+
+def sensitivity_points(case: Case, inputs: list[str] | None = None) -> int:
+    """How many optimisations :func:`sensitivity` runs (the base plus two per input)."""
+    return 1 + 2 * len(_check(0.0, 1, inputs, case))
+
+
+class _CallableModule(types.ModuleType):
+    """``from optimizer import sensitivity`` gives the function, or this module once something has
+    imported ``optimizer.sensitivity`` (Python then binds the package attribute to the module):
+    calling the module calls :func:`sensitivity`, so the name works either way."""
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        return sensitivity(*args, **kwargs)
+
+
+sys.modules[__name__].__class__ = _CallableModule

@@ -1,0 +1,405 @@
+"""Stress tests: a fixed allocation under shipped or user stress overlays, optionally re-optimised.
+
+Each overlay is loaded through :func:`models.load_case` (it names its base case) and simulated
+with the same seed as the base case: common random numbers, so a stress differs from the base
+only by what it changes, and an overlay that changes nothing reproduces the base figures exactly.
+:func:`stress` evaluates the allocation on each stressed set (losses, limit breaches, fund
+depletion per funder and fund) and, with ``reoptimize``, solves the stressed case afresh to show
+how much gap the structure would have to give up.
+"""
+
+from __future__ import annotations
+
+import sys
+import types
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from models import Case, ScenarioSet, load_case, simulate
+from models.loader import DEFAULT_CASE
+from models.yaml_io import ReadProblem, read_yaml
+from optimizer.diagnose import optimize_or_diagnose
+from optimizer.errors import InfeasibleCase, OptimizerError
+from optimizer.evaluate import Evaluation, evaluate
+from optimizer.result import Allocation
+
+STRESS_DIR = DEFAULT_CASE.parent / "stress"
+BASE_ID = "base"
+"""``stress_id`` of the unstressed case in the long tables."""
+REOPTIMIZED_COLUMNS = (
+    "stress_id", "name", "status", "weighted_gap_usd", "gap_closed_usd", "gives_up_usd",
+    "gap_closed_change_usd", "reason",
+)  # fmt: skip
+LIMIT_COLUMNS = (
+    "stress_id", "name", "owner_kind", "owner", "what", "value", "limit", "excess", "unit",
+    "std_error", "held", "significant",
+)  # fmt: skip
+
+
+@dataclass(frozen=True)
+class StressOutcome:
+    """A fixed allocation evaluated under one stress overlay."""
+
+    stress_id: str
+    name: str
+    description: str
+    evaluation: Evaluation
+
+
+@dataclass(frozen=True, eq=False)
+class StressReport:
+    """A fixed allocation under each stress, next to the same allocation on the base case.
+
+    Attributes
+    ----------
+    baseline : Evaluation
+        The allocation on the base case's scenarios (same size and seed as the stresses).
+    outcomes : tuple of StressOutcome
+        One per overlay, in the order given.
+    reoptimized : DataFrame or None
+        With ``reoptimize``: one row per stress, columns :data:`REOPTIMIZED_COLUMNS`;
+        ``weighted_gap_usd`` is the stressed case's optimal weighted unmet gap (US$),
+        ``gives_up_usd`` how much more weighted gap stays unmet than in the base case
+        re-optimised on the same scenarios (``base_weighted_gap_usd``), ``status`` is
+        ``"optimal"``, ``"optimal_inaccurate"``, ``"infeasible"`` (``reason`` then says what
+        must give) or ``"failed"``. None without ``reoptimize``.
+    base_weighted_gap_usd : float or None
+        Optimal weighted unmet gap of the base case on the base scenarios (with ``reoptimize``).
+    base_gap_closed_usd : float or None
+    case_name : str
+    n_scenarios, seed : int
+    method : str
+        Scenario method (``"mc"``...).
+    """
+
+    baseline: Evaluation
+    outcomes: tuple[StressOutcome, ...]
+    reoptimized: pd.DataFrame | None
+    base_weighted_gap_usd: float | None
+    base_gap_closed_usd: float | None
+    case_name: str
+    n_scenarios: int
+    seed: int
+    method: str
+
+    @property
+    def limits(self) -> pd.DataFrame:
+        """Stress x (funder or fund) x limit: held or breached, columns :data:`LIMIT_COLUMNS`.
+
+        The base case comes first (``stress_id = "base"``), then each stress in order.
+        """
+        parts = []
+        for sid, name, ev in self._evaluations():
+            c = ev.checks
+            parts.append(
+                pd.DataFrame(
+                    {
+                        "stress_id": sid,
+                        "name": name,
+                        "owner_kind": c["owner_kind"],
+                        "owner": c["owner"],
+                        "what": c["what"],
+                        "value": c["value"],
+                        "limit": c["limit"],
+                        "excess": c["excess"],
+                        "unit": c["unit"],
+                        "std_error": c["std_error"],
+                        "held": ~c["breached"].astype(bool),
+                        "significant": c["significant"].astype(bool),
+                    }
+                )
+            )
+        return pd.concat(parts, ignore_index=True)[list(LIMIT_COLUMNS)]
+
+    @property
+    def funders(self) -> pd.DataFrame:
+        """Per stress and source: committed, expected loss (and its change vs base), VaR, CVaR
+        against its limit, US$."""
+        base = self.baseline.sources.set_index("source")["expected_loss_usd"]
+        parts = []
+        for sid, name, ev in self._evaluations():
+            s = ev.sources
+            parts.append(
+                pd.DataFrame(
+                    {
+                        "stress_id": sid,
+                        "name": name,
+                        "source": s["source"],
+                        "kind": s["kind"],
+                        "committed_usd": s["committed_usd"],
+                        "expected_loss_usd": s["expected_loss_usd"],
+                        "expected_loss_change_usd": s["expected_loss_usd"].to_numpy()
+                        - s["source"].map(base).to_numpy(),
+                        "expected_loss_se_usd": s["expected_loss_se_usd"],
+                        "var_usd": s["var_usd"],
+                        "cvar_alpha": s["cvar_alpha"],
+                        "cvar_usd": s["cvar_usd"],
+                        "cvar_se_usd": s["cvar_se_usd"],
+                        "cvar_limit_usd": s["cvar_limit_usd"],
+                        "cvar_headroom_usd": s["cvar_headroom_usd"],
+                    }
+                )
+            )
+        return pd.concat(parts, ignore_index=True)
+
+    @property
+    def funds(self) -> pd.DataFrame:
+        """Per stress and guarantee fund: capital, expected claims, claims CVaR, depletion
+        probability against its maximum."""
+        cols = [
+            "fund", "capital_usd", "guaranteed_usd", "expected_claims_usd", "claims_cvar_usd",
+            "depletion_probability", "depletion_se", "max_depletion_probability",
+        ]  # fmt: skip
+        parts = [
+            ev.funds[cols].assign(stress_id=sid, name=name)[["stress_id", "name", *cols]]
+            for sid, name, ev in self._evaluations()
+        ]
+        return pd.concat(parts, ignore_index=True)
+
+    def _evaluations(self) -> list[tuple[str, str, Evaluation]]:
+        return [(BASE_ID, "Base case", self.baseline)] + [
+            (o.stress_id, o.name, o.evaluation) for o in self.outcomes
+        ]
+
+
+def shipped_stresses() -> list[Path]:
+    """The stress overlays shipped with the default case, in a fixed order."""
+    return sorted(STRESS_DIR.glob("*.yaml"))
+
+
+def _draw(case: Case, n: int, seed: int, method: str, n_jobs: int, scheduler: str | None):
+    return simulate(case, n, seed=seed, method=method, n_jobs=n_jobs,
+                    backend="dask" if scheduler else "loky", scheduler=scheduler)  # fmt: skip
+
+
+def _outcome(stressed: Case, path: Path, evaluation: Evaluation) -> StressOutcome:
+    info = stressed.stress
+    return StressOutcome(
+        stress_id=info.id if info else path.stem,
+        name=info.name if info else path.stem,
+        description=info.description if info else "",
+        evaluation=evaluation,
+    )
+
+
+def stress_outcomes(
+    case: Case,
+    allocation: Allocation,
+    overlays: list[Path],
+    n_scenarios: int,
+    seed: int,
+    method: str = "mc",
+    n_jobs: int = 1,
+    scheduler: str | None = None,
+    on_step: Callable[[str], None] | None = None,
+) -> tuple[StressOutcome, ...]:
+    """Evaluate a fixed allocation under each overlay (same seed: common random numbers)."""
+    out = []
+    for path in overlays:
+        stressed = load_case(path)
+        if on_step:
+            on_step(f"stress {stressed.stress.id if stressed.stress else path.stem}")
+        scen = _draw(stressed, n_scenarios, seed, method, n_jobs, scheduler)
+        out.append(_outcome(stressed, path, evaluate(stressed, allocation, scen)))
+    return tuple(out)
+
+
+def read_allocation(path: str | Path) -> Allocation:
+    """An allocation saved by ``ppcfin optimize``/``run`` (``result.json``).
+
+    Raises
+    ------
+    ValueError
+        The file is missing, not JSON, or not an allocation of this ppcfin's format.
+    """
+    path = Path(path)
+    try:
+        return Allocation.from_json(path.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise ValueError(f"allocation {path}: cannot read it ({exc.strerror or exc})") from None
+    except (KeyError, TypeError, AttributeError) as exc:
+        raise ValueError(
+            f"allocation {path}: not a result.json of `ppcfin optimize` or `ppcfin run` "
+            f"(missing {exc})"
+        ) from None
+    except ValueError as exc:  # JSON syntax or another format version
+        raise ValueError(f"allocation {path}: {exc}") from None
+
+
+def stress_steps(case: Case, n_stresses: int | None = None, reoptimize: bool = False) -> int:
+    """How many steps :func:`stress` reports through ``on_step`` (for a progress bar)."""
+    n = len(shipped_stresses()) if n_stresses is None else int(n_stresses)
+    return 1 + n + (1 + n if reoptimize else 0)
+
+
+def check_overlay(case: Case, path: Path) -> Path:
+    """Refuse an overlay that does not stress ``case`` (its ``base_case`` is another file).
+
+    Raises
+    ------
+    ValueError
+        ``path`` is missing, not an overlay, or changes a case other than ``case``'s file.
+    """
+    path = Path(path)
+    try:
+        raw = read_yaml(path)
+    except ReadProblem as exc:
+        raise ValueError(f"stress overlay {path}: {exc.message}") from None
+    if not isinstance(raw, dict) or not isinstance(raw.get("base_case"), str):
+        raise ValueError(
+            f"stress overlay {path}: not an overlay (it needs base_case: naming the case it "
+            "changes, stress: and changes:)"
+        )
+    base = (path.parent / raw["base_case"]).resolve()
+    if case.source_file is None or base != Path(case.source_file).resolve():
+        raise ValueError(
+            f"stress overlay {path} changes {base}, not the case being stressed "
+            f"({case.source_file or 'built in Python, no file'}); set its base_case to the "
+            "case's file or stress that case"
+        )
+    return path
+
+
+def stress(
+    case: Case,
+    allocation: Allocation,
+    stresses: list[str | Path] | None = None,
+    n_scenarios: int = 5_000,
+    seed: int = 7,
+    method: str = "mc",
+    reoptimize: bool = False,
+    n_jobs: int = 1,
+    scheduler: str | None = None,
+    on_step: Callable[[int, str], None] | None = None,
+) -> StressReport:
+    """A fixed allocation under each stress overlay, and what re-optimising would give up.
+
+    Parameters
+    ----------
+    case : Case
+        The base case, loaded from a file (overlays name their base case by file).
+    allocation : Allocation
+        The allocation to hold fixed (typically ``optimize(case, ...)``).
+    stresses : list of path, optional
+        Stress overlays whose ``base_case`` is ``case``'s file. Default: the five shipped ones
+        (``inputs/stress/*.yaml``), which stress the shipped default case only.
+    n_scenarios, seed, method
+        Every set (base and stressed) is drawn with these: common random numbers.
+    reoptimize : bool
+        Also solve each stressed case (and the base case on the same scenarios) and report the
+        optimal weighted gap, what it gives up against the base, or why it is infeasible.
+    n_jobs, scheduler
+        Passed to :func:`models.simulate`.
+    on_step : callable, optional
+        Called as ``on_step(steps_done, what_next)`` before each step (progress display); there
+        are ``1 + len(stresses)`` steps, plus one per solve with ``reoptimize``.
+
+    Returns
+    -------
+    StressReport
+
+    Raises
+    ------
+    ValueError
+        An overlay that does not stress ``case``, or no overlay for a case other than the
+        default one.
+    CaseError
+        An overlay that is not a valid case once applied.
+    """
+    if allocation.case_name != case.name:
+        raise ValueError(
+            f"the allocation was made for case {allocation.case_name!r}, not {case.name!r}; "
+            "stress the case it was optimised for"
+        )
+    if stresses is None:
+        if case.source_file is None or Path(case.source_file).resolve() != DEFAULT_CASE:
+            raise ValueError(
+                "the shipped stress overlays stress the default case only; pass overlays whose "
+                f"base_case is {case.source_file or 'your case file'}"
+            )
+        stresses = shipped_stresses()
+    paths = [check_overlay(case, Path(p)) for p in stresses]
+    stressed_cases = [load_case(p) for p in paths]  # every overlay checked before any work
+    done = 0
+
+    def step(what: str) -> None:
+        nonlocal done
+        if on_step:
+            on_step(done, what)
+        done += 1
+
+    step("simulate the base case")
+    base_scen = _draw(case, n_scenarios, seed, method, n_jobs, scheduler)
+    baseline = evaluate(case, allocation, base_scen)
+    base_gap = base_closed = None
+    if reoptimize:
+        step("optimize the base case")
+        base_opt = optimize_or_diagnose(case, base_scen)  # the base must solve: else raise
+        base_gap, base_closed = base_opt.objective_weighted_gap_usd, base_opt.gap_closed_usd
+    outcomes, rows = [], []
+    for path, stressed in zip(paths, stressed_cases, strict=True):
+        sid = stressed.stress.id if stressed.stress else path.stem
+        step(f"stress {sid}")
+        scen = _draw(stressed, n_scenarios, seed, method, n_jobs, scheduler)
+        outcome = _outcome(stressed, path, evaluate(stressed, allocation, scen))
+        outcomes.append(outcome)
+        if reoptimize:
+            step(f"re-optimize {sid}")
+            rows.append(_reoptimize(stressed, scen, outcome, base_gap, base_closed))
+    if on_step:
+        on_step(done, "done")
+    return StressReport(
+        baseline=baseline,
+        outcomes=tuple(outcomes),
+        reoptimized=pd.DataFrame(rows, columns=list(REOPTIMIZED_COLUMNS)) if reoptimize else None,
+        base_weighted_gap_usd=base_gap,
+        base_gap_closed_usd=base_closed,
+        case_name=case.name,
+        n_scenarios=int(n_scenarios),
+        seed=int(seed),
+        method=str(method),
+    )
+
+
+def _reoptimize(
+    stressed: Case,
+    scen: ScenarioSet,
+    outcome: StressOutcome,
+    base_gap: float | None,
+    base_closed: float | None,
+) -> dict:
+    row = {"stress_id": outcome.stress_id, "name": outcome.name}
+    try:
+        res = optimize_or_diagnose(stressed, scen)
+    except InfeasibleCase as exc:
+        messages = getattr(exc.diagnosis, "messages", ())
+        reason = "; ".join(messages) if messages else str(exc)
+        return {**row, "status": "infeasible", "reason": f"infeasible under the stress: {reason}"}
+    except OptimizerError as exc:
+        return {**row, "status": "failed", "reason": str(exc)}
+    gap, closed = res.objective_weighted_gap_usd, res.gap_closed_usd
+    return {
+        **row,
+        "status": res.status,
+        "weighted_gap_usd": gap,
+        "gap_closed_usd": closed,
+        "gives_up_usd": gap - base_gap if base_gap is not None else float("nan"),
+        "gap_closed_change_usd": closed - base_closed if base_closed is not None else float("nan"),
+        "reason": "",
+    }
+
+
+class _CallableModule(types.ModuleType):
+    """``from optimizer import stress`` gives the function, or this module once something has
+    imported ``optimizer.stress`` (Python then binds the package attribute to the module):
+    calling the module calls :func:`stress`, so the name works either way."""
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        return stress(*args, **kwargs)
+
+
+sys.modules[__name__].__class__ = _CallableModule
