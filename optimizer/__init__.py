@@ -20,10 +20,10 @@ _EXPORTS = {
     "Evaluation": "optimizer.evaluate",
     "Diagnosis": "optimizer.diagnose",
     "optimize_or_diagnose": "optimizer.diagnose",
-    "sensitivity": "optimizer.sensitivity",
-    "Sensitivity": "optimizer.sensitivity",
-    "stress": "optimizer.stress",
-    "StressReport": "optimizer.stress",
+    "sensitivity": "optimizer.sensitivity_analysis",
+    "Sensitivity": "optimizer.sensitivity_analysis",
+    "stress": "optimizer.stress_testing",
+    "StressReport": "optimizer.stress_testing",
 }
 
 __all__ = sorted(_EXPORTS)
@@ -36,8 +36,6 @@ def __getattr__(name: str) -> Any:
         except AttributeError as exc:  # would otherwise read as "no such name" to the caller
             raise ImportError(f"importing {_EXPORTS[name]} failed: {exc}") from exc
         value = getattr(module, name)
-        # importing optimizer.sensitivity/.stress bound the package attribute to the module;
-        # the function of the same name is what `from optimizer import sensitivity` means
-        globals()[name] = value
+        globals()[name] = value  # looked up once
         return value
     raise AttributeError(f"module 'optimizer' has no attribute {name!r}")

@@ -102,7 +102,7 @@ def simulate_command(
     print_book_losses(console, loaded, scen, book_loss_table(loaded, scen))
     if out is not None:
         _write_atomically(lambda: scen.save(out), out)
-        console.print(f"Scenario set written to {out}", highlight=False)
+        console.print(f"Scenario set written to {escape(str(out))}", highlight=False)
 
 
 ScenariosOpt = Annotated[int, typer.Option("--scenarios", "-n", help="Number of scenarios.")]
@@ -112,6 +112,12 @@ SchedulerOpt = Annotated[
     str | None, typer.Option(help="dask.distributed scheduler address, tcp://HOST:PORT.")
 ]
 OutOpt = Annotated[Path, typer.Option(help="Output directory (replaced whole, atomically).")]
+MethodOpt = Annotated[
+    str, typer.Option(help="auto, lp or cutting_plane (auto: cutting plane above 5,000 scenarios).")
+]
+Float32Opt = Annotated[
+    bool, typer.Option(help="Keep losses as float32: half the memory, ~1e-7 relative error.")
+]
 FORMATS = ("html", "pdf", "xlsx")
 
 
@@ -120,10 +126,11 @@ def optimize_command(
     case: CaseArg = None,
     scenarios: ScenariosOpt = 5_000,
     seed: SeedOpt = 7,
-    method: Annotated[str, typer.Option(help="auto, lp or cutting_plane.")] = "auto",
+    method: MethodOpt = "auto",
     jobs: JobsOpt = 1,
     scheduler: SchedulerOpt = None,
     out: OutOpt = Path("out"),
+    float32: Float32Opt = False,
 ) -> None:
     """Simulate, optimize, check out of sample; write result.json and allocation.csv."""
     from models import simulate
@@ -137,13 +144,15 @@ def optimize_command(
     loaded = load_case(case)
     backend = "dask" if scheduler else "loky"
     with console.status("Simulating scenarios…"):
+        dtype = "float32" if float32 else "float64"
         scen = simulate(loaded, scenarios, seed=seed, n_jobs=jobs, backend=backend,
-                        scheduler=scheduler)  # fmt: skip
+                        scheduler=scheduler, dtype=dtype)  # fmt: skip
     with console.status(f"Optimizing ({method})…"):
         result = optimize_or_diagnose(loaded, scen, method=method)
     with console.status("Checking out of sample…"):
         oos_scen = simulate(loaded, scenarios, seed=seed + OUT_OF_SAMPLE_SEED_OFFSET,
-                            n_jobs=jobs, backend=backend, scheduler=scheduler)  # fmt: skip
+                            n_jobs=jobs, backend=backend, scheduler=scheduler,
+                            dtype=dtype)  # fmt: skip
         oos = evaluate(loaded, result, oos_scen)
     with staged_directory(out) as stage:
         (stage / "result.json").write_text(result.to_json(), encoding="utf-8")
@@ -234,6 +243,8 @@ def run_command(
     jobs: JobsOpt = 1,
     scheduler: SchedulerOpt = None,
     format: Annotated[str, typer.Option(help="Report formats, comma-separated.")] = "html,pdf,xlsx",
+    method: MethodOpt = "auto",
+    float32: Float32Opt = False,
 ) -> None:
     """The whole job: simulate, optimize, out-of-sample and stress checks, reports."""
     from optimizer.atomic import staged_directory
@@ -244,6 +255,7 @@ def run_command(
     loaded = load_case(case)
     with console.status("Starting…") as status:
         record = run_case(loaded, scenarios, seed, n_jobs=jobs, scheduler=scheduler,
+                          dtype="float32" if float32 else "float64", optimize_method=method,
                           on_step=lambda name: status.update(f"{name.capitalize()}…"))  # fmt: skip
         status.update("Writing the report…")
         with staged_directory(out) as stage:
@@ -296,7 +308,7 @@ def sensitivity_command(
     from optimizer.atomic import staged_directory
     from optimizer.cli_views import print_sensitivity, progress_bar
     from optimizer.persist import to_plain
-    from optimizer.sensitivity import sensitivity, sensitivity_points
+    from optimizer.sensitivity_analysis import sensitivity, sensitivity_points
 
     loaded = load_case(case)
     chosen = (
@@ -341,7 +353,7 @@ def stress_command(
     from optimizer.atomic import staged_directory
     from optimizer.cli_views import print_stress, progress_bar
     from optimizer.persist import to_plain
-    from optimizer.stress import read_allocation, stress, stress_steps
+    from optimizer.stress_testing import read_allocation, stress, stress_steps
 
     loaded = load_case(case)
     if allocation is not None:

@@ -45,8 +45,10 @@ def print_case_summary(console: Console, case: Case) -> None:
     """Header, gap by region x value chain, funders by kind, guarantee funds, loan products."""
     title = case.name + (f"  [stress: {case.stress.name}]" if case.stress else "")
     console.print(f"[bold]{escape(title)}[/]", highlight=False)
+    sha = case.content_sha256[:12] if case.content_sha256 else "-"
     console.print(
-        f"file {case.source_file}  sha256 {case.content_sha256[:12] if case.content_sha256 else '-'}"
+        # the path is the user's: "[/]" in a folder name is text, not markup
+        f"file {escape(str(case.source_file))}  sha256 {sha}"
         f"  segments {len(case.segments)}  households {case.total_households:,}"
         f"  need US${case.total_need_usd / 1e6:,.1f}m  unmet gap US${case.total_gap_usd / 1e6:,.1f}m",
         highlight=False,
@@ -56,7 +58,7 @@ def print_case_summary(console: Console, case: Case) -> None:
     table = Table(title="Unmet credit gap by region and value chain (US$ m)", show_lines=False)
     table.add_column("region")
     for col in pivot.columns:
-        table.add_column(str(col), justify="right")
+        table.add_column(escape(str(col)), justify="right")
     for region, row in pivot.iterrows():
         cells = ["" if v == 0 else usd_m(v) for v in row]
         style = "bold" if region == "total" else None
@@ -161,6 +163,7 @@ def progress_bar(console: Console, label: str, total: int) -> Iterator[Callable[
         TextColumn("{task.completed:,}/{task.total:,}"),
         TimeElapsedColumn(),
     )
+    label = escape(label)  # may hold user input (a sweep); the description is read as markup
     with Progress(*columns, console=console, transient=True) as bar:
         task = bar.add_task(label, total=total)
 
@@ -178,7 +181,7 @@ def print_book_losses(
 ) -> None:
     """Loss rates of the reference book (each segment's gap, split over its products)."""
     console.print(
-        f"[bold]{case.name}[/]: {scen.n_scenarios:,} scenarios x {scen.n_cells} cells, "
+        f"[bold]{escape(case.name)}[/]: {scen.n_scenarios:,} scenarios x {scen.n_cells} cells, "
         f"method {scen.method}, seed {scen.seed}, effective sample size "
         f"{scen.effective_sample_size:,.0f}",
         highlight=False,
@@ -237,7 +240,7 @@ def print_allocation(console: Console, case: Case, result, oos=None) -> None:
         console.print(
             "Guarantee leverage: "
             + ", ".join(
-                f"{r.fund} {r.leverage_used:.1f}x of {r.leverage_cap:g}x"
+                f"{escape(str(r.fund))} {r.leverage_used:.1f}x of {r.leverage_cap:g}x"
                 for r in funds.itertuples()
             ),
             highlight=False,

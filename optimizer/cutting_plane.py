@@ -26,6 +26,7 @@ import cvxpy as cp
 import numpy as np
 import scipy.sparse as sp
 from cvxpy import settings as status_codes
+from cvxpy.error import SolverError
 
 from optimizer.errors import SolverFailure
 from optimizer.tail_oracle import TailOracle
@@ -57,13 +58,19 @@ _silence_highs_banner()
 MAX_ITERATIONS = 400
 TOLERANCE_REL = 1e-6
 """CVaR overestimate accepted at convergence, relative to the CVaR (at least US$1)."""
-TOLERANCE_ABS_USD_M = 1e-6
-FEASIBILITY_TOL = 1e-7
-"""HiGHS's primal feasibility tolerance on a cut row (US$m of η)."""
+TOLERANCE_ABS_USD_M = 1e-8
+"""Absolute floor of that tolerance (US$0.01), for a CVaR of zero."""
+FEASIBILITY_TOL = 1e-9
+"""The master's primal feasibility tolerance (US$m of η on a cut row): tight, so that small
+cases (limits of a few US$ thousand) are held to 1e-6 of their limits too."""
 
 # Measured on the default case (10^4-10^6 scenarios): with HiGHS's scaling on, the master's
 # dense cut rows made the dual simplex slower; the cvxpy problem is already in US$ millions.
-MASTER_OPTIONS = {"output_flag": False, "simplex_scale_strategy": 0}
+MASTER_OPTIONS = {
+    "output_flag": False,
+    "simplex_scale_strategy": 0,
+    "primal_feasibility_tolerance": FEASIBILITY_TOL,
+}
 
 
 @dataclass(eq=False)
@@ -165,7 +172,8 @@ class CutMaster:
         self._n_base_rows = 0
         data = self._fetch()
         offsets = data[cp.settings.PARAM_PROB].var_id_to_col
-        self.expo_cols = offsets[expo.id] + np.arange(expo.size)
+        # cvxpy drops a zero-sized variable (no lending anywhere): then no cut has columns
+        self.expo_cols = offsets.get(expo.id, 0) + np.arange(expo.size if expo.id in offsets else 0)
         self.t_col = np.array([offsets[m.t.id] for m in measures])
         self.eta_col = np.array([offsets[m.eta.id] for m in measures])
 
@@ -236,9 +244,11 @@ class CutMaster:
         """Run HiGHS; unpack values and duals into cvxpy. Returns (cvxpy status, seconds)."""
         highs = self.highs
         start = time.perf_counter()
-        highs.run()
+        run_status = highs.run()
         seconds = time.perf_counter() - start
         status_name = highs.getModelStatus().name
+        if run_status == self._hs.HighsStatus.kError:
+            return status_codes.SOLVER_ERROR, seconds
         solution = highs.getSolution()
         results = {
             # only the cvxpy rows' duals go back to cvxpy; the cut rows are the engine's own
@@ -252,7 +262,10 @@ class CutMaster:
         }
         if status_name == "kInfeasible":
             results["dual_ray"] = (None, None, np.zeros(self._n_base_rows))
-        self.problem.unpack_results(results, self.chain, self.inverse)
+        try:
+            self.problem.unpack_results(results, self.chain, self.inverse)
+        except (SolverError, ValueError):  # cvxpy refuses a solution it cannot read
+            return status_codes.SOLVER_ERROR, seconds
         return str(self.problem.status), seconds
 
 
@@ -270,6 +283,7 @@ def solve_with_cuts(
     solve_master: callable,
     tolerance: float = TOLERANCE_REL,
     max_iterations: int = MAX_ITERATIONS,
+    absolute_tolerance: float = TOLERANCE_ABS_USD_M,
     stage: int = 1,
 ) -> CutReport:
     """Alternate master solves and cut generation until every CVaR estimate is exact.
@@ -307,7 +321,7 @@ def solve_with_cuts(
         limit = np.array([_value(m.limit, -np.inf) for m in measures])
         # HiGHS holds rows to ~1e-7 (times f on the CVaR): asking more chases solver noise
         scale = np.maximum(np.abs(estimate), np.where(np.isfinite(limit), np.abs(limit), 0.0))
-        allowed = tolerance * scale + TOLERANCE_ABS_USD_M + factor * FEASIBILITY_TOL
+        allowed = tolerance * scale + absolute_tolerance + factor * FEASIBILITY_TOL
         # The master is a relaxation: once its point meets every true CVaR limit it is the full
         # problem's optimum (and a binding limit is then met with an exact estimate).
         open_ = np.flatnonzero((upper - limit > allowed) & (upper - estimate > allowed))

@@ -2,24 +2,26 @@
 
 The allocation problem is compiled once per worker; each point only changes cvxpy parameter
 values (DPP), so a sweep re-solves one compiled problem instead of rebuilding it. Points are split
-into contiguous blocks, one per worker (joblib: loky processes, threads, or a dask.distributed
-cluster); every point is solved from the same starting state, so the table does not depend on the
-number of workers. A point that fails stays in the table with its reason.
+into contiguous blocks, one per worker, run by :func:`models.workers.run_in_order` (loky
+processes, threads, or a dask.distributed cluster; a worker lost mid-block is survived, or the
+sweep stops with ``WorkersLost``); every point is solved from the same starting state, so the
+table does not depend on the number of workers. A point that fails stays in the table with its
+reason.
 """
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable
+from contextlib import closing
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import pandas as pd
-from joblib import Parallel, delayed, parallel_config
 
 from models.scenarios import ScenarioSet
 from models.schema import Case
+from models.workers import Backend, local_workers, run_in_order
 from optimizer.exposures import check_cells
 from optimizer.frontier_sweep import (
     FAILED_STATUSES,
@@ -128,11 +130,12 @@ def frontier(
         As for :func:`optimizer.optimize`; ``"auto"`` picks the cutting plane above
         ``AUTO_CUTS_ABOVE_SCENARIOS`` scenarios. Recorded on the result.
     n_jobs : int, default 1
-        Workers (-1: one per core; with a ``scheduler``, one per cluster worker). The points are
-        split into this many contiguous blocks; each worker builds the problem once.
+        Workers (-1: one per core; with a ``scheduler``, one per cluster worker thread). The
+        points are split into this many contiguous blocks; each worker builds the problem once.
+        One block (without a scheduler) is swept in this process.
     backend : {"loky", "threading", "dask"}, default "loky"
-        ``"dask"`` runs the blocks on the dask.distributed cluster at ``scheduler``, or on a
-        local cluster of ``n_jobs`` single-threaded worker processes.
+        ``"dask"`` runs the blocks on the dask.distributed cluster at ``scheduler`` (even a
+        single block), or on a local cluster of ``n_jobs`` single-threaded worker processes.
     scheduler : str, optional
         A dask scheduler address (``tcp://HOST:PORT``); needs ``backend="dask"``.
     time_limit_s : float, optional
@@ -152,6 +155,12 @@ def frontier(
         choices).
     ScenarioMismatch
         The scenario set belongs to another case.
+    SimulationError
+        ``backend="dask"`` without dask.distributed installed, or an unreachable ``scheduler``
+        (a ``ValueError``: the CLI exits 2).
+    WorkersLost
+        Worker processes kept dying: a loky pool broken twice, or dask gave up on a block
+        (``KilledWorker``). Not bad input: the CLI exits 1.
     """
     check_cells(case, scenarios)  # a scenario set of another case fails here, not in a worker
     spec = parse_sweep(case, scenarios, sweep)
@@ -179,28 +188,44 @@ def frontier(
         if on_point is not None:
             on_point(len(rows) - 1, row)
 
-    args = (case, scenarios, spec)
+    shared = (case, scenarios, spec)
     options = (name, cvar_method, time_limit_s)
-    with _Workers(backend, n_jobs, scheduler, values.size) as (parallel, n_blocks):
-        blocks = [b for b in np.array_split(values, n_blocks) if b.size]
-        if parallel is None:  # in this process: rows are reported as each point ends
-            results = [sweep_block(*args, values, *options, on_row=arrived)]
-        else:
-            results = []
-            for result in parallel(delayed(sweep_block)(*args, b, *options) for b in blocks):
+    on_cluster = backend == "dask" and scheduler is not None
+    if not on_cluster and min(local_workers(int(n_jobs)), values.size) == 1:
+        # in this process: rows are reported as each point ends, not a block at a time
+        results = [sweep_block(*shared, values, *options, on_row=arrived)]
+        n_blocks = 1
+    else:
+        starts: list[int] = []  # first point of each block, once the workers are known
+
+        def blocks(workers: int) -> list[tuple[Any, ...]]:
+            split = [b for b in np.array_split(np.arange(values.size), workers) if b.size]
+            starts.extend(int(b[0]) for b in split)
+            return [(values[b], *options) for b in split]
+
+        def describe(i: int) -> str:
+            return f"frontier points {starts[i] + 1} to {values.size} of sweep {spec.name!r}"
+
+        results = []
+        tasks = run_in_order(
+            sweep_block, shared, blocks, Backend(backend), int(n_jobs), scheduler, describe
+        )
+        with closing(tasks):  # a stopped sweep cancels the blocks still queued
+            for result in tasks:  # block order, whatever worker finished first
                 results.append(result)
                 for row in result.rows:
                     arrived(row)
+        n_blocks = len(starts)
     compilations = sum(r.compilations for r in results)
     table = pd.DataFrame(rows, columns=list(FRONTIER_COLUMNS))
     return Frontier(
         sweep=spec.name,
         label=spec.label,
         table=table,
-        compiled_once=compilations == len(blocks),
+        compiled_once=compilations == n_blocks,
         method=method,
         compilations=compilations,
-        workers=len(blocks),
+        workers=n_blocks,
     )
 
 
@@ -248,69 +273,3 @@ def _check_parallel(n_jobs: object, backend: object, scheduler: object) -> None:
         raise ValueError(f"backend must be one of {', '.join(BACKENDS)}, got {backend!r}")
     if scheduler is not None and backend != "dask":
         raise ValueError(f"scheduler {scheduler!r} needs backend='dask', got {backend!r}")
-
-
-class _Workers:
-    """joblib Parallel (ordered generator) on the chosen backend, and the number of blocks."""
-
-    def __init__(self, backend: str, n_jobs: int, scheduler: str | None, n_points: int):
-        self.backend, self.n_jobs, self.scheduler, self.n_points = (
-            backend,
-            int(n_jobs),
-            scheduler,
-            n_points,
-        )
-        self._client = self._cluster = self._config = None
-
-    def _blocks(self, workers: int) -> int:
-        return max(1, min(workers, self.n_points))
-
-    def __enter__(self) -> tuple[Parallel | None, int]:
-        """(None, 1) to sweep in this process, else (an ordered Parallel, number of blocks)."""
-        if self.backend == "dask" and (self.scheduler or self._blocks(self._local()) > 1):
-            return self._dask()
-        blocks = self._blocks(self._local())
-        if blocks == 1:
-            return None, 1
-        return Parallel(n_jobs=blocks, backend=self.backend, return_as="generator"), blocks
-
-    def _local(self) -> int:
-        return self.n_jobs if self.n_jobs > 0 else max(1, os.cpu_count() or 1)
-
-    def _dask(self) -> tuple[Parallel, int]:
-        try:
-            from dask.distributed import Client, LocalCluster
-        except ImportError:
-            raise ValueError(
-                "backend 'dask' needs dask.distributed: pip install 'ppc-finance[dask]'"
-            ) from None
-        if self.scheduler:
-            try:
-                self._client = Client(self.scheduler, timeout="10s")
-            except OSError as exc:
-                raise ValueError(
-                    f"cannot reach the dask scheduler at {self.scheduler}: {exc}"
-                ) from None
-            workers = len(self._client.scheduler_info().get("workers", {})) or 1
-            blocks = self._blocks(self.n_jobs if self.n_jobs > 0 else workers)
-        else:
-            blocks = self._blocks(self._local())
-            self._cluster = LocalCluster(
-                n_workers=blocks,
-                threads_per_worker=1,
-                host="127.0.0.1",
-                dashboard_address=None,
-                processes=True,
-            )
-            self._client = Client(self._cluster)
-        self._config = parallel_config(backend="dask")
-        self._config.__enter__()
-        return Parallel(return_as="generator"), blocks
-
-    def __exit__(self, *exc: object) -> None:
-        if self._config is not None:
-            self._config.__exit__(*exc)
-        if self._client is not None:
-            self._client.close()
-        if self._cluster is not None:
-            self._cluster.close()

@@ -40,6 +40,24 @@ SWEEP_CHOICES = (
     "depletion:<FUND>", "mobilization", "deforestation_priority",
 )  # fmt: skip
 """Every sweep :func:`optimizer.frontier.frontier` accepts."""
+SWEEP_KINDS = ("cvar_scale", "amount", "depletion", "mobilization", "deforestation_priority")
+"""What a swept value is: a multiplier of the case's CVaR limits or money (the first two), a
+fund's depletion probability, private US$ per concessional US$, or a priority weight."""
+
+
+def sweep_kind(sweep: str) -> str:
+    """The kind (one of :data:`SWEEP_KINDS`) of a sweep string, e.g. ``"depletion:GP"`` →
+    ``"depletion"``; no case needed, so a saved frontier can be labelled.
+
+    Raises
+    ------
+    ValueError
+        Not a sweep of any kind.
+    """
+    kind = str(sweep).partition(":")[0]
+    if kind not in SWEEP_KINDS:
+        raise ValueError(f"sweep must be one of {', '.join(SWEEP_CHOICES)}; got {sweep!r}")
+    return kind
 
 
 @dataclass(frozen=True)

@@ -20,9 +20,9 @@ from optimizer.evaluate import Evaluation, evaluate
 from optimizer.frontier import Frontier, frontier
 from optimizer.persist import from_plain, to_plain
 from optimizer.result import Allocation
-from optimizer.sensitivity import Sensitivity, sensitivity, sensitivity_points
+from optimizer.sensitivity_analysis import Sensitivity, sensitivity, sensitivity_points
 from optimizer.solve import optimize
-from optimizer.stress import STRESS_DIR, StressOutcome, shipped_stresses, stress_outcomes
+from optimizer.stress_testing import STRESS_DIR, StressOutcome, shipped_stresses, stress_outcomes
 
 __all__ = [
     "FRONTIER_POINTS",
@@ -83,6 +83,8 @@ def run_case(
     out_of_sample: bool = True,
     with_sensitivity: bool = True,
     on_step: Callable[[str], None] | None = None,
+    dtype: str = "float64",
+    optimize_method: str = "auto",
 ) -> RunRecord:
     """Simulate, optimize, evaluate out of sample and under stress.
 
@@ -99,13 +101,17 @@ def run_case(
         ``SENSITIVITY_SCENARIOS`` scenarios of the same seed, for the report's tornado.
     on_step : callable, optional
         Told the name of each step as it starts (progress display).
+    dtype : {"float64", "float32"}
+        Loss matrix precision of every scenario set of the run (float32: half the memory).
+    optimize_method : {"auto", "lp", "cutting_plane"}
+        Passed to :func:`optimizer.optimize` for the allocation.
     """
     step = on_step or (lambda _: None)
     timings: dict[str, float] = {}
 
     def draw(n: int, draw_seed: int) -> ScenarioSet:
         # every scenario set of the run shares method and workers; only size and seed differ
-        return simulate(case, n, seed=draw_seed, method=method, n_jobs=n_jobs,
+        return simulate(case, n, seed=draw_seed, method=method, n_jobs=n_jobs, dtype=dtype,
                         backend="dask" if scheduler else "loky", scheduler=scheduler)  # fmt: skip
 
     def timed(name: str, fn):
@@ -116,7 +122,7 @@ def run_case(
         return value
 
     scen = timed("simulate", lambda: draw(n_scenarios, seed))
-    allocation = timed("optimize", lambda: optimize(case, scen))
+    allocation = timed("optimize", lambda: optimize(case, scen, method=optimize_method))
     oos = None
     if out_of_sample:
         oos_scen = timed(

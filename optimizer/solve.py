@@ -185,6 +185,9 @@ def solve_stage(
         ``log`` (or a new one) with fallbacks, warnings, timings and statuses appended.
     """
     log = SolveLog() if log is None else log
+    if not any(v.size for v in prob.problem.variables()):
+        _nothing_to_decide(prob, log)
+        return log
     if prob.cut_master is None:
         _solve_stage(prob, stage, solver, time_limit_s, log)
         return log
@@ -219,6 +222,18 @@ def solve_stage(
     log.add_time(f"stage{stage}_oracle_s", report.oracle_seconds)
     log.add_time(f"stage{stage}_solve_s", report.master_seconds)
     return log
+
+
+def _nothing_to_decide(prob: AllocationProblem, log: SolveLog) -> None:
+    """No source may lend, fund or cover anything: the answer is to lend nothing (solvers
+    refuse an empty problem)."""
+    for var in prob.problem.variables():
+        var.value = np.zeros(var.shape)
+    for con in prob.problem.constraints:
+        for dual in con.dual_variables:
+            dual.value = np.zeros(dual.shape)
+    log.solvers.append("none")
+    log.statuses.append(status_codes.OPTIMAL)
 
 
 def _cut_master_options(stage: int, time_limit_s: float | None) -> dict[str, Any]:

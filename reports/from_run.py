@@ -14,6 +14,7 @@ import pandas as pd
 from models.tables import assumptions_frame
 from optimizer.evaluate import Evaluation
 from optimizer.fixed import scenario_exposures
+from optimizer.frontier_sweep import FAILED_STATUSES, sweep_kind
 from optimizer.run import RunRecord
 from optimizer.solve import PROGRAMME_FAMILIES
 from reports.context import (
@@ -73,20 +74,31 @@ def limits_held(evaluation: Evaluation) -> dict[str, bool]:
     return {f"{r.owner} {r.what}": not r.breached for r in risky.itertuples()}
 
 
+_FRONTIER_AXES: dict[str, tuple[str, ColumnFormat]] = {
+    "cvar_scale": (" (x)", ColumnFormat.RATIO),  # a multiplier of the case's CVaR limits
+    "amount": (" (x)", ColumnFormat.RATIO),  # a multiplier of the case's money
+    "depletion": (" (%)", ColumnFormat.PCT2),  # the probability ε itself, e.g. 5.00%
+    "mobilization": ("", ColumnFormat.FLOAT),  # US$ per US$: the label says so
+    "deforestation_priority": (" (weight)", ColumnFormat.FLOAT),
+}
+"""Axis suffix and number format by sweep kind (what a swept value is)."""
+
+
 def _frontier(record: RunRecord) -> Frontier | None:
     front = record.frontier
     if front is None or front.table.empty:
         return None
     table = front.table
-    failed = table["status"] != "optimal"
+    failed = table["status"].isin(FAILED_STATUSES)  # "optimal_inaccurate" has its numbers
+    suffix, x_format = _FRONTIER_AXES[sweep_kind(front.sweep)]
     return Frontier(
-        x_label=f"{front.label} (x)",
+        x_label=f"{front.label}{suffix}",
         x=table["value"].to_numpy(dtype=float),
         gap_usd=np.where(failed, np.nan, table["weighted_gap_usd"].to_numpy(dtype=float)),
         failure_reasons=tuple(
             "" if not f else str(r) for f, r in zip(failed, table["reason"], strict=True)
         ),
-        x_format=ColumnFormat.RATIO,
+        x_format=x_format,
     )
 
 

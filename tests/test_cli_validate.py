@@ -7,6 +7,7 @@ subprocess to prove that nothing reaches stderr as a traceback.
 from __future__ import annotations
 
 import re
+import shutil
 import subprocess
 import sys
 from collections.abc import Callable
@@ -81,6 +82,21 @@ def test_validate_default_case_by_path(capsys: pytest.CaptureFixture[str]) -> No
     code, out, err = run_cli(capsys, "validate", INPUTS / "peru_amazon.yaml")
     assert (code, err) == (0, "")
     _assert_default_summary(out)
+
+
+def test_validate_a_case_in_a_folder_whose_name_looks_like_markup(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    # regression: the path went into rich markup unescaped, and "[/]" closed a tag that was
+    # never opened (MarkupError, a traceback instead of the summary)
+    folder = tmp_path / "odd[/]"
+    shutil.copytree(INPUTS, folder)
+    case_file = folder / "peru_amazon.yaml"
+    assert "[/]" in str(case_file)
+    code, out, err = run_cli(capsys, "validate", case_file)
+    assert (code, err) == (0, "")
+    _assert_default_summary(out)
+    assert str(case_file) in out.replace("\n", "")  # a long path may be folded over lines
 
 
 @pytest.mark.parametrize("stem", sorted(p.stem for p in STRESS.glob("*.yaml")))

@@ -116,16 +116,23 @@ def dask_cluster():
     distributed = pytest.importorskip("dask.distributed")
     import dask
 
-    # one retry per task: a worker killed once is survived, a task that kills twice is lost
-    with dask.config.set({"distributed.scheduler.allowed-failures": 1}):
+    # one retry per task: a worker killed once is survived, a task that kills twice is lost.
+    # The cluster closes a nanny whose worker is still away 15 s after it died
+    # (lost-worker-timeout): tests that kill workers in quick succession can catch one
+    # mid-restart at that moment, so the module's cluster would lose it for good.
+    settings = {
+        "distributed.scheduler.allowed-failures": 1,
+        "distributed.deploy.lost-worker-timeout": "1 hour",
+    }
+    with dask.config.set(settings):
         cluster = distributed.LocalCluster(
             n_workers=2, threads_per_worker=1, processes=True, host="127.0.0.1",
             dashboard_address=None,
         )  # fmt: skip
-    client = distributed.Client(cluster)
-    yield cluster, client
-    client.close()
-    cluster.close()
+        client = distributed.Client(cluster)
+        yield cluster, client
+        client.close()
+        cluster.close()
 
 
 @pytest.fixture
@@ -168,6 +175,31 @@ def test_a_chunk_that_kills_every_dask_worker_raises_workers_lost(
     with pytest.raises(WorkersLost, match=r"dask gave up on scenarios 16,384 to 33,767"):
         simulate(case, N_CHUNKED, seed=11, backend="dask", scheduler=two_dask_workers)
     assert time.monotonic() - start < 120
+
+
+@pytest.mark.slow
+@pytest.mark.filterwarnings("ignore::UserWarning")
+def test_inputs_lost_with_the_only_dask_worker_are_sent_again_with_identical_numbers(
+    minimal_case_file, tmp_path, monkeypatch
+):
+    # the inputs every chunk shares are scattered to the workers; a one-worker cluster loses
+    # them with its worker, and dask cancels every chunk: they are sent again, once
+    distributed = pytest.importorskip("dask.distributed")
+    case = load_case(minimal_case_file)
+    clean = simulate(case, N_CHUNKED, seed=11)
+    killer = KillWorker(
+        sim_module._draw_chunk, tmp_path / "killed", when=chunk_starting_at(CHUNK_SCENARIOS)
+    )
+    monkeypatch.setattr(sim_module, "_draw_chunk", killer)
+    one_worker = distributed.LocalCluster(
+        n_workers=1, threads_per_worker=1, processes=True, host="127.0.0.1",
+        dashboard_address=None,
+    )  # fmt: skip
+    with one_worker, pytest.warns(RuntimeWarning, match=r"holding the inputs died.*same numbers"):
+        scen = simulate(case, N_CHUNKED, seed=11, backend="dask",
+                        scheduler=one_worker.scheduler_address)  # fmt: skip
+    assert (tmp_path / "killed").exists()
+    assert_identical(clean, scen)
 
 
 @pytest.fixture(scope="module")
@@ -216,11 +248,6 @@ else:
 
 @pytest.mark.slow
 @pytest.mark.filterwarnings("ignore::UserWarning")
-@pytest.mark.xfail(
-    strict=True,
-    reason="optimizer/frontier.py runs dask through joblib 1.6, whose dask backend never "
-    "reports a task dask gave up on (KilledWorker): the frontier waits forever",
-)
 def test_a_frontier_whose_tasks_kill_every_dask_worker_stops_with_a_typed_error(
     tmp_path, two_dask_workers
 ):
@@ -250,7 +277,6 @@ def highs_fails(monkeypatch):
 @pytest.fixture
 def clarabel_fails(monkeypatch):
     import cvxpy as cp
-    from cvxpy.error import SolverError
 
     solve = cp.Problem.solve
 
@@ -279,20 +305,13 @@ def test_highs_failing_falls_back_to_clarabel_and_records_it(small, monkeypatch)
     )
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=SolverError,
-    reason="optimizer/cutting_plane.py CutMaster.solve lets cvxpy's SolverError escape when "
-    "HiGHS fails: neither a Clarabel fallback nor a SolverFailure",
-)
 def test_highs_failing_in_the_cutting_plane_is_a_fallback_or_a_solver_failure(small, highs_fails):
     case, scen = small
-    try:
-        result = optimize(case, scen, method="cutting_plane")
-    except SolverFailure as exc:
-        assert "HIGHS" in str(exc)
-    else:
-        assert result.fallbacks and result.solver == "CLARABEL"
+    result = optimize(case, scen, method="cutting_plane")
+    # the master failed: the one-LP formulation took over, and HiGHS failing there too, Clarabel
+    assert result.method == "lp" and result.solver == "CLARABEL"
+    assert result.fallbacks[0].startswith("cutting plane: HIGHS returned status 'solver_error'")
+    assert "solved with the one-LP formulation" in result.fallbacks[0]
 
 
 def test_both_solvers_failing_is_a_solver_failure_and_optimize_exits_1(

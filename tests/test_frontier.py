@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import sys
+
 import cvxpy as cp
 import numpy as np
 import pandas as pd
@@ -235,6 +237,17 @@ def test_bad_arguments_are_refused_naming_the_choices(small, sweep, kwargs, need
     case, scen = small
     with pytest.raises(ValueError, match=needle):
         frontier(case, scen, sweep, **kwargs)
+
+
+@pytest.mark.parametrize("scheduler", [None, "tcp://127.0.0.1:9"])
+def test_dask_without_dask_distributed_says_what_to_install(small, monkeypatch, scheduler):
+    from models.errors import SimulationError
+
+    monkeypatch.setitem(sys.modules, "dask.distributed", None)  # as if not installed
+    case, scen = small
+    with pytest.raises(SimulationError, match=r"needs dask.distributed: pip install") as info:
+        frontier(case, scen, values=[0.5, 1.0], n_jobs=2, backend="dask", scheduler=scheduler)
+    assert isinstance(info.value, ValueError)  # bad input: the CLI exits 2
 
 
 def test_sweeps_a_case_lacks_are_refused(covered, small):

@@ -97,3 +97,24 @@ def test_unknown_method_is_refused():
     scen = synthetic_scenarios(case, 50, 1)
     with pytest.raises(ValueError, match="method must be"):
         optimize(case, scen, method="simplex")
+
+
+def test_float32_losses_reach_the_float64_optimum_within_their_precision():
+    """The oracle runs its pass in float32 when the matrix is float32 (half the bytes); the
+    optimum moves by no more than float32 rounding of the losses (~1e-7) allows."""
+    case = load_case()
+    wide = simulate(case, 2_000, seed=11)
+    narrow = simulate(case, 2_000, seed=11, dtype="float32")
+    assert narrow.losses.dtype == np.float32
+    a = optimize(case, wide, method="cutting_plane")
+    b = optimize(case, narrow, method="cutting_plane")
+    assert b.method == "cutting_plane" and not b.fallbacks
+    assert b.objective_weighted_gap_usd == pytest.approx(a.objective_weighted_gap_usd, rel=1e-5)
+
+
+def test_stage_two_starts_from_the_cuts_of_stage_one(default_pair):
+    """Cuts are valid whatever the objective: stage 2 keeps stage 1's and needs few more."""
+    _, _, _, cuts = default_pair
+    t = cuts.timings_s
+    assert t["stage2_cuts"] >= t["stage1_cuts"] > 0
+    assert t["stage2_iterations"] < t["stage1_iterations"]

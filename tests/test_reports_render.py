@@ -402,6 +402,62 @@ def test_frontier_keeps_failed_points():
     assert "failed-points" in svg and "Failed point (no solution)" in svg
 
 
+@pytest.mark.parametrize(
+    ("sweep", "label", "x_label", "cells"),
+    [
+        ("cvar_scale", "scale on every funder's CVaR limit",
+         "scale on every funder's CVaR limit (x)", ["0.50x", "2.00x"]),
+        ("amount:climate", "multiple of all climate money",
+         "multiple of all climate money (x)", ["0.50x", "2.00x"]),
+        ("depletion:GP", "allowed depletion probability of GP",
+         "allowed depletion probability of GP (%)", ["2.50%", "10.00%"]),
+        ("mobilization", "private lending required per concessional US$",
+         "private lending required per concessional US$", ["0.50", "2.00"]),
+        ("deforestation_priority", "deforestation priority",
+         "deforestation priority (weight)", ["0.50", "2.00"]),
+    ],
+)  # fmt: skip
+def test_the_frontier_axis_says_what_the_swept_value_is(sweep, label, x_label, cells):
+    # regression: every sweep was labelled "(x)" and shown as a multiplier, so a 5% depletion
+    # probability read "0.05x"
+    from types import SimpleNamespace
+
+    from optimizer.frontier import Frontier as SweptFrontier
+    from reports.formats import format_value
+    from reports.from_run import _frontier
+    from reports.tables import frontier_table
+
+    x = [0.5, 2.0] if sweep != "depletion:GP" else [0.025, 0.10]
+    table = pd.DataFrame(
+        {"value": x, "weighted_gap_usd": [3e8, 2e8], "status": ["optimal"] * 2, "reason": ""}
+    )
+    swept = SweptFrontier(sweep=sweep, label=label, table=table, compiled_once=True)
+    fr = _frontier(SimpleNamespace(frontier=swept))
+    assert fr.x_label == x_label
+    shown = frontier_table(fr)
+    assert [format_value(v, fr.x_format) for v in shown.frame[x_label]] == cells
+
+
+def test_an_inaccurate_frontier_point_keeps_its_gap_and_a_failed_one_its_reason():
+    from types import SimpleNamespace
+
+    from optimizer.frontier import Frontier as SweptFrontier
+    from reports.from_run import _frontier
+
+    table = pd.DataFrame(
+        {
+            "value": [0.5, 1.0, 1.5],
+            "weighted_gap_usd": [3e8, 2.5e8, np.nan],
+            "status": ["optimal", "optimal_inaccurate", "infeasible"],
+            "reason": ["", "", "budget below zero"],
+        }
+    )
+    swept = SweptFrontier(sweep="cvar_scale", label="scale", table=table, compiled_once=True)
+    fr = _frontier(SimpleNamespace(frontier=swept))
+    np.testing.assert_array_equal(fr.gap_usd, [3e8, 2.5e8, np.nan])
+    assert fr.failure_reasons == ("", "", "budget below zero")
+
+
 def test_tornado_marks_points_without_a_solution():
     svg = reports.tornado_svg(["PD", "LGD"], [-2e6, np.nan], [5e6, 1e6])
     ET.fromstring(svg.encode())

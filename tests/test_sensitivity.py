@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import math
+import sys
 
 import numpy as np
 import pandas as pd
@@ -19,7 +20,7 @@ from models import Case, load_case, simulate
 from optimizer.cli import main
 from optimizer.errors import InfeasibleCase
 from optimizer.persist import from_plain, to_plain
-from optimizer.sensitivity import (
+from optimizer.sensitivity_analysis import (
     INPUT_IDS,
     SENSITIVITY_COLUMNS,
     Sensitivity,
@@ -115,7 +116,7 @@ def test_an_invalid_perturbation_is_a_row_with_its_reason():
 
 
 def test_an_infeasible_point_stays_in_the_table(case, monkeypatch):
-    import optimizer.sensitivity as module
+    import optimizer.sensitivity_analysis as module
 
     real, calls = module.optimize, []
 
@@ -152,10 +153,14 @@ def test_bad_arguments_are_refused(case):
     assert sensitivity_points(lone) == 1 + 2 * len(["pd", "lgd", "correlation", "amount_private"])
 
 
-def test_the_package_exports_the_functions():
-    import optimizer.stress
+def test_the_package_exports_the_functions_even_after_their_modules_are_imported():
+    import optimizer
+    import optimizer.sensitivity_analysis
+    import optimizer.stress_testing
+    from optimizer import sensitivity, stress
 
-    assert callable(optimizer.sensitivity) and callable(optimizer.stress)
+    assert sensitivity is optimizer.sensitivity_analysis.sensitivity
+    assert stress is optimizer.stress_testing.stress
     assert optimizer.Sensitivity is Sensitivity
 
 
@@ -187,6 +192,18 @@ def test_sensitivity_command_bad_arguments_exit_2(tmp_path, capsys, args, needle
     out = tmp_path / "x"
     assert main(["sensitivity", "-n", "50", *args, "--out", str(out)]) == 2
     assert needle in capsys.readouterr().err
+    assert not out.exists()
+
+
+def test_a_scheduler_without_dask_distributed_exits_2_saying_what_to_install(
+    tmp_path, capsys, monkeypatch
+):
+    monkeypatch.setitem(sys.modules, "dask.distributed", None)  # as if not installed
+    out = tmp_path / "x"
+    args = ["sensitivity", "-n", "50", "--inputs", "pd", "--scheduler", "tcp://127.0.0.1:9"]
+    assert main([*args, "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert "needs dask.distributed: pip install" in err and "Traceback" not in err
     assert not out.exists()
 
 

@@ -22,7 +22,7 @@ from models.problems import RESERVED_FIELDS
 from models.yaml_io import read_yaml
 from optimizer import optimize
 from optimizer.cli import main
-from optimizer.stress import (
+from optimizer.stress_testing import (
     LIMIT_COLUMNS,
     REOPTIMIZED_COLUMNS,
     STRESS_DIR,
@@ -294,7 +294,7 @@ def test_reading_something_that_is_not_an_allocation_says_so(tmp_path):
 def test_an_infeasible_stress_says_what_must_give(small, monkeypatch):
     import types
 
-    import optimizer.stress as module
+    import optimizer.stress_testing as module
     from optimizer.errors import InfeasibleCase
 
     case, alloc, _, half = small

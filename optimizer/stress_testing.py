@@ -10,12 +10,9 @@ how much gap the structure would have to give up.
 
 from __future__ import annotations
 
-import sys
-import types
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import pandas as pd
 
@@ -391,15 +388,3 @@ def _reoptimize(
         "gap_closed_change_usd": closed - base_closed if base_closed is not None else float("nan"),
         "reason": "",
     }
-
-
-class _CallableModule(types.ModuleType):
-    """``from optimizer import stress`` gives the function, or this module once something has
-    imported ``optimizer.stress`` (Python then binds the package attribute to the module):
-    calling the module calls :func:`stress`, so the name works either way."""
-
-    def __call__(self, *args: Any, **kwargs: Any) -> Any:
-        return stress(*args, **kwargs)
-
-
-sys.modules[__name__].__class__ = _CallableModule

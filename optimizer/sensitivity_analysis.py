@@ -13,20 +13,17 @@ invalid (a PD pushed past 1...) or infeasible stays in the table with its reason
 from __future__ import annotations
 
 import math
-import sys
-import types
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
+from contextlib import closing
 from dataclasses import dataclass
 from typing import Any
 
 import pandas as pd
-from joblib import Parallel, delayed, parallel_config
 from pydantic import ValidationError
 
 from models import Case, simulate
-from models.errors import SimulationError
 from models.problems import Origins, problems_from_validation
+from models.workers import Backend, run_in_order
 from optimizer.errors import InfeasibleCase, OptimizerError
 from optimizer.solve import optimize
 
@@ -233,7 +230,7 @@ def perturbed_case(case: Case, input_id: str, factor: float) -> tuple[Case, str]
 
 
 def _solve_point(
-    case: Case, input_id: str, direction: str, factor: float, n: int, seed: int, method: str
+    case: Case, n: int, seed: int, method: str, input_id: str, direction: str, factor: float
 ) -> dict[str, Any]:
     """Perturb, simulate (same seed) and optimise one point; failures become a status."""
     row: dict[str, Any] = {
@@ -259,30 +256,6 @@ def _solve_point(
         "gap_closed_usd": res.gap_closed_usd,
         "status": res.status,
     }
-
-
-@contextmanager
-def _parallel(n_jobs: int, scheduler: str | None, n_tasks: int) -> Iterator[Parallel]:
-    """joblib in ordered-generator mode: loky processes, or a dask.distributed cluster."""
-    if scheduler is None:
-        jobs = 1 if n_tasks <= 1 else n_jobs
-        yield Parallel(n_jobs=jobs, backend="loky", return_as="generator")
-        return
-    try:
-        from dask.distributed import Client
-    except ImportError:
-        raise SimulationError(
-            "a dask scheduler needs dask.distributed: pip install 'ppc-finance[dask]'"
-        ) from None
-    try:
-        client = Client(scheduler, timeout="10s")
-    except OSError as exc:
-        raise SimulationError(f"cannot reach the dask scheduler at {scheduler}: {exc}") from None
-    try:
-        with parallel_config(backend="dask"):
-            yield Parallel(return_as="generator")
-    finally:
-        client.close()
 
 
 def _check(shock: object, n_jobs: object, inputs: list[str] | None, case: Case) -> list[str]:
@@ -329,7 +302,8 @@ def sensitivity(
         Points solved in parallel (loky processes); -1 for all cores. Results do not depend
         on it.
     scheduler : str, optional
-        A dask.distributed scheduler address (``tcp://host:port``): points run on that cluster.
+        A dask.distributed scheduler address (``tcp://host:port``): points run on that cluster
+        (on all its worker threads, whatever ``n_jobs``).
     on_point : callable, optional
         Called with the number of points finished (the base counts as one) after each.
 
@@ -343,6 +317,10 @@ def sensitivity(
         Bad ``shock``, ``n_jobs`` or an unknown input.
     InfeasibleCase, SolverFailure
         The unperturbed case itself does not solve.
+    SimulationError
+        A ``scheduler`` without dask.distributed installed, or unreachable.
+    WorkersLost
+        Worker processes kept dying (a loky pool broken twice, or dask gave up on a point).
     """
     chosen = _check(shock, n_jobs, inputs, case)
     # the base is the reference of every change: if it does not solve, its error is the answer
@@ -351,10 +329,18 @@ def sensitivity(
     if on_point:
         on_point(done)
     points = [(i, d, 1.0 + sign * float(shock)) for i in chosen for d, sign in DIRECTIONS]
-    tasks = (delayed(_solve_point)(case, i, d, f, n_scenarios, seed, method) for i, d, f in points)
+
+    def describe(k: int) -> str:
+        return f"sensitivity points {k + 1} to {len(points)} (from {points[k][0]} {points[k][1]})"
+
     rows = []
-    with _parallel(n_jobs, scheduler, len(points)) as parallel:
-        for row in parallel(tasks):  # ordered: row k is points[k] whatever the workers
+    backend = Backend.dask if scheduler is not None else Backend.loky
+    tasks = run_in_order(
+        _solve_point, (case, n_scenarios, seed, method), points, backend, n_jobs, scheduler,
+        describe,
+    )  # fmt: skip
+    with closing(tasks):  # a stopped sweep cancels the points still queued
+        for row in tasks:  # ordered: row k is points[k] whatever the workers
             rows.append(row)
             done += 1
             if on_point:
@@ -376,15 +362,3 @@ def sensitivity(
 def sensitivity_points(case: Case, inputs: list[str] | None = None) -> int:
     """How many optimisations :func:`sensitivity` runs (the base plus two per input)."""
     return 1 + 2 * len(_check(0.0, 1, inputs, case))
-
-
-class _CallableModule(types.ModuleType):
-    """``from optimizer import sensitivity`` gives the function, or this module once something has
-    imported ``optimizer.sensitivity`` (Python then binds the package attribute to the module):
-    calling the module calls :func:`sensitivity`, so the name works either way."""
-
-    def __call__(self, *args: Any, **kwargs: Any) -> Any:
-        return sensitivity(*args, **kwargs)
-
-
-sys.modules[__name__].__class__ = _CallableModule
