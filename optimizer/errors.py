@@ -83,5 +83,6 @@ class SolverFailure(OptimizerError):
         self.status = status
         self.stage = stage
         self.attempts = attempts
+        self.advice = advice
         tried = f" (tried: {'; '.join(attempts)})" if attempts else ""
         super().__init__(f"{solver} returned status {status!r} at stage {stage}{tried}; {advice}")

