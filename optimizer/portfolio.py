@@ -27,15 +27,17 @@ weights are the duals of the asset rows (HiGHS minimises the negated objective, 
 non-negative); a scenario's reduced cost is ``t − ℓ_s·w``, so ``λ_s`` sits at ``f p_s`` in the
 tail, at 0 below the VaR and in between only at the VaR itself.
 
-Methods. ``"dual"`` passes that LP whole to HiGHS. ``"column_generation"`` exploits that only the
-tail's columns matter: it solves the dual on a strided sample of the scenarios, keeps as columns
-the scenarios whose losses at that sample optimum are in the worst ``COLUMN_MASS`` tail masses
-(plus the sample optimum's basic scenarios, so its basis carries over as a dual-feasible start),
-solves, and adds every scenario whose reduced cost prices out (``ℓ_s·w > t``) until none does; at
-that point the restricted dual's optimum is the full dual's (all reduced costs have the right
-sign), so the answer is exact, not sampled. Sample sizes grow by ``LEVEL_GROWTH`` from about
-``SAMPLE_TAIL_PER_ASSET`` tail scenarios per asset up to all scenarios. ``"cutting_plane"`` is the
-allocation optimizer's Kelley engine; ``"lp"`` the primal one-LP reference in cvxpy.
+Methods. ``"dual"`` passes that LP whole to HiGHS. ``"column_generation"`` exploits that only
+the scenarios near the VaR need to be columns. It solves the dual on a strided sample, then on
+samples ``LEVEL_GROWTH`` times larger up to all scenarios. At each new level, ranked by loss at
+the previous optimum, the worst ``FIXED_MASS`` tail masses are held at their bound ``λ_s = f p_s``
+(moved into the row bounds: no column), the next ones up to ``COLUMN_MASS`` become columns, and
+the previous optimal basis is the start (dual feasible: its row duals price every held scenario
+correctly). After each solve, a scenario outside whose loss exceeds the VaR (negative reduced
+cost) becomes a column, and a bound-held one whose loss fell below it is freed into a column,
+until neither is left. Then every scenario's reduced cost has the right sign, so the restricted
+optimum is the full dual's: exact, not sampled. ``"cutting_plane"`` is the allocation
+optimizer's Kelley engine; ``"lp"`` the primal one-LP reference in cvxpy.
 """
 
 from __future__ import annotations
@@ -354,7 +356,7 @@ class _DualLP:
                 cols.append(status.kUpper if scenario_loss[s] > var else status.kLower)
         basis = self._hs.HighsBasis()
         basis.col_status, basis.row_status = cols, list(old.row_status)
-        self.highs.setBasis(basis)
+        self.highs.setBasis(basis)  # were it refused (never seen), HiGHS starts cold: same answer
 
 
 def _solve_dual(losses, p, mu, alpha, max_weight, floor, method):
