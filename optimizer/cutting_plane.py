@@ -344,6 +344,3 @@ def solve_with_cuts(
         f"no convergence in {max_iterations} iterations (largest CVaR overestimate "
         f"US${violation:.4f}m); use method='lp' for this case",
     )
-
-
-SOLVED = (status_codes.OPTIMAL, status_codes.OPTIMAL_INACCURATE)
