@@ -6,7 +6,8 @@ upper bound when both peak). The time of ``optimize`` is split, from ``Allocatio
 into model building (``build_s``: loss coefficients and cvxpy expressions), cvxpy
 canonicalization (``stage{1,2}_canonicalize_s``: cvxpy's wall time minus the solver's own) and
 solver time (``stage{1,2}_solve_s``); the cutting-plane method adds its tail-oracle passes
-(``stage{1,2}_oracle_s``) and iterations. Simulating the scenarios is timed apart.
+(``stage{1,2}_oracle_s``) and iterations. Simulating the scenarios is timed apart (on two workers from 500,000 scenarios);
+``--dtype float32`` simulates the loss matrix in float32.
 
 Usage::
 
@@ -14,6 +15,7 @@ Usage::
     python benchmarks/bench_optimize.py --method cutting_plane
     python benchmarks/bench_optimize.py --full              # adds 10^5 (can take very long)
     python benchmarks/bench_optimize.py --scenarios 2000 5000 --method lp auto
+    python benchmarks/bench_optimize.py --scenarios 1000000 --method cutting_plane --dtype float32
 
 ``--method`` is passed to ``optimize(..., method=...)`` when ``optimize`` accepts it; otherwise
 only the one-LP formulation exists and the column says ``lp``.
@@ -54,14 +56,16 @@ def _maxrss_mib(who: int) -> float:
     return rss / 2**20 if sys.platform == "darwin" else rss / 1024  # bytes on macOS, KiB on Linux
 
 
-def worker(n_scenarios: int, method: str, seed: int) -> dict[str, Any]:
+def worker(n_scenarios: int, method: str, seed: int, dtype: str) -> dict[str, Any]:
     """One point, in this (fresh) process."""
     from models import load_case, simulate
     from optimizer import optimize
 
     case = load_case()
     t0 = time.perf_counter()
-    scen = simulate(case, n_scenarios, seed=seed)
+    # two workers pay loky's ~1.5 s start-up, which only pays off at large counts
+    jobs = 2 if n_scenarios >= 500_000 else 1
+    scen = simulate(case, n_scenarios, seed=seed, dtype=dtype, n_jobs=jobs)
     simulate_s = time.perf_counter() - t0
     kwargs = {}
     if "method" in inspect.signature(optimize).parameters:
@@ -94,9 +98,9 @@ def worker(n_scenarios: int, method: str, seed: int) -> dict[str, Any]:
     }
 
 
-def run_point(n_scenarios: int, method: str, seed: int) -> dict[str, Any]:
+def run_point(n_scenarios: int, method: str, seed: int, dtype: str) -> dict[str, Any]:
     out = subprocess.run(
-        [sys.executable, __file__, "--worker", str(n_scenarios), method, str(seed)],
+        [sys.executable, __file__, "--worker", str(n_scenarios), method, str(seed), dtype],
         capture_output=True,
         text=True,
     )
@@ -115,14 +119,17 @@ def format_row(row: dict[str, Any]) -> str:
 def main(argv: list[str] | None = None) -> None:
     argv = sys.argv[1:] if argv is None else argv
     if argv[:1] == ["--worker"]:
-        n, method, seed = int(argv[1]), argv[2], int(argv[3])
-        print(json.dumps(worker(n, method, seed)))
+        n, method, seed, dtype = int(argv[1]), argv[2], int(argv[3]), argv[4]
+        print(json.dumps(worker(n, method, seed, dtype)))
         return
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--method", nargs="+", choices=METHODS, default=["lp"])
     parser.add_argument("--full", action="store_true", help="add 10^5 scenarios (very slow)")
     parser.add_argument("--scenarios", nargs="+", type=int, help="scenario counts to run")
     parser.add_argument("--seed", type=int, default=7)
+    parser.add_argument(
+        "--dtype", choices=("float64", "float32"), default="float64", help="loss matrix dtype"
+    )
     parser.add_argument("--json", help="also write the rows to this JSON file")
     args = parser.parse_args(argv)
     sizes = args.scenarios or (FULL_SIZES if args.full else DEFAULT_SIZES)
@@ -136,7 +143,7 @@ def main(argv: list[str] | None = None) -> None:
     rows = []
     for n in sizes:
         for method in args.method:
-            row = run_point(n, method, args.seed)
+            row = run_point(n, method, args.seed, args.dtype)
             rows.append(row)
             print(format_row(row), flush=True)
     if args.json:

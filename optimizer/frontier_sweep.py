@@ -237,7 +237,7 @@ def _priority_view(prob: AllocationProblem) -> tuple[AllocationProblem, cp.Param
     problem = cp.Problem(cp.Minimize(weighted_gap), prob.problem.constraints)
     master = None
     if prob.cut_master is not None:  # the master solves this problem, not the built one
-        master = CutMaster(problem, list(prob.cut_measures), prob.expo)
+        master = CutMaster(problem, list(prob.cut_measures), prob.expo, prob.cut_master.groups)
     view = dataclasses.replace(prob, problem=problem, weighted_gap=weighted_gap, cut_master=master)
     return view, priority
 

@@ -21,7 +21,7 @@ import scipy.sparse as sp
 
 from models.scenarios import ScenarioSet
 from models.schema import Case, SourceKind
-from optimizer.cutting_plane import CutMaster, CutMeasure, make_measure
+from optimizer.cutting_plane import CUT_GROUPS, CutMaster, CutMeasure, make_measure
 from optimizer.exposures import (
     Eligibility,
     FundClaims,
@@ -587,7 +587,11 @@ def build_problem(case: Case, scenarios: ScenarioSet, cvar_method: str = "lp") -
             if b.measures
             else None
         ),
-        cut_master=CutMaster(problem, b.measures, b.expo) if b.measures else None,
+        cut_master=(
+            CutMaster(problem, b.measures, b.expo, min(CUT_GROUPS, scenarios.n_scenarios))
+            if b.measures
+            else None
+        ),
     )
     out.set_stage(1)
     return out

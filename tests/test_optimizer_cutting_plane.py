@@ -118,3 +118,53 @@ def test_stage_two_starts_from_the_cuts_of_stage_one(default_pair):
     t = cuts.timings_s
     assert t["stage2_cuts"] >= t["stage1_cuts"] > 0
     assert t["stage2_iterations"] < t["stage1_iterations"]
+
+
+def test_block_cuts_add_up_to_the_aggregated_cut():
+    """Split over 7 scenario blocks, the cuts of a threshold sum to its aggregated cut, and
+    each block's cut is its block's exact tail excess at the point (weighted scenarios)."""
+    from optimizer.tail_oracle import group_bounds
+
+    case = load_case()
+    scen = simulate(case, 3_001, seed=5, method="importance")
+    prob = build_problem(case, scen, "cuts")
+    oracle: TailOracle = prob.oracle
+    expo = np.random.default_rng(3).uniform(0, 5, prob.expo.shape[0])
+    losses = oracle.scenario_losses(expo)
+    k_all = np.arange(losses.shape[1])
+    thresholds = np.quantile(losses, 0.9, axis=0)
+    whole, _ = oracle.cuts(expo, thresholds, k_all, losses)
+    split, _ = oracle.cuts(expo, thresholds, k_all, losses, groups=7)
+    bounds = group_bounds(scen.n_scenarios, 7)
+    assert {c.group for c in split} <= set(range(7)) and len(split) > len(whole)
+    for k, agg in zip(k_all, whole, strict=True):
+        mine = [c for c in split if c.measure == k]
+        np.testing.assert_allclose(sum(c.coef for c in mine), agg.coef, rtol=1e-9, atol=1e-15)
+        assert sum(c.tail_probability for c in mine) == pytest.approx(agg.tail_probability)
+        assert sum(c.excess for c in mine) == pytest.approx(agg.excess, rel=1e-9)
+        for c in mine:
+            rows = slice(bounds[c.group], bounds[c.group + 1])
+            exact = scen.probabilities[rows] @ np.maximum(losses[rows, k] - thresholds[k], 0)
+            assert c.excess == pytest.approx(exact, rel=1e-9)
+            cols = prob.cut_measures[k].cols
+            value = c.coef @ expo[cols] - c.tail_probability * thresholds[k]
+            assert value == pytest.approx(exact, rel=1e-9)
+
+
+def test_block_cuts_reach_the_same_optimum_in_fewer_iterations(monkeypatch):
+    """One aggregated cut per measure (Kelley) and 16 blocks per measure end at the same
+    optimum; the blocks need far fewer passes over the scenarios (94 vs 14 measured)."""
+    import optimizer.problem as problem_module
+
+    case = load_case()
+    scen = simulate(case, 10_000, seed=7, dtype="float32")
+    runs = {}
+    for groups in (1, 16):
+        monkeypatch.setattr(problem_module, "CUT_GROUPS", groups)
+        runs[groups] = optimize(case, scen, method="cutting_plane")
+    one, many = runs[1], runs[16]
+    assert many.objective_weighted_gap_usd == pytest.approx(
+        one.objective_weighted_gap_usd, rel=1e-6
+    )
+    assert many.timings_s["stage1_iterations"] * 3 < one.timings_s["stage1_iterations"]
+    check_all_limits(case, scen, many)

@@ -368,3 +368,41 @@ def test_effective_sample_size_rejects_bad_weights() -> None:
         effective_sample_size([1.5, -0.5])
     with pytest.raises(ValueError, match=re.escape("got 2.0")):
         effective_sample_size([1.0, 1.0])
+
+
+def _brute_var(x: np.ndarray, p: np.ndarray, alpha: float) -> float:
+    """Smallest v with P(X <= v) >= alpha, by a full sort (the definition)."""
+    order = np.argsort(x, kind="stable")
+    cum = np.cumsum(p[order]) / p.sum()
+    return float(x[order[np.argmax(cum >= alpha * (1 - 1e-12))]])
+
+
+@pytest.mark.parametrize("weighted", [False, True])
+def test_long_columns_preselect_the_tail_and_give_the_exact_quantile(
+    rng: np.random.Generator, weighted: bool
+) -> None:
+    """Above 65,536 rows the quantile is found among values over a sampled bound; it must be
+    the same order statistic as a full sort, for per-column levels, ties and a column whose
+    sampled bound is too high (a tail made of one repeated value)."""
+    from models.risk_measures import var_by_column
+
+    n = 200_003
+    x = np.column_stack(
+        [
+            rng.standard_normal(n),
+            np.round(rng.exponential(size=n), 1),  # heavy ties
+            np.where(rng.random(n) < 0.2, 5.0, rng.random(n)),  # 20% atom at the top
+            rng.standard_t(2, size=n),
+        ]
+    )
+    p = rng.random(n) if weighted else np.full(n, 1.0 / n)
+    p /= p.sum()
+    alphas = np.array([0.99, 0.95, 0.9, 0.995])
+    got = var_by_column(x, p, alphas)
+    want = [_brute_var(x[:, j], p, a) for j, a in enumerate(alphas)]
+    np.testing.assert_array_equal(got, want)
+    # one level for every column still works, and float32 columns too
+    np.testing.assert_array_equal(
+        var_by_column(x.astype(np.float32), p, 0.97),
+        [_brute_var(x[:, j].astype(np.float32), p, 0.97) for j in range(4)],
+    )
