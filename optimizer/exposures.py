@@ -197,7 +197,7 @@ class FundClaims:
         self,
         losses: np.ndarray,
         cols: np.ndarray | None = None,
-        rows: slice | None = None,
+        rows: slice | np.ndarray | None = None,
         *,
         with_coverage: bool = True,
     ) -> np.ndarray:
@@ -302,7 +302,9 @@ def source_losses(
     -------
     ndarray of shape (n_scenarios, K), in the unit of ``lending``.
     """
-    out = np.asarray(losses, dtype=np.float64) @ lending
+    out = np.empty((losses.shape[0], lending.shape[1]))
+    for rows in _chunks(losses.shape[0]):  # a float32 matrix is widened a chunk at a time
+        out[rows] = np.asarray(losses[rows], dtype=np.float64) @ lending
     for g, fc in enumerate(claims):
         if covered[g].any():
             out -= fc.claims(losses, covered[g])
@@ -331,11 +333,13 @@ def cell_contributions(
     -------
     ndarray of shape (n_cells,): ``Σ_ω w_ω (ℓ_j x_j − Σ_g κ_gj z_gj)``.
     """
-    out = (weights @ losses) * lending
+    rows = np.flatnonzero(weights)  # tail weights: only the tail's few rows count
+    w = weights[rows]
+    out = (w @ np.asarray(losses[rows], dtype=np.float64)) * lending
     for g, fc in enumerate(claims):
         cols = np.flatnonzero(covered[g] > 0)
         if cols.size:
-            out[cols] -= (weights @ fc.rates(losses, cols)) * covered[g, cols]
+            out[cols] -= (w @ fc.rates(losses, cols, rows)) * covered[g, cols]
     return out
 
 

@@ -165,7 +165,9 @@ class TailOracle:
                 dense[self.shape_cells[s]] += mat
         out = np.asarray(self.losses @ dense.astype(self.dtype), dtype=np.float64)
         for s, excess in self.cap_excess.items():
-            out -= excess @ mapping[s]
+            held = np.flatnonzero(mapping[s].any(axis=0))  # most measures hold no capped claim
+            if held.size:
+                out[:, held] -= excess @ mapping[s][:, held]
         for s, rows in self.active_rows.items():
             out[rows] += self.active_rates[s] @ mapping[s].astype(self.dtype)
         return out
