@@ -371,6 +371,7 @@ def solve_with_cuts(
     measures = master.measures
     oracle_s = master_s = 0.0
     violation = np.inf
+    buffer = None  # the scenario losses of the last pass, overwritten by the next
     for iteration in range(1, max_iterations + 1):
         master_s += solve_master()
         point = np.asarray(expo.value, dtype=float)
@@ -378,7 +379,8 @@ def solve_with_cuts(
         factor = np.array([m.factor() for m in measures])
         eta = np.array([float(m.eta.value) for m in measures])
         start = time.perf_counter()
-        losses = oracle.scenario_losses(point)
+        losses = oracle.scenario_losses(point, out=buffer)
+        buffer = losses
         # the true CVaR at the point: t + f·Σπ(L − t)+ is least at t = VaR (Rockafellar–Uryasev)
         var = oracle.value_at_risk(losses, 1.0 - 1.0 / factor)
         cvar = var + factor * oracle.excess(losses, var)

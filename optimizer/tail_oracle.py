@@ -148,22 +148,37 @@ class TailOracle:
             out[s] = mat[cells]
         return out
 
-    def scenario_losses(self, expo: np.ndarray) -> np.ndarray:
-        """Losses of every measure in every scenario, shape (S, K): one pass over the matrix."""
+    def scenario_losses(self, expo: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
+        """Losses of every measure in every scenario: one pass over the matrix.
+
+        Parameters
+        ----------
+        expo : ndarray of shape (n_cols,)
+        out : ndarray of shape (S, K) in the matrix's dtype, optional
+            Written in place and returned. A loop re-using one buffer saves, at 10^6
+            scenarios, half the time of the product (a fresh array's page faults).
+
+        Returns
+        -------
+        ndarray of shape (S, K), in the matrix's dtype (float32 losses stay float32: the
+        product is only that precise; sums over them are taken in float64).
+        """
         with self._blas():
-            return self._losses(self._mapping(expo))
+            return self._losses(self._mapping(expo), out)
 
     def _blas(self):
         if self._threads is None:  # inspecting the loaded libraries costs ~1 ms: do it once
             self._threads = ThreadpoolController()
         return self._threads.limit(limits=BLAS_THREADS, user_api="blas")
 
-    def _losses(self, mapping: dict[int, np.ndarray]) -> np.ndarray:
+    def _losses(self, mapping: dict[int, np.ndarray], out: np.ndarray | None = None) -> np.ndarray:
         dense = np.zeros((self.n_cells, len(self.measures)))
         for s, mat in mapping.items():
             if s not in self.active_rows:
                 dense[self.shape_cells[s]] += mat
-        out = np.asarray(self.losses @ dense.astype(self.dtype), dtype=np.float64)
+        if out is None:
+            out = np.empty((self.losses.shape[0], len(self.measures)), dtype=self.dtype)
+        np.matmul(self.losses, dense.astype(self.dtype), out=out)
         for s, excess in self.cap_excess.items():
             held = np.flatnonzero(mapping[s].any(axis=0))  # most measures hold no capped claim
             if held.size:
