@@ -17,7 +17,7 @@ A cut is an outer linearisation of ``Σ π (L − t)+``, a function of the expos
 stays valid whatever the budgets, limits or objective: stage 2 and every point of a frontier
 start with all the cuts found so far.
 
-Partially aggregated cuts (multi-cut). With ``CUT_GROUPS`` blocks the scenarios are cut into
+Partially aggregated cuts (multi-cut). With ``G`` blocks (:func:`cut_groups`) the scenarios are cut into
 contiguous blocks and each measure's ``η_k`` bounds the sum of one ``η_kg`` per block, each
 with its own cuts. One pass then tells the master ``G`` times more about the tail function:
 measured on the default case (both stages), Kelley's single cut took 113, 264 and 404
@@ -66,9 +66,26 @@ def _silence_highs_banner() -> None:
 _silence_highs_banner()
 
 MAX_ITERATIONS = 400
-CUT_GROUPS = 16
-"""Scenario blocks per measure (partially aggregated cuts, capped at the scenario count); see
-the module notes for the measurements behind 16."""
+GROUPS_AT_10K = 16
+"""Scenario blocks per measure up to 10^4 scenarios; :func:`cut_groups` grows them as S^0.3
+beyond."""
+MAX_GROUPS = 128
+
+
+def cut_groups(n_scenarios: int) -> int:
+    """Scenario blocks per measure for a loss matrix of ``n_scenarios`` rows.
+
+    More blocks mean fewer passes but a master with more rows; the best count grows with the
+    scenarios. Measured on the default case (optimize seconds): at 10^4, 16 blocks 1.10, 32
+    1.34, 64 1.83; at 10^5, 16 blocks 4.92, 32 4.11, 64 5.44; at 10^6 (float32), 16 blocks
+    50.2, 32 42.5, 64 39.1. ``16 (S/10^4)^0.3`` gives 16, 32 and 64 there. Fewer scenarios keep
+    16 blocks (at most one per scenario): cheap there, and closer to the exact LP on tiny
+    amounts (``tests/test_edge_cases.py``).
+    """
+    groups = round(GROUPS_AT_10K * max(1.0, n_scenarios / 10_000) ** 0.3)
+    return int(max(1, min(groups, MAX_GROUPS, n_scenarios)))
+
+
 TOLERANCE_REL = 1e-6
 """CVaR overestimate accepted at convergence, relative to the CVaR (at least US$1)."""
 TOLERANCE_ABS_USD_M = 1e-8

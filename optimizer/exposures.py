@@ -211,21 +211,29 @@ class FundClaims:
         """
         rows = slice(None) if rows is None else rows
         cols = np.arange(losses.shape[1]) if cols is None else cols
-        k = np.asarray(losses[rows][:, cols], dtype=np.float64)
+        block = np.asarray(losses[rows][:, cols], dtype=np.float64)
+        return self.of_block(block, rows, cols, with_coverage=with_coverage, in_place=True)
+
+    def of_block(
+        self,
+        block: np.ndarray,
+        rows: slice | np.ndarray,
+        cols: np.ndarray,
+        *,
+        with_coverage: bool = True,
+        in_place: bool = False,
+    ) -> np.ndarray:
+        """:meth:`rates` from losses already cut to ``rows`` and ``cols`` and widened to
+        float64, shape (n_rows, n_cols); ``block`` is overwritten only if ``in_place``."""
         if self.cap_share is not None:
-            np.minimum(k, self.cap_share, out=k)
+            k = np.minimum(block, self.cap_share, out=block if in_place else None)
+        else:
+            k = block if in_place else block.copy()
         if with_coverage:
             k *= self.coverage[cols]
         if self.active is not None:
             k *= self.active[rows][:, None]
         return k
-
-    def mean_rates(self, losses: np.ndarray, probabilities: np.ndarray) -> np.ndarray:
-        """Expected claim per covered dollar, ``E_π[κ_gj]``, of shape (n_cells,)."""
-        out = np.zeros(losses.shape[1])
-        for rows in _chunks(losses.shape[0]):
-            out += probabilities[rows] @ self.rates(losses, rows=rows)
-        return out
 
     def claims(self, losses: np.ndarray, covered: np.ndarray) -> np.ndarray:
         """Claims on the fund, ``Σ_j κ_gj(ω) covered_j``.
@@ -246,6 +254,30 @@ class FundClaims:
         for rows in _chunks(losses.shape[0]):
             out[rows] = self.rates(losses, cols, rows) @ covered[cols]
         return out
+
+
+def expected_rates(
+    losses: np.ndarray, probabilities: np.ndarray, claims: Sequence[FundClaims]
+) -> tuple[np.ndarray, np.ndarray]:
+    """Expected loss per dollar lent and expected claim per covered dollar, in one pass.
+
+    Returns
+    -------
+    mean_loss : ndarray of shape (n_cells,)
+        ``E_π[ℓ_j]``.
+    mean_claim : ndarray of shape (n_funds, n_cells)
+        ``E_π[κ_gj]``.
+    """
+    n_cells = losses.shape[1]
+    mean_loss, mean_claim = np.zeros(n_cells), np.zeros((len(claims), n_cells))
+    cols = np.arange(n_cells)
+    for rows in _chunks(losses.shape[0]):
+        block = np.asarray(losses[rows], dtype=np.float64)  # widened once for every fund
+        w = probabilities[rows]
+        mean_loss += w @ block
+        for g, fc in enumerate(claims):
+            mean_claim[g] += w @ fc.of_block(block, rows, cols)
+    return mean_loss, mean_claim
 
 
 def _chunks(n: int, size: int = 65_536) -> list[slice]:
@@ -303,11 +335,17 @@ def source_losses(
     ndarray of shape (n_scenarios, K), in the unit of ``lending``.
     """
     out = np.empty((losses.shape[0], lending.shape[1]))
-    for rows in _chunks(losses.shape[0]):  # a float32 matrix is widened a chunk at a time
-        out[rows] = np.asarray(losses[rows], dtype=np.float64) @ lending
-    for g, fc in enumerate(claims):
-        if covered[g].any():
-            out -= fc.claims(losses, covered[g])
+    held = [
+        (fc, cols, covered[g][cols])
+        for g, fc in enumerate(claims)
+        if covered[g].any()
+        for cols in [np.flatnonzero(fc.coverage > 0)]
+    ]
+    for rows in _chunks(losses.shape[0]):  # a chunk widened once for the lenders and funds
+        block = np.asarray(losses[rows], dtype=np.float64)
+        out[rows] = block @ lending
+        for fc, cols, cover in held:
+            out[rows] -= fc.of_block(block[:, cols], rows, cols, in_place=True) @ cover
     return out
 
 

@@ -21,12 +21,13 @@ import scipy.sparse as sp
 
 from models.scenarios import ScenarioSet
 from models.schema import Case, SourceKind
-from optimizer.cutting_plane import CUT_GROUPS, CutMaster, CutMeasure, make_measure
+from optimizer.cutting_plane import CutMaster, CutMeasure, cut_groups, make_measure
 from optimizer.exposures import (
     Eligibility,
     FundClaims,
     check_cells,
     eligibility,
+    expected_rates,
     exposure_columns,
     fund_claims,
 )
@@ -103,6 +104,8 @@ class AllocationProblem:
         concessional money).
     expo : cvxpy Variable
         Net exposure columns (see :class:`optimizer.exposures.ExposureColumns`).
+    mean_loss_rate : ndarray of shape (n_cells,)
+        Expected loss per dollar lent in each cell, ``E_π[ℓ_j]``.
     cut_measures, oracle, cut_master
         Cut mode only: the CVaR measures, the pass over the loss matrix that makes their cuts,
         and the persistent HiGHS model that holds the compiled problem and the cuts.
@@ -131,6 +134,7 @@ class AllocationProblem:
     depletion_funds: tuple[str, ...] = ()
     mobilization_ratio: cp.Parameter | None = None
     expo: cp.Variable | None = None
+    mean_loss_rate: np.ndarray | None = None
     cut_measures: tuple[CutMeasure, ...] = ()
     oracle: TailOracle | None = None
     cut_master: CutMaster | None = None
@@ -222,8 +226,7 @@ class _Builder:
         seg_of = self.cells["segment"].map({s.id: k for k, s in enumerate(case.segments)})
         self.y = _group(seg_of.to_numpy()[e.x_cell], len(case.segments), n["x"]) @ self.x
         # E_π[L_s] from the mean loss and mean claim rates: one row per source.
-        self.mean_loss = self.p @ np.asarray(self.losses, dtype=np.float64)
-        mean_claim = np.array([fc.mean_rates(self.losses, self.p) for fc in self.claims])
+        self.mean_loss, mean_claim = expected_rates(self.losses, self.p, self.claims)
         zc = mean_claim[e.z_fund, e.z_cell] if n["z"] else np.zeros(0)
         self.expected_loss = (
             _group(e.x_source, n_src, n["x"], self.mean_loss[e.x_cell]) @ self.x
@@ -581,6 +584,7 @@ def build_problem(case: Case, scenarios: ScenarioSet, cvar_method: str = "lp") -
         depletion_funds=b.depletion_funds,
         mobilization_ratio=b.mobilization_ratio,
         expo=getattr(b, "expo", None),
+        mean_loss_rate=b.mean_loss,
         cut_measures=tuple(b.measures),
         oracle=(
             TailOracle(scenarios.losses, b.p, b.columns, [m.cols for m in b.measures])
@@ -588,7 +592,7 @@ def build_problem(case: Case, scenarios: ScenarioSet, cvar_method: str = "lp") -
             else None
         ),
         cut_master=(
-            CutMaster(problem, b.measures, b.expo, min(CUT_GROUPS, scenarios.n_scenarios))
+            CutMaster(problem, b.measures, b.expo, cut_groups(scenarios.n_scenarios))
             if b.measures
             else None
         ),

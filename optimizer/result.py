@@ -277,7 +277,7 @@ def _allocation(prob: AllocationProblem, sol: Solution, covered: np.ndarray) -> 
     case, e, cells = prob.case, prob.elig, prob.scenarios.cells
     cover_x = np.zeros((len(case.funds), e.x_source.size))
     np.add.at(cover_x, (e.z_fund, e.z_x), sol.z)
-    mean_loss = prob.scenarios.probabilities @ np.asarray(prob.scenarios.losses, dtype=float)
+    mean_loss = prob.mean_loss_rate
     frame = pd.DataFrame(
         {
             "source": [case.sources[s].id for s in e.x_source],

@@ -94,7 +94,7 @@ def optimize(
         ``"lp"``: one LP with a variable per scenario and CVaR (Rockafellar–Uryasev), the
         reference formulation. ``"cutting_plane"``: a small master LP plus CVaR cuts found by
         one pass over the loss matrix per iteration (Künzi-Bay & Mayer, split over
-        ``CUT_GROUPS`` scenario blocks); same optimum, far faster at many scenarios. ``"auto"`` picks the cutting plane above
+        scenario blocks, :func:`~optimizer.cutting_plane.cut_groups`); same optimum, far faster at many scenarios. ``"auto"`` picks the cutting plane above
         ``AUTO_CUTS_ABOVE_SCENARIOS`` scenarios. The method used is recorded on the result.
 
     Returns

@@ -182,7 +182,8 @@ class TailOracle:
         for s, excess in self.cap_excess.items():
             held = np.flatnonzero(mapping[s].any(axis=0))  # most measures hold no capped claim
             if held.size:
-                out[:, held] -= excess @ mapping[s][:, held]
+                # in the matrix's dtype: a float64 operand would widen all of ``excess``
+                out[:, held] -= excess @ mapping[s][:, held].astype(self.dtype)
         for s, rows in self.active_rows.items():
             out[rows] += self.active_rates[s] @ mapping[s].astype(self.dtype)
         return out
