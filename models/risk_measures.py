@@ -131,19 +131,32 @@ def var_by_column(x: np.ndarray, p: np.ndarray, alpha: float | np.ndarray) -> np
 
     ``alpha`` is one level or one per column.
     """
+    return var_and_excess_by_column(x, p, alpha)[0]
+
+
+def var_and_excess_by_column(
+    x: np.ndarray, p: np.ndarray, alpha: float | np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`var_by_column` and each column's tail excess ``Σ p (x − VaR)+``, both (K,).
+
+    ``VaR + excess / (1 − α)`` is then the CVaR (Rockafellar–Uryasev at its minimiser); the
+    excess is summed over the rows the quantile was selected from, which hold the whole tail.
+    """
     n, k = x.shape
     alphas = np.broadcast_to(np.asarray(alpha, dtype=float), (k,))
     equal = bool((p == p[0]).all())
-    out = np.empty(k)
+    var, excess = np.empty(k), np.empty(k)
     for j in range(k):
         col, threshold = x[:, j], alphas[j] * (1.0 - _CUM_RTOL)
         top = _above_bound(col, p, threshold, equal)
         if top is None:
-            out[j] = _column_var(col, p, threshold, equal, 0, 0.0)
+            var[j] = _column_var(col, p, threshold, equal, 0, 0.0)
+            rows = slice(None)
         else:
             rows, below, mass_below = top
-            out[j] = _column_var(col[rows], p[rows], threshold, equal, below, mass_below, n)
-    return out
+            var[j] = _column_var(col[rows], p[rows], threshold, equal, below, mass_below, n)
+        excess[j] = p[rows] @ np.maximum(np.asarray(col[rows], dtype=np.float64) - var[j], 0.0)
+    return var, excess
 
 
 def _above_bound(

@@ -26,7 +26,7 @@ from models.risk_measures import conditional_value_at_risk, expected_loss, value
 from models.scenarios import ScenarioSet
 from models.schema import Case
 from optimizer.errors import ScenarioMismatch
-from optimizer.exposures import check_cells, fund_claims, fund_table, source_losses
+from optimizer.exposures import check_cells, fund_claims, fund_table, owner_losses
 from optimizer.result import REPORT_ALPHA, Allocation
 
 SIGNIFICANT_SE = 2.0
@@ -207,11 +207,14 @@ def evaluate(case: Case, allocation: Allocation, scenarios: ScenarioSet) -> Eval
     holdings = holdings_of(case, allocation, cells)
     claims = fund_claims(case, scenarios)
     p = np.asarray(scenarios.probabilities, dtype=np.float64)
-    src_losses = source_losses(scenarios.losses, claims, holdings.lending, holdings.covered)
+    src_losses, fund_losses = owner_losses(
+        scenarios.losses, claims, holdings.lending, holdings.covered
+    )
     sources = _source_table(case, holdings, src_losses, p)
     funds = fund_table(
-        case, holdings.capital.sum(axis=0), holdings.covered, claims, scenarios.losses, p
-    )
+        case, holdings.capital.sum(axis=0), holdings.covered, claims, scenarios.losses, p,
+        fund_losses,
+    )  # fmt: skip
     checks = _checks(case, cells, holdings, sources, funds)
     breaches = checks[checks["breached"]].sort_values(
         ["excess_in_se", "excess"], ascending=False, kind="stable"

@@ -223,8 +223,8 @@ class FundClaims:
         with_coverage: bool = True,
         in_place: bool = False,
     ) -> np.ndarray:
-        """:meth:`rates` from losses already cut to ``rows`` and ``cols`` and widened to
-        float64, shape (n_rows, n_cols); ``block`` is overwritten only if ``in_place``."""
+        """:meth:`rates` from losses already cut to ``rows`` and ``cols``, shape (n_rows,
+        n_cols), in the block's dtype; ``block`` is overwritten only if ``in_place``."""
         if self.cap_share is not None:
             k = np.minimum(block, self.cap_share, out=block if in_place else None)
         else:
@@ -334,19 +334,39 @@ def source_losses(
     -------
     ndarray of shape (n_scenarios, K), in the unit of ``lending``.
     """
-    out = np.empty((losses.shape[0], lending.shape[1]))
+    return owner_losses(losses, claims, lending, covered)[0]
+
+
+def owner_losses(
+    losses: np.ndarray,
+    claims: Sequence[FundClaims],
+    lending: np.ndarray,
+    covered: np.ndarray,
+) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`source_losses` and every fund's claims, ``C_g(ω) = Σ_j κ_gj(ω) Σ_s z_gjs``, in
+    one pass (each chunk of the matrix widened to float64 once for lenders and funds).
+
+    Returns
+    -------
+    lenders : ndarray of shape (n_scenarios, K)
+    funds : ndarray of shape (n_scenarios, n_funds)
+    """
+    lenders = np.empty((losses.shape[0], lending.shape[1]))
+    funds = np.zeros((losses.shape[0], len(claims)))
     held = [
-        (fc, cols, covered[g][cols])
+        (g, fc, cols, covered[g][cols])
         for g, fc in enumerate(claims)
         if covered[g].any()
         for cols in [np.flatnonzero(fc.coverage > 0)]
     ]
-    for rows in _chunks(losses.shape[0]):  # a chunk widened once for the lenders and funds
+    for rows in _chunks(losses.shape[0]):
         block = np.asarray(losses[rows], dtype=np.float64)
-        out[rows] = block @ lending
-        for fc, cols, cover in held:
-            out[rows] -= fc.of_block(block[:, cols], rows, cols, in_place=True) @ cover
-    return out
+        lenders[rows] = block @ lending
+        for g, fc, cols, cover in held:
+            rates = fc.of_block(block[:, cols], rows, cols, in_place=True)
+            lenders[rows] -= rates @ cover
+            funds[rows, g] = rates @ cover.sum(axis=1)
+    return lenders, funds
 
 
 def cell_contributions(
@@ -494,6 +514,7 @@ def fund_table(
     claims: Sequence[FundClaims],
     losses: np.ndarray,
     p: np.ndarray,
+    fund_losses: np.ndarray | None = None,
 ) -> pd.DataFrame:
     """Each fund's capital, guaranteed volume, leverage, claims and depletion, US$.
 
@@ -502,6 +523,8 @@ def fund_table(
     capital : ndarray of shape (n_funds,)
     covered : ndarray of shape (n_funds, n_cells, n_sources)
     claims : the funds' claim models; losses (S, J); p (S,) scenario probabilities.
+    fund_losses : ndarray of shape (S, n_funds), optional
+        The funds' scenario claims if already computed (:func:`owner_losses`).
 
     Returns
     -------
@@ -511,7 +534,7 @@ def fund_table(
     rows = []
     for g, fund in enumerate(case.funds):
         cover = covered[g].sum(axis=1)
-        claim = claims[g].claims(losses, cover)
+        claim = claims[g].claims(losses, cover) if fund_losses is None else fund_losses[:, g]
         eps = fund.max_depletion_probability
         mean = expected_loss(claim, p)
         cvar = conditional_value_at_risk(claim, 1 - eps, p)

@@ -299,8 +299,7 @@ class _Sweeper:
     def _reset_master(self) -> None:
         master = self.prob.cut_master
         if master is not None:
-            master.cut_rows = []
-            master.highs = None  # reloaded from the compiled problem at the next sync
+            master.reset()
 
     def solve(self, value: float, solver: str, time_limit_s: float | None) -> dict[str, Any]:
         """Stage 1 at one value, from the same starting state whatever came before."""

@@ -22,7 +22,7 @@ from models.risk_measures import (
     tail_weights,
     value_at_risk,
 )
-from optimizer.exposures import cell_contributions, fund_table, source_losses
+from optimizer.exposures import cell_contributions, fund_table, owner_losses
 
 if TYPE_CHECKING:
     from optimizer.problem import AllocationProblem
@@ -256,7 +256,7 @@ def build_tables(prob: AllocationProblem, sol: Solution) -> dict[str, Any]:
     covered = np.zeros((n_fund, n_cells, n_src))
     np.add.at(covered, (e.z_fund, e.z_cell, e.z_source), sol.z)
     losses, p = scen.losses, np.asarray(scen.probabilities, dtype=np.float64)
-    src_losses = source_losses(losses, prob.claims, lending, covered)
+    src_losses, fund_losses = owner_losses(losses, prob.claims, lending, covered)
 
     out: dict[str, Any] = {"allocation": _allocation(prob, sol, covered)}
     out["guarantees"] = pd.DataFrame(
@@ -268,7 +268,7 @@ def build_tables(prob: AllocationProblem, sol: Solution) -> dict[str, Any]:
     )
     out.update(_gaps(prob, lending.sum(axis=1)))
     out["sources"] = _sources(prob, sol, lending, src_losses, p)
-    out["funds"] = _funds(prob, sol, covered, p)
+    out["funds"] = _funds(prob, sol, covered, p, fund_losses)
     out["euler"] = _euler(prob, lending, covered, src_losses, p)
     return out
 
@@ -388,9 +388,11 @@ def _sources(prob, sol, lending, src_losses, p) -> pd.DataFrame:
     return _frame(rows)
 
 
-def _funds(prob, sol, covered, p) -> pd.DataFrame:
+def _funds(prob, sol, covered, p, fund_losses) -> pd.DataFrame:
     capital = np.bincount(prob.elig.c_fund, sol.c, minlength=len(prob.case.funds))
-    frame = fund_table(prob.case, capital, covered, prob.claims, prob.scenarios.losses, p)
+    frame = fund_table(
+        prob.case, capital, covered, prob.claims, prob.scenarios.losses, p, fund_losses
+    )
     return frame if not frame.empty else _frame([], FUND_COLUMNS)
 
 

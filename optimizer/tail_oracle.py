@@ -30,7 +30,7 @@ import numpy as np
 import scipy.sparse as sp
 from threadpoolctl import ThreadpoolController
 
-from models.risk_measures import var_by_column
+from models.risk_measures import var_and_excess_by_column
 from optimizer.exposures import ExposureColumns
 
 CHUNK_ROWS = 32_768
@@ -193,9 +193,13 @@ class TailOracle:
         rows = np.flatnonzero((losses > thresholds[None, :]).any(axis=1))  # the tails: few
         return self.p[rows] @ np.maximum(losses[rows] - thresholds[None, :], 0.0)
 
-    def value_at_risk(self, losses: np.ndarray, alphas: np.ndarray) -> np.ndarray:
-        """Per measure, the smallest ``v`` with ``P(L_k <= v) >= α_k``, shape (K,)."""
-        return var_by_column(losses, self.p, np.asarray(alphas, dtype=float))
+    def value_at_risk(
+        self, losses: np.ndarray, alphas: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Per measure, the smallest ``v`` with ``P(L_k <= v) >= α_k``, and the tail excess
+        ``Σ_ω π_ω (L_k(ω) − v)+`` there, each of shape (K,): ``v + excess/(1 − α)`` is the
+        CVaR."""
+        return var_and_excess_by_column(losses, self.p, np.asarray(alphas, dtype=float))
 
     def cuts(
         self,

@@ -384,7 +384,7 @@ def test_long_columns_preselect_the_tail_and_give_the_exact_quantile(
     """Above 65,536 rows the quantile is found among values over a sampled bound; it must be
     the same order statistic as a full sort, for per-column levels, ties and a column whose
     sampled bound is too high (a tail made of one repeated value)."""
-    from models.risk_measures import var_by_column
+    from models.risk_measures import var_and_excess_by_column, var_by_column
 
     n = 200_003
     x = np.column_stack(
@@ -401,6 +401,12 @@ def test_long_columns_preselect_the_tail_and_give_the_exact_quantile(
     got = var_by_column(x, p, alphas)
     want = [_brute_var(x[:, j], p, a) for j, a in enumerate(alphas)]
     np.testing.assert_array_equal(got, want)
+    # the tail excess summed over the pre-selected rows is the whole column's
+    _, excess = var_and_excess_by_column(x, p, alphas)
+    np.testing.assert_allclose(excess, p @ np.maximum(x - got, 0.0), rtol=1e-12)
+    cvar = got + excess / (1 - alphas)
+    for j, a in enumerate(alphas):
+        assert cvar[j] == pytest.approx(conditional_value_at_risk(x[:, j], a, p).value, rel=1e-9)
     # one level for every column still works, and float32 columns too
     np.testing.assert_array_equal(
         var_by_column(x.astype(np.float32), p, 0.97),
