@@ -270,13 +270,16 @@ def expected_rates(
     """
     n_cells = losses.shape[1]
     mean_loss, mean_claim = np.zeros(n_cells), np.zeros((len(claims), n_cells))
-    cols = np.arange(n_cells)
     for rows in _chunks(losses.shape[0]):
         block = np.asarray(losses[rows], dtype=np.float64)  # widened once for every fund
         w = probabilities[rows]
         mean_loss += w @ block
         for g, fc in enumerate(claims):
-            mean_claim[g] += w @ fc.of_block(block, rows, cols)
+            # E[a f(ℓ) cov] = (π a) · f(ℓ) × cov: the trigger and coverage leave the block
+            # alone, so only a capped fund copies it (``of_block`` per row, without copies)
+            weight = w if fc.active is None else w * fc.active[rows]
+            rates = block if fc.cap_share is None else np.minimum(block, fc.cap_share)
+            mean_claim[g] += (weight @ rates) * fc.coverage
     return mean_loss, mean_claim
 
 
