@@ -21,9 +21,9 @@ Partially aggregated cuts (multi-cut). With ``G`` blocks (:func:`cut_groups`) th
 contiguous blocks and each measure's ``η_k`` bounds the sum of one ``η_kg`` per block, each
 with its own cuts. One pass then tells the master ``G`` times more about the tail function:
 measured on the default case (both stages), Kelley's single cut took 113, 264 and 404
-iterations at 10^4, 10^5 and 10^6 scenarios, 16 blocks take 25, 43 and 90. With two cuts per
-measure, 8 blocks took 51 iterations at 10^5 and 32 blocks 27, each slower overall than 16:
-more blocks make the master's rows many and its solves slow.
+iterations at 10^4, 10^5 and 10^6 scenarios; 16, 32 and 64 blocks take 24, 32 and 45. More
+blocks make the master's rows many and its solves slow, so the count grows with the scenarios
+(``cut_groups``), and cut rows idle for ``IDLE_SOLVES`` solves wait in a pool.
 """
 
 from __future__ import annotations
@@ -87,7 +87,8 @@ def cut_groups(n_scenarios: int) -> int:
     More blocks mean fewer passes but a master with more rows; the best count grows with the
     scenarios. Measured on the default case (optimize seconds): at 10^4, 16 blocks 1.10, 32
     1.34, 64 1.83; at 10^5, 16 blocks 4.92, 32 4.11, 64 5.44; at 10^6 (float32), 16 blocks
-    50.2, 32 42.5, 64 39.1. ``16 (S/10^4)^0.3`` gives 16, 32 and 64 there. Fewer scenarios keep
+    50.2, 32 42.5, 64 39.1 (before idle cuts were pooled; with the pool, 64 took 30.1 and 128
+    34.8). ``16 (S/10^4)^0.3`` gives 16, 32 and 64 there. Fewer scenarios keep
     16 blocks (at most one per scenario): cheap there, and closer to the exact LP on tiny
     amounts (``tests/test_edge_cases.py``).
     """
