@@ -479,7 +479,7 @@ def solve_with_cuts(
         losses = oracle.scenario_losses(point, out=buffer)
         buffer = losses
         # the true CVaR at the point: t + f·Σπ(L − t)+ is least at t = VaR (Rockafellar–Uryasev)
-        var, excess = oracle.value_at_risk(losses, 1.0 - 1.0 / factor)
+        var, excess = oracle.var_and_excess(losses, 1.0 - 1.0 / factor)
         cvar = var + factor * excess
         estimate = thresholds + factor * eta
         # a measure with no limit (an objective) is done only when its estimate is exact
