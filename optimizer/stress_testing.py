@@ -89,59 +89,33 @@ class StressReport:
 
         The base case comes first (``stress_id = "base"``), then each stress in order.
         """
-        parts = []
-        for sid, name, ev in self._evaluations():
+
+        def checks(ev: Evaluation) -> pd.DataFrame:
             c = ev.checks
-            parts.append(
-                pd.DataFrame(
-                    {
-                        "stress_id": sid,
-                        "name": name,
-                        "owner_kind": c["owner_kind"],
-                        "owner": c["owner"],
-                        "what": c["what"],
-                        "value": c["value"],
-                        "limit": c["limit"],
-                        "excess": c["excess"],
-                        "unit": c["unit"],
-                        "std_error": c["std_error"],
-                        "held": ~c["breached"].astype(bool),
-                        "significant": c["significant"].astype(bool),
-                    }
-                )
+            kept = ["owner_kind", "owner", "what", "value", "limit", "excess", "unit", "std_error"]
+            return c[kept].assign(
+                held=~c["breached"].astype(bool), significant=c["significant"].astype(bool)
             )
-        return pd.concat(parts, ignore_index=True)[list(LIMIT_COLUMNS)]
+
+        return self._per_stress(checks)[list(LIMIT_COLUMNS)]
 
     @property
     def funders(self) -> pd.DataFrame:
         """Per stress and source: committed, expected loss (and its change vs base), VaR, CVaR
         against its limit, US$."""
         base = self.baseline.sources.set_index("source")["expected_loss_usd"]
-        parts = []
-        for sid, name, ev in self._evaluations():
+        cols = [
+            "source", "kind", "committed_usd", "expected_loss_usd", "expected_loss_change_usd",
+            "expected_loss_se_usd", "var_usd", "cvar_alpha", "cvar_usd", "cvar_se_usd",
+            "cvar_limit_usd", "cvar_headroom_usd",
+        ]  # fmt: skip
+
+        def sources(ev: Evaluation) -> pd.DataFrame:
             s = ev.sources
-            parts.append(
-                pd.DataFrame(
-                    {
-                        "stress_id": sid,
-                        "name": name,
-                        "source": s["source"],
-                        "kind": s["kind"],
-                        "committed_usd": s["committed_usd"],
-                        "expected_loss_usd": s["expected_loss_usd"],
-                        "expected_loss_change_usd": s["expected_loss_usd"].to_numpy()
-                        - s["source"].map(base).to_numpy(),
-                        "expected_loss_se_usd": s["expected_loss_se_usd"],
-                        "var_usd": s["var_usd"],
-                        "cvar_alpha": s["cvar_alpha"],
-                        "cvar_usd": s["cvar_usd"],
-                        "cvar_se_usd": s["cvar_se_usd"],
-                        "cvar_limit_usd": s["cvar_limit_usd"],
-                        "cvar_headroom_usd": s["cvar_headroom_usd"],
-                    }
-                )
-            )
-        return pd.concat(parts, ignore_index=True)
+            change = s["expected_loss_usd"].to_numpy() - s["source"].map(base).to_numpy()
+            return s.assign(expected_loss_change_usd=change)[cols]
+
+        return self._per_stress(sources)
 
     @property
     def funds(self) -> pd.DataFrame:
@@ -151,10 +125,14 @@ class StressReport:
             "fund", "capital_usd", "guaranteed_usd", "expected_claims_usd", "claims_cvar_usd",
             "depletion_probability", "depletion_se", "max_depletion_probability",
         ]  # fmt: skip
-        parts = [
-            ev.funds[cols].assign(stress_id=sid, name=name)[["stress_id", "name", *cols]]
-            for sid, name, ev in self._evaluations()
-        ]
+        return self._per_stress(lambda ev: ev.funds[cols])
+
+    def _per_stress(self, frame_of: Callable[[Evaluation], pd.DataFrame]) -> pd.DataFrame:
+        """``frame_of`` each evaluation (base first), with its stress id and name in front."""
+        parts = []
+        for sid, name, ev in self._evaluations():
+            frame = frame_of(ev)
+            parts.append(frame.assign(stress_id=sid, name=name)[["stress_id", "name", *frame]])
         return pd.concat(parts, ignore_index=True)
 
     def _evaluations(self) -> list[tuple[str, str, Evaluation]]:
