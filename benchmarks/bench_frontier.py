@@ -24,7 +24,6 @@ Usage::
 from __future__ import annotations
 
 import argparse
-import csv
 import datetime as dt
 import json
 import platform
@@ -35,6 +34,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from _common import append_csv, maxrss_mib
+
 CONFIGS = ("single", "reused", "rebuild", "independent", "loky", "dask")
 CSV_PATH = Path(__file__).resolve().parent / "results_frontier.csv"
 CSV_FIELDS = (
@@ -43,11 +44,6 @@ CSV_FIELDS = (
     "compilations", "failed_points", "max_rel_diff",
 )  # fmt: skip
 TARGET_X_ONE_SOLVE = 5.0
-
-
-def _maxrss_mib(who: int) -> float:
-    rss = resource.getrusage(who).ru_maxrss
-    return rss / 2**20 if sys.platform == "darwin" else rss / 1024  # bytes on macOS, KiB on Linux
 
 
 def worker(config: str, n_scenarios: int, points: int, sweep: str, method: str, seed: int):
@@ -113,9 +109,9 @@ def worker(config: str, n_scenarios: int, points: int, sweep: str, method: str, 
         out["compilations"] = 2 * len(values) if method == "lp" else len(values)
     out.setdefault("seconds", time.perf_counter() - start)
     out["gaps_usd"] = [float(g) for g in np.asarray(gaps, dtype=float)]
-    out["peak_mib"] = _maxrss_mib(resource.RUSAGE_SELF)
+    out["peak_mib"] = maxrss_mib(resource.RUSAGE_SELF)
     out["worker_peak_mib"] = (
-        _maxrss_mib(resource.RUSAGE_CHILDREN) if config in ("loky", "dask") else None
+        maxrss_mib(resource.RUSAGE_CHILDREN) if config in ("loky", "dask") else None
     )
     return out
 
@@ -212,12 +208,7 @@ def main(argv: list[str] | None = None) -> None:
     print(f"loky, 2 workers / serial: {ratio('loky', 'reused')}")
     print(f"dask LocalCluster, 2 workers / serial: {ratio('dask', 'reused')} "
           f"(+ {by.get('dask', {}).get('startup_s', float('nan')):.1f} s cluster start-up)")  # fmt: skip
-    new = not args.csv.exists()
-    with args.csv.open("a", newline="", encoding="utf-8") as fh:
-        writer = csv.DictWriter(fh, fieldnames=CSV_FIELDS)
-        if new:
-            writer.writeheader()
-        writer.writerows(records)
+    append_csv(args.csv, CSV_FIELDS, records)
     print(f"\n{len(records)} row(s) appended to {args.csv}")
 
 

@@ -51,6 +51,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from _common import append_csv, rss_mib
+
 CSV_PATH = Path(__file__).resolve().parent / "results_load.csv"
 CSV_FIELDS = (
     "timestamp", "host", "load_1m", "multiplier", "segments", "cells", "scenarios", "dtype",
@@ -210,8 +212,7 @@ def run_point(
         lines = [ln for ln in out.read().splitlines() if ln.startswith("{")]
         stderr_tail = err.read().strip().splitlines()[-1:]
     row = json.loads(lines[-1]) if lines else {}
-    rss_kib = usage.ru_maxrss
-    row["rss_mib"] = rss_kib / 1024 if sys.platform != "darwin" else rss_kib / MIB
+    row["rss_mib"] = rss_mib(usage.ru_maxrss)
     row["group_mib"] = group_peak / MIB if sample else None
     row["elapsed_s"] = elapsed
     if timed_out:
@@ -455,12 +456,8 @@ def main(argv: list[str] | None = None) -> None:
     load = os.getloadavg()
     print(f"\nload average at end: {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}")
     stamp = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
-    new = not args.csv.exists()
-    with args.csv.open("a", newline="", encoding="utf-8") as fh:
-        writer = csv.DictWriter(fh, fieldnames=CSV_FIELDS, extrasaction="ignore")
-        if new:
-            writer.writeheader()
-        writer.writerows({**r, "timestamp": stamp, "host": platform.node()} for r in rows)
+    stamped = ({**r, "timestamp": stamp, "host": platform.node()} for r in rows)
+    append_csv(args.csv, CSV_FIELDS, stamped, extrasaction="ignore")
     print(f"{len(rows)} row(s) appended to {args.csv}")
 
 

@@ -32,6 +32,8 @@ import sys
 import time
 from typing import Any
 
+from _common import maxrss_mib
+
 DEFAULT_SIZES = (1_000, 10_000)
 FULL_SIZES = (*DEFAULT_SIZES, 100_000)
 METHODS = ("lp", "cutting_plane", "auto")
@@ -49,11 +51,6 @@ COLUMNS = (  # key, width, format spec
     ("matrix_mib", 10, ",.1f"),
     ("gap_closed_musd", 15, ",.3f"),
 )
-
-
-def _maxrss_mib(who: int) -> float:
-    rss = resource.getrusage(who).ru_maxrss
-    return rss / 2**20 if sys.platform == "darwin" else rss / 1024  # bytes on macOS, KiB on Linux
 
 
 def worker(n_scenarios: int, method: str, seed: int, dtype: str) -> dict[str, Any]:
@@ -88,7 +85,7 @@ def worker(n_scenarios: int, method: str, seed: int, dtype: str) -> dict[str, An
         "oracle_s": both("oracle_s"),
         "iters": int(both("iterations")),
         "optimize_s": optimize_s,
-        "peak_mib": _maxrss_mib(resource.RUSAGE_SELF) + _maxrss_mib(resource.RUSAGE_CHILDREN),
+        "peak_mib": maxrss_mib(resource.RUSAGE_SELF) + maxrss_mib(resource.RUSAGE_CHILDREN),
         "matrix_mib": scen.losses.nbytes / 2**20,
         "gap_closed_musd": res.gap_closed_usd / 1e6,
         "status": res.status,

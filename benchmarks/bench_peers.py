@@ -35,17 +35,17 @@ Usage::
 from __future__ import annotations
 
 import argparse
-import csv
 import datetime as dt
 import json
 import os
 import platform
-import resource
 import subprocess
 import sys
 import time
 from pathlib import Path
 from typing import Any
+
+from _common import append_csv, maxrss_mib
 
 ASSETS = 50
 ALPHA = 0.95
@@ -73,11 +73,6 @@ def make_problem(n_scenarios: int, seed: int):
     mixing = rng.normal(0.0, 0.01, (ASSETS, ASSETS)) / np.sqrt(ASSETS)
     returns = drift + rng.standard_t(4, (n_scenarios, ASSETS)) @ mixing
     return returns, float(np.quantile(returns.mean(axis=0), FLOOR_QUANTILE))
-
-
-def _maxrss_mib() -> float:
-    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    return rss / 2**20 if sys.platform == "darwin" else rss / 1024  # bytes on macOS, KiB on Linux
 
 
 def _riskfolio(returns, floor):
@@ -164,7 +159,7 @@ def worker(solver: str, n_scenarios: int, seed: int) -> dict[str, Any]:
         "version": ver,
         "backend": backend,
         "iterations": iterations,
-        "peak_mib": _maxrss_mib(),
+        "peak_mib": maxrss_mib(),
     }
 
 
@@ -260,12 +255,7 @@ def main(argv: list[str] | None = None) -> None:
                        solver=name, load_1m=round(load, 2))  # fmt: skip
             records.append(rec)
             print(_markdown_row(rec), flush=True)
-    new = not args.csv.exists()
-    with args.csv.open("a", newline="", encoding="utf-8") as fh:
-        writer = csv.DictWriter(fh, fieldnames=CSV_FIELDS)
-        if new:
-            writer.writeheader()
-        writer.writerows(records)
+    append_csv(args.csv, CSV_FIELDS, records)
     print(f"\n{len(records)} row(s) appended to {args.csv}")
 
 
