@@ -316,13 +316,15 @@ def fund_claims(case: Case, scenarios: ScenarioSet) -> tuple[FundClaims, ...]:
     return tuple(out)
 
 
-def source_losses(
+def owner_losses(
     losses: np.ndarray,
     claims: Sequence[FundClaims],
     lending: np.ndarray,
     covered: np.ndarray,
-) -> np.ndarray:
-    """Scenario losses of lenders after guarantee claims, ``L(ω) = ℓ(ω) x − Σ_g κ_g(ω) z_g``.
+) -> tuple[np.ndarray, np.ndarray]:
+    """Scenario losses of lenders after guarantee claims, ``L(ω) = ℓ(ω) x − Σ_g κ_g(ω) z_g``,
+    and every fund's claims, ``C_g(ω) = Σ_j κ_gj(ω) Σ_s z_gjs``, in one pass (each chunk of
+    the matrix widened to float64 once for lenders and funds).
 
     Parameters
     ----------
@@ -335,23 +337,7 @@ def source_losses(
 
     Returns
     -------
-    ndarray of shape (n_scenarios, K), in the unit of ``lending``.
-    """
-    return owner_losses(losses, claims, lending, covered)[0]
-
-
-def owner_losses(
-    losses: np.ndarray,
-    claims: Sequence[FundClaims],
-    lending: np.ndarray,
-    covered: np.ndarray,
-) -> tuple[np.ndarray, np.ndarray]:
-    """:func:`source_losses` and every fund's claims, ``C_g(ω) = Σ_j κ_gj(ω) Σ_s z_gjs``, in
-    one pass (each chunk of the matrix widened to float64 once for lenders and funds).
-
-    Returns
-    -------
-    lenders : ndarray of shape (n_scenarios, K)
+    lenders : ndarray of shape (n_scenarios, K), in the unit of ``lending``
     funds : ndarray of shape (n_scenarios, n_funds)
     """
     lenders = np.empty((losses.shape[0], lending.shape[1]))

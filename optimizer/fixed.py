@@ -13,7 +13,7 @@ import numpy as np
 from models.scenarios import ScenarioSet
 from models.schema import Case
 from optimizer.evaluate import holdings_of
-from optimizer.exposures import check_cells, fund_claims, source_losses
+from optimizer.exposures import check_cells, fund_claims, owner_losses
 from optimizer.result import Allocation
 
 
@@ -39,11 +39,10 @@ def scenario_exposures(
     """Each source's losses and each fund's claims on ``scenarios``."""
     holdings = holdings_of(case, allocation, check_cells(case, scenarios))
     claims = fund_claims(case, scenarios)
-    per_source = source_losses(scenarios.losses, claims, holdings.lending, holdings.covered)
+    per_source, per_fund = owner_losses(
+        scenarios.losses, claims, holdings.lending, holdings.covered
+    )
     return FixedExposures(
         source_losses={s.id: per_source[:, i] for i, s in enumerate(case.sources)},
-        fund_claims={
-            f.id: claims[g].claims(scenarios.losses, holdings.covered[g].sum(axis=1))
-            for g, f in enumerate(case.funds)
-        },
+        fund_claims={f.id: per_fund[:, g] for g, f in enumerate(case.funds)},
     )
