@@ -225,7 +225,9 @@ def solve_stage(
             "HIGHS", status, stage, "the cutting-plane master has no usable answer", (reason,)
         )
 
+    restarts = master.cold_restarts
     report = solve_with_cuts(master, prob.oracle, prob.expo, solve_master, stage=stage)
+    log.timings[f"stage{stage}_cold_restarts"] = float(master.cold_restarts - restarts)
     log.solvers.append("HIGHS")
     log.statuses.append(str(prob.problem.status))
     log.timings[f"stage{stage}_iterations"] = float(report.iterations)

@@ -187,11 +187,6 @@ class TailOracle:
             out[rows] += self.active_rates[s] @ mapping[s].astype(self.dtype)
         return out
 
-    def excess(self, losses: np.ndarray, thresholds: np.ndarray) -> np.ndarray:
-        """``Σ_ω π_ω (L_k(ω) − t_k)+`` per measure, shape (K,), from ``scenario_losses``."""
-        rows = np.flatnonzero((losses > thresholds[None, :]).any(axis=1))  # the tails: few
-        return self.p[rows] @ np.maximum(losses[rows] - thresholds[None, :], 0.0)
-
     def var_and_excess(
         self, losses: np.ndarray, alphas: np.ndarray
     ) -> tuple[np.ndarray, np.ndarray]:

@@ -10,7 +10,7 @@ from test_optimizer_limits import check_all_limits
 
 from models import load_case, simulate
 from models.risk_measures import conditional_value_at_risk
-from optimizer import optimize
+from optimizer import cutting_plane, optimize
 from optimizer.problem import build_problem
 from optimizer.tail_oracle import TailOracle
 
@@ -202,3 +202,61 @@ def test_block_count_grows_with_the_scenarios_within_its_bounds():
         1, 7, 16, 16, 32, 64,
     ]  # fmt: skip
     assert cut_groups(50_000_000) == MAX_GROUPS
+
+
+class _WarmStartFails:
+    """A HiGHS model whose runs numbered in ``failing`` end without an answer (as a warm
+    start that stalls does); every other call goes to the real model."""
+
+    def __init__(self, highs, failing: set[int]):
+        self._highs, self._failing, self.runs = highs, failing, 0
+
+    def run(self):
+        import highspy
+
+        self.runs += 1
+        if self.runs in self._failing:
+            return highspy.HighsStatus.kError
+        return self._highs.run()
+
+    def __getattr__(self, name):
+        return getattr(self._highs, name)
+
+
+def test_a_master_solve_without_answer_is_rerun_cold_once(default_pair, monkeypatch):
+    """The third and sixth HiGHS runs fail from their warm start; each is re-run from scratch
+    (runs 4 and 7), counted once, and the loop goes on to the same optimum with every limit
+    held."""
+    case, scen, _, plain = default_pair
+    original = cutting_plane.CutMaster._load
+
+    def load(self, *args):
+        original(self, *args)
+        self.highs = _WarmStartFails(self.highs, {3, 6})
+
+    monkeypatch.setattr(cutting_plane.CutMaster, "_load", load)
+    res = optimize(case, scen, method="cutting_plane")
+    assert res.method == "cutting_plane" and not res.fallbacks
+    t = res.timings_s
+    assert t["stage1_cold_restarts"] + t["stage2_cold_restarts"] == 2
+    assert res.objective_weighted_gap_usd == pytest.approx(
+        plain.objective_weighted_gap_usd, rel=1e-6
+    )
+    check_all_limits(case, scen, res)
+
+
+def test_a_master_that_fails_cold_too_is_reported(monkeypatch):
+    """A run that fails again from scratch is not retried a second time: the master reports
+    a solver error (and ``optimize`` falls back to the one-LP formulation, saying so)."""
+    case = random_case(1)
+    scen = synthetic_scenarios(case, 300, 1)
+    original = cutting_plane.CutMaster._load
+
+    def load(self, *args):
+        original(self, *args)
+        self.highs = _WarmStartFails(self.highs, {1, 2})
+
+    monkeypatch.setattr(cutting_plane.CutMaster, "_load", load)
+    res = optimize(case, scen, method="cutting_plane")
+    assert res.method == "lp"
+    assert any("solver_error" in f for f in res.fallbacks)
