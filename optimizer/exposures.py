@@ -269,18 +269,30 @@ def expected_rates(
         ``E_π[κ_gj]``.
     """
     n_cells = losses.shape[1]
-    mean_loss, mean_claim = np.zeros(n_cells), np.zeros((len(claims), n_cells))
+    # E[a f(ℓ) cov] = (π a) · f(ℓ) × cov: one mean per claim shape, not per fund; the
+    # uncapped shapes (plain first) share one product per chunk, a cap needs its own copy
+    shapes = {(None, ()): None} | {fc.shape_key: fc for fc in claims}
+    uncapped = [key for key in shapes if key[0] is None]
+    capped = [key for key in shapes if key[0] is not None]
+    means = dict.fromkeys(shapes, 0.0)
     for rows in _chunks(losses.shape[0]):
-        block = np.asarray(losses[rows], dtype=np.float64)  # widened once for every fund
+        block = np.asarray(losses[rows], dtype=np.float64)  # widened once for every shape
         w = probabilities[rows]
-        mean_loss += w @ block
-        for g, fc in enumerate(claims):
-            # E[a f(ℓ) cov] = (π a) · f(ℓ) × cov: the trigger and coverage leave the block
-            # alone, so only a capped fund copies it (``of_block`` per row, without copies)
-            weight = w if fc.active is None else w * fc.active[rows]
-            rates = block if fc.cap_share is None else np.minimum(block, fc.cap_share)
-            mean_claim[g] += (weight @ rates) * fc.coverage
+        weights = np.column_stack([_trigger_weight(w, shapes[key], rows) for key in uncapped])
+        for key, mean in zip(uncapped, weights.T @ block, strict=True):
+            means[key] = means[key] + mean
+        for key in capped:
+            rates = np.minimum(block, key[0])
+            means[key] = means[key] + _trigger_weight(w, shapes[key], rows) @ rates
+    mean_loss = np.broadcast_to(means[(None, ())], (n_cells,)).copy()
+    mean_claim = np.array([means[fc.shape_key] * fc.coverage for fc in claims]).reshape(
+        len(claims), n_cells
+    )
     return mean_loss, mean_claim
+
+
+def _trigger_weight(w: np.ndarray, fc: FundClaims | None, rows: slice) -> np.ndarray:
+    return w if fc is None or fc.active is None else w * fc.active[rows]
 
 
 def _chunks(n: int, size: int = 65_536) -> list[slice]:
@@ -340,21 +352,30 @@ def owner_losses(
     lenders : ndarray of shape (n_scenarios, K), in the unit of ``lending``
     funds : ndarray of shape (n_scenarios, n_funds)
     """
-    lenders = np.empty((losses.shape[0], lending.shape[1]))
-    funds = np.zeros((losses.shape[0], len(claims)))
-    held = [
-        (g, fc, cols, covered[g][cols])
-        for g, fc in enumerate(claims)
-        if covered[g].any()
-        for cols in [np.flatnonzero(fc.coverage > 0)]
-    ]
+    n_lenders = lending.shape[1]
+    # Per claim shape ``a(ω) f(ℓ)`` one (n_cells, K + n_funds) matrix: lenders' columns net
+    # their lending against the cover, funds' columns sum it. Always-paying pari-passu funds
+    # share the plain shape with lending, so most of the pass is one product per chunk.
+    by_shape: dict[tuple, tuple[FundClaims, np.ndarray]] = {
+        (None, ()): (None, np.hstack([lending, np.zeros((lending.shape[0], len(claims)))]))
+    }
+    for g, fc in enumerate(claims):
+        if covered[g].any():
+            cover = fc.coverage[:, None] * covered[g]  # claim per dollar of ℓ, by lender
+            mat = by_shape.setdefault(fc.shape_key, (fc, np.zeros_like(by_shape[(None, ())][1])))[1]
+            mat[:, :n_lenders] -= cover
+            mat[:, n_lenders + g] = cover.sum(axis=1)
+    plain = by_shape.pop((None, ()))[1]
+    shaped = [(fc, cols, mat[cols]) for fc, mat in by_shape.values()
+              for cols in [np.flatnonzero(mat.any(axis=1))]]  # fmt: skip
+    out = np.empty((losses.shape[0], plain.shape[1]))
     for rows in _chunks(losses.shape[0]):
         block = np.asarray(losses[rows], dtype=np.float64)
-        lenders[rows] = block @ lending
-        for g, fc, cols, cover in held:
-            rates = fc.of_block(block[:, cols], rows, cols, in_place=True)
-            lenders[rows] -= rates @ cover
-            funds[rows, g] = rates @ cover.sum(axis=1)
+        out[rows] = block @ plain
+        for fc, cols, mat in shaped:
+            rates = fc.of_block(block[:, cols], rows, cols, with_coverage=False, in_place=True)
+            out[rows] += rates @ mat
+    lenders, funds = out[:, :n_lenders], out[:, n_lenders:]
     return lenders, funds
 
 

@@ -12,6 +12,8 @@ from models import load_case, simulate
 from models.risk_measures import conditional_value_at_risk
 from optimizer import cutting_plane, optimize
 from optimizer.problem import build_problem
+from optimizer.scenario_rows import solve_one_lp
+from optimizer.solve import solve_stage
 from optimizer.tail_oracle import TailOracle
 
 
@@ -260,3 +262,29 @@ def test_a_master_that_fails_cold_too_is_reported(monkeypatch):
     res = optimize(case, scen, method="cutting_plane")
     assert res.method == "lp"
     assert any("solver_error" in f for f in res.fallbacks)
+
+
+@pytest.mark.parametrize(("seed", "importance"), [(1, False), (2, True)])
+def test_one_lp_built_in_highs_equals_cvxpys_one_lp_and_the_cutting_plane(seed, importance):
+    """The benchmark's reference (the scenario rows appended to the cut master) is the same
+    LP as ``method="lp"``'s cvxpy model: same stage-1 optimum, and so the cutting plane's."""
+    case = random_case(seed)
+    scen = synthetic_scenarios(case, 400, seed, importance=importance)
+    direct = build_problem(case, scen, "cuts")
+    status, _ = solve_one_lp(direct)
+    assert status == "optimal"
+    n_rows = direct.cut_master.highs.getNumRow()
+    assert n_rows > len(direct.cut_master.measures) * 400  # a row per scenario and measure
+    cvx = build_problem(case, scen, "lp")
+    solve_stage(cvx, 1, "HIGHS", None)
+    cuts = build_problem(case, scen, "cuts")
+    solve_stage(cuts, 1, "HIGHS", None)
+    assert direct.problem.value == pytest.approx(cvx.problem.value, rel=1e-7)
+    assert cuts.problem.value == pytest.approx(direct.problem.value, rel=1e-6)
+
+
+def test_one_lp_needs_a_fresh_cut_problem():
+    case = random_case(1)
+    scen = synthetic_scenarios(case, 50, 1)
+    with pytest.raises(ValueError, match="cvar_method='cuts'"):
+        solve_one_lp(build_problem(case, scen, "lp"))
