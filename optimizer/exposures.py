@@ -356,7 +356,7 @@ def owner_losses(
     # Per claim shape ``a(ω) f(ℓ)`` one (n_cells, K + n_funds) matrix: lenders' columns net
     # their lending against the cover, funds' columns sum it. Always-paying pari-passu funds
     # share the plain shape with lending, so most of the pass is one product per chunk.
-    by_shape: dict[tuple, tuple[FundClaims, np.ndarray]] = {
+    by_shape: dict[tuple, tuple[FundClaims | None, np.ndarray]] = {
         (None, ()): (None, np.hstack([lending, np.zeros((lending.shape[0], len(claims)))]))
     }
     for g, fc in enumerate(claims):

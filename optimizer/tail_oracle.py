@@ -120,11 +120,17 @@ class TailOracle:
 
     def _excess(self, cells: np.ndarray, cap: float) -> sp.csr_matrix:
         """``(ℓ − cap)+`` on ``cells``, shape (S, len(cells)), sparse: few losses pass a cap."""
-        parts = []
+        cap = self.dtype.type(cap)
+        counts, index, value = [], [], []
         for lo in range(0, self.losses.shape[0], CHUNK_ROWS):
             block = np.asarray(self.losses[lo : lo + CHUNK_ROWS][:, cells], dtype=self.dtype)
-            parts.append(sp.csr_matrix(np.maximum(block - self.dtype.type(cap), 0)))
-        return sp.vstack(parts, format="csr")
+            over = block > cap
+            counts.append(over.sum(axis=1))
+            index.append(np.nonzero(over)[1].astype(np.int32))  # row-major: CSR order
+            value.append(block[over] - cap)
+        indptr = np.concatenate([[0], np.cumsum(np.concatenate(counts))])
+        shape = (self.losses.shape[0], cells.size)
+        return sp.csr_matrix((np.concatenate(value), np.concatenate(index), indptr), shape=shape)
 
     def _rates(self, shape: int, block: np.ndarray, rows: np.ndarray) -> np.ndarray:
         """``a(ω) f(ℓ)`` of one claim shape on its cells, for the given rows of ``losses``."""
