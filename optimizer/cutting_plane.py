@@ -114,6 +114,14 @@ MASTER_OPTIONS = {
 }
 
 
+def master_options(time_limit_s: float | None = None) -> dict[str, object]:
+    """:data:`MASTER_OPTIONS`, with HiGHS's time limit when one is given."""
+    options: dict[str, object] = dict(MASTER_OPTIONS)
+    if time_limit_s is not None:
+        options["time_limit"] = float(time_limit_s)
+    return options
+
+
 @dataclass(eq=False)
 class CutMeasure:
     """One CVaR measure of the master problem.

@@ -211,10 +211,7 @@ def evaluate(case: Case, allocation: Allocation, scenarios: ScenarioSet) -> Eval
         scenarios.losses, claims, holdings.lending, holdings.covered
     )
     sources = _source_table(case, holdings, src_losses, p)
-    funds = fund_table(
-        case, holdings.capital.sum(axis=0), holdings.covered, claims, scenarios.losses, p,
-        fund_losses,
-    )  # fmt: skip
+    funds = fund_table(case, holdings.capital.sum(axis=0), holdings.covered, fund_losses, p)
     checks = _checks(case, cells, holdings, sources, funds)
     breaches = checks[checks["breached"]].sort_values(
         ["excess_in_se", "excess"], ascending=False, kind="stable"

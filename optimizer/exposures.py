@@ -235,26 +235,6 @@ class FundClaims:
             k *= self.active[rows][:, None]
         return k
 
-    def claims(self, losses: np.ndarray, covered: np.ndarray) -> np.ndarray:
-        """Claims on the fund, ``Σ_j κ_gj(ω) covered_j``.
-
-        Parameters
-        ----------
-        losses : ndarray of shape (n_scenarios, n_cells)
-        covered : ndarray of shape (n_cells,) or (n_cells, K)
-            Covered volume per cell (one column per lender, say).
-
-        Returns
-        -------
-        ndarray of shape (n_scenarios,) or (n_scenarios, K)
-        """
-        cols = np.flatnonzero(self.coverage > 0)
-        out = np.empty((losses.shape[0], *covered.shape[1:]))
-        # Chunks keep the float64 copy of the claim rates small at a million scenarios.
-        for rows in _chunks(losses.shape[0]):
-            out[rows] = self.rates(losses, cols, rows) @ covered[cols]
-        return out
-
 
 def expected_rates(
     losses: np.ndarray, probabilities: np.ndarray, claims: Sequence[FundClaims]
@@ -274,20 +254,19 @@ def expected_rates(
     shapes = {(None, ()): None} | {fc.shape_key: fc for fc in claims}
     uncapped = [key for key in shapes if key[0] is None]
     capped = [key for key in shapes if key[0] is not None]
-    means = dict.fromkeys(shapes, 0.0)
+    means = {key: np.zeros(n_cells) for key in shapes}
     for rows in _chunks(losses.shape[0]):
         block = np.asarray(losses[rows], dtype=np.float64)  # widened once for every shape
         w = probabilities[rows]
         weights = np.column_stack([_trigger_weight(w, shapes[key], rows) for key in uncapped])
         for key, mean in zip(uncapped, weights.T @ block, strict=True):
-            means[key] = means[key] + mean
+            means[key] += mean
         for key in capped:
-            rates = np.minimum(block, key[0])
-            means[key] = means[key] + _trigger_weight(w, shapes[key], rows) @ rates
-    mean_loss = np.broadcast_to(means[(None, ())], (n_cells,)).copy()
-    mean_claim = np.array([means[fc.shape_key] * fc.coverage for fc in claims]).reshape(
-        len(claims), n_cells
-    )
+            means[key] += _trigger_weight(w, shapes[key], rows) @ np.minimum(block, key[0])
+    mean_loss = means[(None, ())]
+    mean_claim = np.zeros((len(claims), n_cells))
+    for g, fc in enumerate(claims):
+        mean_claim[g] = means[fc.shape_key] * fc.coverage
     return mean_loss, mean_claim
 
 
@@ -356,16 +335,18 @@ def owner_losses(
     # Per claim shape ``a(ω) f(ℓ)`` one (n_cells, K + n_funds) matrix: lenders' columns net
     # their lending against the cover, funds' columns sum it. Always-paying pari-passu funds
     # share the plain shape with lending, so most of the pass is one product per chunk.
-    by_shape: dict[tuple, tuple[FundClaims | None, np.ndarray]] = {
-        (None, ()): (None, np.hstack([lending, np.zeros((lending.shape[0], len(claims)))]))
-    }
+    plain = np.zeros((lending.shape[0], n_lenders + len(claims)))
+    plain[:, :n_lenders] = lending
+    by_shape: dict[tuple, tuple[FundClaims, np.ndarray]] = {}
     for g, fc in enumerate(claims):
         if covered[g].any():
+            if fc.shape_key == (None, ()):
+                mat = plain
+            else:
+                mat = by_shape.setdefault(fc.shape_key, (fc, np.zeros_like(plain)))[1]
             cover = fc.coverage[:, None] * covered[g]  # claim per dollar of ℓ, by lender
-            mat = by_shape.setdefault(fc.shape_key, (fc, np.zeros_like(by_shape[(None, ())][1])))[1]
             mat[:, :n_lenders] -= cover
             mat[:, n_lenders + g] = cover.sum(axis=1)
-    plain = by_shape.pop((None, ()))[1]
     shaped = [(fc, cols, mat[cols]) for fc, mat in by_shape.values()
               for cols in [np.flatnonzero(mat.any(axis=1))]]  # fmt: skip
     out = np.empty((losses.shape[0], plain.shape[1]))
@@ -521,10 +502,8 @@ def fund_table(
     case: Case,
     capital: np.ndarray,
     covered: np.ndarray,
-    claims: Sequence[FundClaims],
-    losses: np.ndarray,
+    fund_losses: np.ndarray,
     p: np.ndarray,
-    fund_losses: np.ndarray | None = None,
 ) -> pd.DataFrame:
     """Each fund's capital, guaranteed volume, leverage, claims and depletion, US$.
 
@@ -532,9 +511,10 @@ def fund_table(
     ----------
     capital : ndarray of shape (n_funds,)
     covered : ndarray of shape (n_funds, n_cells, n_sources)
-    claims : the funds' claim models; losses (S, J); p (S,) scenario probabilities.
-    fund_losses : ndarray of shape (S, n_funds), optional
-        The funds' scenario claims if already computed (:func:`owner_losses`).
+    fund_losses : ndarray of shape (S, n_funds)
+        The funds' scenario claims (:func:`owner_losses`).
+    p : ndarray of shape (S,)
+        Scenario probabilities.
 
     Returns
     -------
@@ -544,7 +524,7 @@ def fund_table(
     rows = []
     for g, fund in enumerate(case.funds):
         cover = covered[g].sum(axis=1)
-        claim = claims[g].claims(losses, cover) if fund_losses is None else fund_losses[:, g]
+        claim = fund_losses[:, g]
         eps = fund.max_depletion_probability
         mean = expected_loss(claim, p)
         cvar = conditional_value_at_risk(claim, 1 - eps, p)

@@ -390,9 +390,7 @@ def _sources(prob, sol, lending, src_losses, p) -> pd.DataFrame:
 
 def _funds(prob, sol, covered, p, fund_losses) -> pd.DataFrame:
     capital = np.bincount(prob.elig.c_fund, sol.c, minlength=len(prob.case.funds))
-    frame = fund_table(
-        prob.case, capital, covered, prob.claims, prob.scenarios.losses, p, fund_losses
-    )
+    frame = fund_table(prob.case, capital, covered, fund_losses, p)
     return frame if not frame.empty else _frame([], FUND_COLUMNS)
 
 

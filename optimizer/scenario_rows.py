@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from optimizer.cutting_plane import MASTER_OPTIONS, CutMaster
+from optimizer.cutting_plane import CutMaster, master_options
 from optimizer.problem import AllocationProblem
 from optimizer.tail_oracle import TailOracle
 
@@ -111,9 +111,6 @@ def solve_one_lp(prob: AllocationProblem, time_limit_s: float | None = None) -> 
     master = prob.cut_master
     if master is None or master.cut_rows:
         raise ValueError("the one-LP formulation needs a problem built with cvar_method='cuts'")
-    options = dict(MASTER_OPTIONS)
-    if time_limit_s is not None:
-        options["time_limit"] = float(time_limit_s)
-    master.sync(options)
+    master.sync(master_options(time_limit_s))
     add_scenario_rows(master, prob.oracle)
     return master.solve()

@@ -23,7 +23,7 @@ from cvxpy.error import SolverError
 
 from models.scenarios import ScenarioSet
 from models.schema import Case
-from optimizer.cutting_plane import MASTER_OPTIONS, solve_with_cuts
+from optimizer.cutting_plane import master_options, solve_with_cuts
 from optimizer.errors import InfeasibleCase, SolverFailure
 from optimizer.problem import USD_PER_UNIT, AllocationProblem, build_problem
 from optimizer.result import Allocation, Solution, build_tables
@@ -93,8 +93,9 @@ def optimize(
     method : {"auto", "lp", "cutting_plane"}, default "auto"
         ``"lp"``: one LP with a variable per scenario and CVaR (Rockafellar–Uryasev), the
         reference formulation. ``"cutting_plane"``: a small master LP plus CVaR cuts found by
-        one pass over the loss matrix per iteration (Künzi-Bay & Mayer, split over
-        scenario blocks, :func:`~optimizer.cutting_plane.cut_groups`); same optimum, far faster at many scenarios. ``"auto"`` picks the cutting plane above
+        one pass over the loss matrix per iteration (Künzi-Bay & Mayer, split over scenario
+        blocks, :func:`~optimizer.cutting_plane.cut_groups`); same optimum, far faster at many
+        scenarios. ``"auto"`` picks the cutting plane above
         ``AUTO_CUTS_ABOVE_SCENARIOS`` scenarios. The method used is recorded on the result.
 
     Returns
@@ -204,7 +205,7 @@ def solve_stage(
         return log
     master = prob.cut_master
     start = time.perf_counter()
-    master.sync(_cut_master_options(stage, time_limit_s))
+    master.sync(master_options(time_limit_s))
     log.add_time(f"stage{stage}_canonicalize_s", time.perf_counter() - start)
 
     def solve_master() -> float:
@@ -247,13 +248,6 @@ def _nothing_to_decide(prob: AllocationProblem, log: SolveLog) -> None:
             dual.value = np.zeros(dual.shape)
     log.solvers.append("none")
     log.statuses.append(status_codes.OPTIMAL)
-
-
-def _cut_master_options(stage: int, time_limit_s: float | None) -> dict[str, Any]:
-    opts: dict[str, Any] = dict(MASTER_OPTIONS)
-    if time_limit_s is not None:
-        opts["time_limit"] = float(time_limit_s)
-    return opts
 
 
 def _worst(statuses: list[str]) -> str:

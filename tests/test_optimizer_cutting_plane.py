@@ -225,18 +225,23 @@ class _WarmStartFails:
         return getattr(self._highs, name)
 
 
+def _fail_runs(monkeypatch, failing: set[int]) -> None:
+    """Every cut master loaded from now on fails the HiGHS runs numbered in ``failing``."""
+    original = cutting_plane.CutMaster._load
+
+    def load(self, *args):
+        original(self, *args)
+        self.highs = _WarmStartFails(self.highs, failing)
+
+    monkeypatch.setattr(cutting_plane.CutMaster, "_load", load)
+
+
 def test_a_master_solve_without_answer_is_rerun_cold_once(default_pair, monkeypatch):
     """The third and sixth HiGHS runs fail from their warm start; each is re-run from scratch
     (runs 4 and 7), counted once, and the loop goes on to the same optimum with every limit
     held."""
     case, scen, _, plain = default_pair
-    original = cutting_plane.CutMaster._load
-
-    def load(self, *args):
-        original(self, *args)
-        self.highs = _WarmStartFails(self.highs, {3, 6})
-
-    monkeypatch.setattr(cutting_plane.CutMaster, "_load", load)
+    _fail_runs(monkeypatch, {3, 6})
     res = optimize(case, scen, method="cutting_plane")
     assert res.method == "cutting_plane" and not res.fallbacks
     t = res.timings_s
@@ -252,13 +257,7 @@ def test_a_master_that_fails_cold_too_is_reported(monkeypatch):
     a solver error (and ``optimize`` falls back to the one-LP formulation, saying so)."""
     case = random_case(1)
     scen = synthetic_scenarios(case, 300, 1)
-    original = cutting_plane.CutMaster._load
-
-    def load(self, *args):
-        original(self, *args)
-        self.highs = _WarmStartFails(self.highs, {1, 2})
-
-    monkeypatch.setattr(cutting_plane.CutMaster, "_load", load)
+    _fail_runs(monkeypatch, {1, 2})
     res = optimize(case, scen, method="cutting_plane")
     assert res.method == "lp"
     assert any("solver_error" in f for f in res.fallbacks)
