@@ -1,4 +1,5 @@
-"""Helpers the benchmark scripts share: peak memory and appending rows to a results CSV.
+"""Helpers the benchmark scripts share: peak memory, appending rows to a results CSV, and
+running one measurement in a fresh worker process.
 
 The scripts run as ``python benchmarks/<script>.py``, so this folder is on ``sys.path``.
 """
@@ -6,7 +7,9 @@ The scripts run as ``python benchmarks/<script>.py``, so this folder is on ``sys
 from __future__ import annotations
 
 import csv
+import json
 import resource
+import subprocess
 import sys
 from collections.abc import Iterable, Sequence
 from pathlib import Path
@@ -36,3 +39,37 @@ def append_csv(
         if new:
             writer.writeheader()
         writer.writerows(rows)
+
+
+class WorkerFailed(Exception):
+    """A worker process ended without its JSON row; ``str()`` says why (the last line it
+    printed, or the timeout)."""
+
+    def __init__(self, message: str, timed_out: bool = False):
+        super().__init__(message)
+        self.timed_out = timed_out
+
+
+def run_worker(script: str, args: Sequence[str], timeout_s: float | None = None) -> dict[str, Any]:
+    """Run ``python script --worker *args`` in a fresh process (so its peak memory is its own)
+    and return the JSON object on the last line it prints.
+
+    Raises
+    ------
+    WorkerFailed
+        On a non-zero exit, no output, or ``timeout_s`` passed.
+    """
+    try:
+        out = subprocess.run(
+            [sys.executable, script, "--worker", *args],
+            capture_output=True,
+            text=True,
+            timeout=timeout_s,
+        )
+    except subprocess.TimeoutExpired as exc:
+        raise WorkerFailed(f"timeout ({timeout_s:g} s)", timed_out=True) from exc
+    lines = out.stdout.strip().splitlines()
+    if out.returncode != 0 or not lines:
+        tail = (out.stderr or out.stdout).strip().splitlines()[-1:] or ["no output"]
+        raise WorkerFailed(tail[0])
+    return json.loads(lines[-1])

@@ -28,13 +28,12 @@ import datetime as dt
 import json
 import platform
 import resource
-import subprocess
 import sys
 import time
 from pathlib import Path
 from typing import Any
 
-from _common import append_csv, maxrss_mib
+from _common import WorkerFailed, append_csv, maxrss_mib, run_worker
 
 CONFIGS = ("single", "reused", "rebuild", "independent", "loky", "dask")
 CSV_PATH = Path(__file__).resolve().parent / "results_frontier.csv"
@@ -117,13 +116,12 @@ def worker(config: str, n_scenarios: int, points: int, sweep: str, method: str, 
 
 
 def run_config(config: str, args: argparse.Namespace) -> dict[str, Any]:
-    cmd = [sys.executable, __file__, "--worker", config, str(args.scenarios), str(args.points),
-           args.sweep, args.method, str(args.seed)]  # fmt: skip
-    proc = subprocess.run(cmd, capture_output=True, text=True)
-    if proc.returncode != 0:
-        tail = (proc.stderr or proc.stdout).strip().splitlines()[-1:] or ["no output"]
-        return {"config": config, "error": tail[0]}
-    return json.loads(proc.stdout.strip().splitlines()[-1])
+    worker_args = [config, str(args.scenarios), str(args.points), args.sweep, args.method,
+                   str(args.seed)]  # fmt: skip
+    try:
+        return run_worker(__file__, worker_args)
+    except WorkerFailed as exc:
+        return {"config": config, "error": str(exc)}
 
 
 def _rel_diff(gaps: list[float], reference: list[float] | None) -> float | None:

@@ -21,13 +21,12 @@ from __future__ import annotations
 import argparse
 import json
 import resource
-import subprocess
 import sys
 import time
 from pathlib import Path
 from typing import Any
 
-from _common import append_csv, maxrss_mib
+from _common import WorkerFailed, append_csv, maxrss_mib, run_worker
 
 CSV_PATH = Path(__file__).resolve().parent / "results_one_lp.csv"
 
@@ -80,13 +79,10 @@ def cutting_plane(n: int, seed: int) -> dict[str, Any]:
 
 
 def _run(*args: str) -> dict[str, Any]:
-    out = subprocess.run(
-        [sys.executable, __file__, "--worker", *args], capture_output=True, text=True
-    )
-    if out.returncode != 0:
-        tail = (out.stderr or out.stdout).strip().splitlines()[-1:] or ["no output"]
-        raise SystemExit(f"worker {args} failed: {tail[0]}")
-    return json.loads(out.stdout.strip().splitlines()[-1])
+    try:
+        return run_worker(__file__, args)
+    except WorkerFailed as exc:
+        raise SystemExit(f"worker {args} failed: {exc}") from None
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -27,12 +27,11 @@ import argparse
 import inspect
 import json
 import resource
-import subprocess
 import sys
 import time
 from typing import Any
 
-from _common import maxrss_mib
+from _common import WorkerFailed, maxrss_mib, run_worker
 
 DEFAULT_SIZES = (1_000, 10_000)
 FULL_SIZES = (*DEFAULT_SIZES, 100_000)
@@ -96,15 +95,10 @@ def worker(n_scenarios: int, method: str, seed: int, dtype: str) -> dict[str, An
 
 
 def run_point(n_scenarios: int, method: str, seed: int, dtype: str) -> dict[str, Any]:
-    out = subprocess.run(
-        [sys.executable, __file__, "--worker", str(n_scenarios), method, str(seed), dtype],
-        capture_output=True,
-        text=True,
-    )
-    if out.returncode != 0:
-        tail = (out.stderr or out.stdout).strip().splitlines()[-1:] or ["no output"]
-        return {"scenarios": n_scenarios, "method": method, "error": tail[0]}
-    return json.loads(out.stdout.strip().splitlines()[-1])
+    try:
+        return run_worker(__file__, [str(n_scenarios), method, str(seed), dtype])
+    except WorkerFailed as exc:
+        return {"scenarios": n_scenarios, "method": method, "error": str(exc)}
 
 
 def format_row(row: dict[str, Any]) -> str:

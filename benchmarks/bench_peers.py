@@ -39,13 +39,12 @@ import datetime as dt
 import json
 import os
 import platform
-import subprocess
 import sys
 import time
 from pathlib import Path
 from typing import Any
 
-from _common import append_csv, maxrss_mib
+from _common import WorkerFailed, append_csv, maxrss_mib, run_worker
 
 ASSETS = 50
 ALPHA = 0.95
@@ -164,16 +163,10 @@ def worker(solver: str, n_scenarios: int, seed: int) -> dict[str, Any]:
 
 
 def run_point(solver: str, n_scenarios: int, seed: int, timeout_s: float) -> dict[str, Any]:
-    cmd = [sys.executable, __file__, "--worker", solver, str(n_scenarios), str(seed)]
     try:
-        out = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout_s)
-    except subprocess.TimeoutExpired:
-        return {"status": f"timeout ({timeout_s:g} s)"}
-    lines = out.stdout.strip().splitlines()
-    if out.returncode != 0 or not lines:
-        tail = (out.stderr or out.stdout).strip().splitlines()[-1:] or ["no output"]
-        return {"status": f"failed: {tail[0][:120]}"}
-    return json.loads(lines[-1])
+        return run_worker(__file__, [solver, str(n_scenarios), str(seed)], timeout_s)
+    except WorkerFailed as exc:
+        return {"status": str(exc) if exc.timed_out else f"failed: {str(exc)[:120]}"}
 
 
 def check(row: dict[str, Any], returns, floor, reference_cvar: float | None) -> None:
