@@ -20,12 +20,17 @@ gives the same result. That makes a lost worker survivable:
   everything in the client process when the cluster has a single worker thread.
 
 On any exception (Ctrl-C included) the tasks not yet finished are cancelled (dask) or their
-workers killed (loky, by joblib), so nothing keeps computing for a run that has stopped.
+workers killed (loky, by joblib), so nothing keeps computing for a run that has stopped. A loky
+worker also watches the process that started it and exits within a second of its death
+(SIGKILL gives the parent no chance to stop it; loky would keep it for minutes).
 """
 
 from __future__ import annotations
 
+import os
 import re
+import threading
+import time
 import warnings
 from collections import deque
 from collections.abc import Callable, Iterator, Sequence
@@ -66,6 +71,45 @@ class WorkersLost(SimulationError, RuntimeError):
     Not a bad argument (the CLI exits 1, not 2): the machine or the cluster could not run the
     work. Nothing is returned and nothing was written.
     """
+
+
+PARENT_POLL_S = 0.5
+"""How often a loky worker checks that the process that started it is alive."""
+_watching: list[int] = []  # in a worker: the parent being watched (one watcher per process)
+
+
+def _watch_parent(parent_pid: int) -> None:
+    """In a worker process: exit as soon as ``parent_pid`` is gone (started once per process)."""
+    if os.getpid() == parent_pid or _watching:
+        return
+    _watching.append(parent_pid)
+    first_ppid = os.getppid()
+
+    def watch() -> None:
+        while True:
+            time.sleep(PARENT_POLL_S)
+            try:
+                os.kill(parent_pid, 0)
+            except ProcessLookupError:
+                os._exit(1)
+            except PermissionError:
+                pass  # alive, but another user's: the pid was reused, or never ours
+            if os.getppid() != first_ppid:  # re-parented: whoever started us has died
+                os._exit(1)
+
+    threading.Thread(target=watch, name="ppcfin-parent-watch", daemon=True).start()
+
+
+class _ParentWatched:
+    """``func`` run in a loky worker that dies with the process that submitted it."""
+
+    def __init__(self, func: Callable[..., Any]):
+        self.func = func
+        self.parent_pid = os.getpid()
+
+    def __call__(self, *args: Any) -> Any:
+        _watch_parent(self.parent_pid)
+        return self.func(*args)
 
 
 Tasks = Sequence[tuple[Any, ...]]
@@ -134,10 +178,11 @@ def run_in_order(
         yield from _on_dask(func, shared, tasks, workers, None, describe)
         return
     done = 0
+    task = _ParentWatched(func) if backend is Backend.loky else func
     for attempt in range(WORKER_RETRIES + 1):
         parallel = Parallel(n_jobs=workers, backend=backend.value, return_as="generator")
         try:
-            for result in parallel(delayed(func)(*shared, *args) for args in tasks[done:]):
+            for result in parallel(delayed(task)(*shared, *args) for args in tasks[done:]):
                 done += 1
                 yield result
             return

@@ -39,3 +39,15 @@ def __getattr__(name: str) -> Any:
         globals()[name] = value  # looked up once
         return value
     raise AttributeError(f"module 'optimizer' has no attribute {name!r}")
+
+
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("ppc-finance")
+    except PackageNotFoundError:  # run from a source tree that was never installed
+        return "0+unknown"
+
+
+__version__ = _version()

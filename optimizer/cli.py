@@ -18,10 +18,10 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 
-from models import CaseError, load_case
+from models import Case, CaseError, load_case
 from models.errors import ScenarioFileError, SimulationError
 from models.workers import WorkersLost
-from optimizer.atomic import OutputError
+from optimizer.outputs import MANIFEST_NAME, OutputError, OutputRefused
 
 app = typer.Typer(
     name="ppcfin",
@@ -31,8 +31,9 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
-console = Console()
-err_console = Console(stderr=True, soft_wrap=True)  # messages stay whole lines (grep-able)
+# emoji off: a name such as ":fire:" stays text; markup in user text is escaped where printed
+console = Console(emoji=False)
+err_console = Console(stderr=True, soft_wrap=True, emoji=False)  # whole lines (grep-able)
 
 MAX_PROBLEMS_SHOWN = 25
 
@@ -42,8 +43,23 @@ CaseArg = Annotated[
 ]
 
 
+def _print_version(value: bool) -> None:
+    if value:
+        from optimizer import __version__
+
+        console.print(f"ppcfin {__version__}", highlight=False)
+        raise typer.Exit(0)
+
+
 @app.callback()
-def _root() -> None:
+def _root(
+    version: Annotated[
+        bool,
+        typer.Option(
+            "--version", callback=_print_version, is_eager=True, help="Print the version."
+        ),
+    ] = False,
+) -> None:
     """Blend public, private and climate finance to close the PPC smallholder credit gap."""
 
 
@@ -84,8 +100,12 @@ def simulate_command(
     from optimizer.cli_views import print_book_losses, progress_bar
 
     loaded = load_case(case)
-    if out is not None and out.suffix.lower() not in (".npz", ".parquet"):
-        raise SimulationError(f"--out {out}: the file must end in .npz or .parquet")
+    if out is not None:
+        from optimizer.outputs import check_output_file
+
+        if out.suffix.lower() not in (".npz", ".parquet"):
+            raise SimulationError(f"--out {out}: the file must end in .npz or .parquet")
+        check_output_file(out, _is_scenario_file)
     with progress_bar(console, "Simulating", scenarios) as advance:
         scen = simulate(
             loaded,
@@ -102,7 +122,7 @@ def simulate_command(
     print_book_losses(console, loaded, scen, book_loss_table(loaded, scen))
     if out is not None:
         _write_atomically(lambda: scen.save(out), out)
-        console.print(f"Scenario set written to {escape(str(out))}", highlight=False)
+        console.print(f"Scenario set written to {shown(out)}", highlight=False)
 
 
 ScenariosOpt = Annotated[int, typer.Option("--scenarios", "-n", help="Number of scenarios.")]
@@ -111,7 +131,21 @@ JobsOpt = Annotated[int, typer.Option("--jobs", "-j", help="Parallel workers; -1
 SchedulerOpt = Annotated[
     str | None, typer.Option(help="dask.distributed scheduler address, tcp://HOST:PORT.")
 ]
-OutOpt = Annotated[Path, typer.Option(help="Output directory (replaced whole, atomically).")]
+OutOpt = Annotated[
+    Path,
+    typer.Option(
+        help="Output folder: created, or replaced whole (atomically) if empty or written by "
+        "ppcfin; anything else there is refused."
+    ),
+]
+ForceOpt = Annotated[
+    bool,
+    typer.Option(
+        "--force",
+        help="Replace an --out folder ppcfin did not write, with everything in it (never a "
+        "file, a link, the case's folder or the current folder).",
+    ),
+]
 MethodOpt = Annotated[
     str, typer.Option(help="auto, lp or cutting_plane (auto: cutting plane above 5,000 scenarios).")
 ]
@@ -130,6 +164,7 @@ def optimize_command(
     jobs: JobsOpt = 1,
     scheduler: SchedulerOpt = None,
     out: OutOpt = Path("out"),
+    force: ForceOpt = False,
     float32: Float32Opt = False,
 ) -> None:
     """Simulate, optimize, check out of sample; write result.json and allocation.csv."""
@@ -142,6 +177,7 @@ def optimize_command(
     from optimizer.run import OUT_OF_SAMPLE_SEED_OFFSET
 
     loaded = load_case(case)
+    _check_out(out, "optimize", force, loaded)
     backend = "dask" if scheduler else "loky"
     with console.status("Simulating scenarios…"):
         dtype = "float32" if float32 else "float64"
@@ -154,15 +190,15 @@ def optimize_command(
                             n_jobs=jobs, backend=backend, scheduler=scheduler,
                             dtype=dtype)  # fmt: skip
         oos = evaluate(loaded, result, oos_scen)
-    with staged_directory(out) as stage:
+    with staged_directory(out, **_out_rule("optimize", force, loaded)) as stage:
         (stage / "result.json").write_text(result.to_json(), encoding="utf-8")
         result.allocation.to_csv(stage / "allocation.csv", index=False)
         import json
 
         (stage / "out_of_sample.json").write_text(json.dumps(to_plain(oos)), encoding="utf-8")
     print_allocation(console, loaded, result, oos)
-    console.print(f"Written to {escape(str(out))}/: result.json, allocation.csv, "
-                  "out_of_sample.json", highlight=False)  # fmt: skip
+    console.print(f"Written to {shown(out)}/: result.json, allocation.csv, out_of_sample.json, "
+                  f"{MANIFEST_NAME}", highlight=False)  # fmt: skip
 
 
 @app.command("frontier")
@@ -185,6 +221,7 @@ def frontier_command(
     jobs: JobsOpt = 1,
     scheduler: SchedulerOpt = None,
     out: OutOpt = Path("out-frontier"),
+    force: ForceOpt = False,
 ) -> None:
     """The optimal gap against a swept limit, amount or ratio; writes frontier.csv and .json."""
     import json
@@ -199,6 +236,7 @@ def frontier_command(
     from optimizer.persist import to_plain
 
     loaded = load_case(case)
+    _check_out(out, "frontier", force, loaded)
     spec = parse_sweep(loaded, None, sweep)  # a bad sweep is refused before simulating
     if method not in METHODS:
         raise ValueError(f"--method {method!r}: choose from {', '.join(METHODS)}")
@@ -214,7 +252,7 @@ def frontier_command(
                          on_point=lambda i, _row: advance(i + 1))  # fmt: skip
     meta = {"case": loaded.name, "case_file": loaded.source_file, "n_scenarios": scenarios,
             "seed": seed, "frontier": to_plain(front)}  # fmt: skip
-    with staged_directory(out) as stage:
+    with staged_directory(out, **_out_rule("frontier", force, loaded)) as stage:
         front.table.to_csv(stage / "frontier.csv", index=False)
         (stage / "frontier.json").write_text(json.dumps(meta, indent=1), encoding="utf-8")
     unit = "x" if spec.multiplier else ""
@@ -229,9 +267,9 @@ def frontier_command(
     console.print(table)
     for r in front.table.itertuples():
         if r.status in FAILED_STATUSES:
-            err_console.print(f"  point {r.value:.3g}{unit}: {escape(str(r.reason))}",
+            err_console.print(f"  point {r.value:.3g}{unit}: {shown(r.reason)}",
                               highlight=False)  # fmt: skip
-    console.print(f"Written to {escape(str(out))}/: frontier.csv, frontier.json", highlight=False)
+    console.print(f"Written to {shown(out)}/: frontier.csv, frontier.json", highlight=False)
 
 
 @app.command("run")
@@ -240,6 +278,7 @@ def run_command(
     scenarios: ScenariosOpt = 5_000,
     seed: SeedOpt = 7,
     out: OutOpt = Path("out"),
+    force: ForceOpt = False,
     jobs: JobsOpt = 1,
     scheduler: SchedulerOpt = None,
     format: Annotated[str, typer.Option(help="Report formats, comma-separated.")] = "html,pdf,xlsx",
@@ -253,34 +292,42 @@ def run_command(
 
     formats = _formats(format)
     loaded = load_case(case)
+    _check_out(out, "run", force, loaded)
     with console.status("Starting…") as status:
         record = run_case(loaded, scenarios, seed, n_jobs=jobs, scheduler=scheduler,
                           dtype="float32" if float32 else "float64", optimize_method=method,
                           on_step=lambda name: status.update(f"{name.capitalize()}…"))  # fmt: skip
         status.update("Writing the report…")
-        with staged_directory(out) as stage:
+        with staged_directory(out, **_out_rule("run", force, loaded)) as stage:
             save_run(record, stage)
             record.allocation.allocation.to_csv(stage / "allocation.csv", index=False)
             written = _render(record, stage, formats)
     print_allocation(console, loaded, record.allocation, record.out_of_sample)
-    files = ["result.json", "allocation.csv", "run.json", "scenarios.npz", *written]
-    console.print(f"Written to {escape(str(out))}/: {', '.join(files)}", highlight=False)
+    files = ["result.json", "allocation.csv", "run.json", "scenarios.npz", *written, MANIFEST_NAME]
+    console.print(f"Written to {shown(out)}/: {', '.join(files)}", highlight=False)
 
 
 @app.command("report")
 def report_command(
     folder: Annotated[Path, typer.Argument(help="A folder written by `ppcfin run`.")],
     format: Annotated[str, typer.Option(help="Report formats, comma-separated.")] = "html,pdf,xlsx",
+    force: Annotated[
+        bool, typer.Option("--force", help="Overwrite report files ppcfin did not write.")
+    ] = False,
 ) -> None:
-    """Re-render the report of a saved run, without re-solving."""
-    from optimizer.atomic import staged_directory
-    from optimizer.run import load_run
+    """Re-render the report of a saved run, without re-solving; nothing else in DIR changes."""
+    from optimizer.atomic import staged_files
+    from optimizer.outputs import check_output_folder
 
     formats = _formats(format)
+    names = [f"report.{f}" for f in formats]
+    check_output_folder(folder, command="report", force=force, replacing=names)
+    from optimizer.run import load_run
+
     record = load_run(folder)
-    with staged_directory(folder, keep_existing=True) as stage:
+    with staged_files(folder, command="report", force=force) as stage:
         written = _render(record, stage, formats)
-    console.print(f"Re-rendered {escape(str(folder))}/: {', '.join(written)}", highlight=False)
+    console.print(f"Re-rendered {shown(folder)}/: {', '.join(written)}", highlight=False)
 
 
 @app.command("sensitivity")
@@ -301,6 +348,7 @@ def sensitivity_command(
     jobs: JobsOpt = 1,
     scheduler: SchedulerOpt = None,
     out: OutOpt = Path("out-sensitivity"),
+    force: ForceOpt = False,
 ) -> None:
     """Each input ±shock in turn, re-optimised on common random numbers: the tornado."""
     import json
@@ -311,6 +359,7 @@ def sensitivity_command(
     from optimizer.sensitivity_analysis import sensitivity, sensitivity_points
 
     loaded = load_case(case)
+    _check_out(out, "sensitivity", force, loaded)
     chosen = (
         None if inputs is None else [i.strip() for s in inputs for i in s.split(",") if i.strip()]
     )
@@ -318,12 +367,12 @@ def sensitivity_command(
     with progress_bar(console, "Sensitivity points", total) as advance:
         sens = sensitivity(loaded, scenarios, seed, inputs=chosen, shock=shock, n_jobs=jobs,
                            scheduler=scheduler, on_point=advance)  # fmt: skip
-    with staged_directory(out) as stage:
+    with staged_directory(out, **_out_rule("sensitivity", force, loaded)) as stage:
         sens.table.to_csv(stage / "sensitivity.csv", index=False)
         sens.tornado.to_csv(stage / "tornado.csv", index=False)
         (stage / "sensitivity.json").write_text(json.dumps(to_plain(sens)), encoding="utf-8")
     print_sensitivity(console, sens)
-    console.print(f"Written to {escape(str(out))}/: sensitivity.csv, tornado.csv, "
+    console.print(f"Written to {shown(out)}/: sensitivity.csv, tornado.csv, "
                   "sensitivity.json", highlight=False)  # fmt: skip
 
 
@@ -346,6 +395,7 @@ def stress_command(
     jobs: JobsOpt = 1,
     scheduler: SchedulerOpt = None,
     out: OutOpt = Path("out-stress"),
+    force: ForceOpt = False,
 ) -> None:
     """A fixed allocation under stress overlays: losses, limits held or breached, fund depletion."""
     import json
@@ -356,6 +406,7 @@ def stress_command(
     from optimizer.stress_testing import read_allocation, stress, stress_steps
 
     loaded = load_case(case)
+    _check_out(out, "stress", force, loaded)
     if allocation is not None:
         fixed = read_allocation(allocation)
     else:
@@ -372,7 +423,7 @@ def stress_command(
         report = stress(loaded, fixed, stress_files, scenarios, seed, reoptimize=reoptimize,
                         n_jobs=jobs, scheduler=scheduler, on_step=advance)  # fmt: skip
     written = ["stress_limits.csv", "stress_funders.csv", "stress_funds.csv", "stress.json"]
-    with staged_directory(out) as stage:
+    with staged_directory(out, **_out_rule("stress", force, loaded)) as stage:
         report.limits.to_csv(stage / "stress_limits.csv", index=False)
         report.funders.to_csv(stage / "stress_funders.csv", index=False)
         report.funds.to_csv(stage / "stress_funds.csv", index=False)
@@ -381,7 +432,34 @@ def stress_command(
             written.insert(3, "stress_reoptimized.csv")
         (stage / "stress.json").write_text(json.dumps(to_plain(report)), encoding="utf-8")
     print_stress(console, report)
-    console.print(f"Written to {escape(str(out))}/: {', '.join(written)}", highlight=False)
+    console.print(f"Written to {shown(out)}/: {', '.join(written)}", highlight=False)
+
+
+def shown(value: object) -> str:
+    """User text (a path, a name) as the terminal may show it: control characters escaped,
+    rich markup inert."""
+    try:
+        from models.problems import printable
+    except ImportError:  # TEMP until models.problems has it
+        import re
+
+        def printable(text: str) -> str:
+            return re.sub(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]", lambda m: f"\\x{ord(m[0]):02x}", text)
+
+    return escape(printable(str(value)))
+
+
+def _out_rule(command: str, force: bool, case: Case) -> dict:
+    """The ``--out`` rule's arguments: a folder holding the case file is never replaced."""
+    protect = (Path(case.source_file),) if case.source_file else ()
+    return {"command": command, "force": force, "protect": protect}
+
+
+def _check_out(out: Path, command: str, force: bool, case: Case) -> None:
+    """Refuse an output folder ppcfin may not replace before any work starts."""
+    from optimizer.outputs import check_output_folder
+
+    check_output_folder(out, **_out_rule(command, force, case))
 
 
 def _formats(text: str) -> list[str]:
@@ -412,6 +490,18 @@ def _render(record, folder: Path, formats: list[str]) -> list[str]:
     return written
 
 
+def _is_scenario_file(path: Path) -> bool:
+    """A file ppcfin wrote with ``simulate --out``: it reads back as a scenario set."""
+    from models import ScenarioSet
+    from models.errors import ScenarioFileError
+
+    try:
+        ScenarioSet.load(path)
+    except (ScenarioFileError, OSError, ValueError):
+        return False
+    return True
+
+
 def _write_atomically(write, target: Path) -> None:
     """Run a writer that replaces ``target`` atomically; turn OS errors into one message.
 
@@ -431,10 +521,10 @@ def _print_case_error(exc: CaseError) -> None:
     problems = exc.problems
     err_console.print(f"[bold red]The case cannot be used: {len(problems)} problem(s).[/]")
     for p in problems[:MAX_PROBLEMS_SHOWN]:
-        # every part is user input: escape it so rich never reads it as markup
+        # every part is user input: control characters escaped, never read as markup
         err_console.print(
-            f"  [red]•[/] {escape(p.file)}\n      [bold]{escape(p.field)}[/] = "
-            f"{escape(p.value)}: {escape(p.message)}",
+            f"  [red]•[/] {shown(p.file)}\n      [bold]{shown(p.field)}[/] = "
+            f"{shown(p.value)}: {shown(p.message)}",
             highlight=False,
             soft_wrap=True,
         )
@@ -448,8 +538,9 @@ def _optimizer_errors() -> type[Exception]:
     return OptimizerError
 
 
-INTERRUPT_SIGNALS = (signal.SIGINT, signal.SIGTERM)
-"""Signals that stop a command cleanly: exit code 128 + signal number (130, 143)."""
+INTERRUPT_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+"""Signals that stop a command cleanly: exit code 128 + signal number (130, 143, 129); SIGHUP
+is a closed terminal or a dropped SSH session."""
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -485,8 +576,11 @@ def _dispatch(argv: list[str] | None) -> int:
         _print_error(str(exc))
         diagnosis = getattr(exc, "diagnosis", None)
         for message in getattr(diagnosis, "messages", ()):
-            err_console.print(f"  • {escape(message)}", highlight=False)
+            err_console.print(f"  • {shown(message)}", highlight=False)
         return 1 if _is_solver_failure(exc) else 2
+    except OutputRefused as exc:
+        _print_error(f"{exc}. Nothing was written.")
+        return 2
     except OutputError as exc:
         _print_error(f"{exc}; earlier outputs are left as they were.")
         return 1
@@ -512,7 +606,7 @@ def _dispatch(argv: list[str] | None) -> int:
 
 
 def _print_error(message: str) -> None:
-    err_console.print(f"[bold red]Error:[/] {escape(message)}", highlight=False)
+    err_console.print(f"[bold red]Error:[/] {shown(message)}", highlight=False)
 
 
 def _is_solver_failure(exc: Exception) -> bool:
@@ -583,5 +677,18 @@ def _stop_workers() -> None:
         executor.shutdown(wait=True, kill_workers=True)
 
 
+def entry() -> None:
+    """The ``ppcfin`` console script: :func:`main`, then a quiet exit.
+
+    Once the command has returned, a further Ctrl-C is ignored: it would otherwise land in the
+    interpreter's exit handlers (joblib's, loky's) and print "Exception ignored in atexit
+    callback". Worker processes are already stopped by then.
+    """
+    code = main()
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+    sys.exit(code)
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    entry()

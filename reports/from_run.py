@@ -167,6 +167,11 @@ def report_context(record: RunRecord) -> ReportContext:
         axis=1,
     ).fillna(0.0)
     stack = stack.loc[stack.sum(axis=1) > 0]
+    if stack.empty:  # an optimum that lends nothing: every source at zero, said as such
+        stack = pd.DataFrame(
+            {"(nothing committed)": 0.0},
+            index=pd.Index([s.id for s in case.sources], name="source"),
+        )
     funds_used = tuple(c for c in stack.columns if c in {f.id for f in case.funds})
 
     expo = scenario_exposures(case, res, scen)

@@ -32,6 +32,7 @@ from models.workers import WorkersLost
 from optimizer import SolverFailure, optimize
 from optimizer.atomic import OutputError, staged_directory, write_text_atomic
 from optimizer.cli import main
+from optimizer.outputs import write_manifest
 
 sim_module = importlib.import_module("models.simulate")  # `models.simulate` is the function
 N_CHUNKED = 2 * CHUNK_SCENARIOS + 1_000  # three chunks: two workers both get one
@@ -366,6 +367,7 @@ def previous_run(tmp_path) -> Path:
     out.mkdir()
     (out / "result.json").write_text('{"from": "the previous run"}', encoding="utf-8")
     (out / "report.html").write_text("<p>previous report</p>", encoding="utf-8")
+    write_manifest(out, "run", ["result.json", "report.html"])  # ppcfin's own: replaceable
     return out
 
 
@@ -453,12 +455,13 @@ def test_simulate_out_on_a_full_disk_keeps_the_previous_file(
     minimal_case_file, tmp_path, monkeypatch, capsys
 ):
     out = tmp_path / "scen.npz"
-    out.write_bytes(b"previous scenario file")
+    assert main(["simulate", str(minimal_case_file), "-n", "300", "--out", str(out)]) == 0
+    previous = out.read_bytes()  # a scenario set ppcfin wrote: --out may replace it
     monkeypatch.setattr(np, "savez", enospc_in_savez)
     assert main(["simulate", str(minimal_case_file), "-n", "500", "--out", str(out)]) == 1
     err = capsys.readouterr().err
     assert f"cannot write {out}: No space left on device" in err and "Traceback" not in err
-    assert out.read_bytes() == b"previous scenario file" and hidden_entries(tmp_path) == []
+    assert out.read_bytes() == previous and hidden_entries(tmp_path) == []
 
 
 def test_write_text_atomic_on_a_full_disk_keeps_the_previous_file(tmp_path, monkeypatch):
@@ -473,7 +476,7 @@ def test_write_text_atomic_on_a_full_disk_keeps_the_previous_file(tmp_path, monk
 
 def test_an_interrupted_block_leaves_no_staging_folder(previous_run, tmp_path):
     before = snapshot(previous_run)
-    with pytest.raises(KeyboardInterrupt), staged_directory(previous_run) as stage:
+    with pytest.raises(KeyboardInterrupt), staged_directory(previous_run, command="run") as stage:
         (stage / "result.json").write_text("half", encoding="utf-8")
         raise KeyboardInterrupt
     assert snapshot(previous_run) == before and hidden_entries(tmp_path) == []
@@ -492,10 +495,11 @@ def test_a_signal_during_the_swap_is_held_until_the_new_folder_is_in_place(
         real_replace(src, dst)
 
     monkeypatch.setattr("optimizer.atomic.os.replace", replace_then_signal)
-    with pytest.raises(KeyboardInterrupt), staged_directory(previous_run) as stage:
+    with pytest.raises(KeyboardInterrupt), staged_directory(previous_run, command="run") as stage:
         (stage / "result.json").write_text("new", encoding="utf-8")
     assert len(calls) == 2  # both renames ran before the interrupt was delivered
-    assert snapshot(previous_run) == {"result.json": b"new"}
+    after = snapshot(previous_run)
+    assert after.pop("result.json") == b"new" and list(after) == ["ppcfin-manifest.json"]
     assert hidden_entries(tmp_path) == []
 
 
@@ -513,7 +517,9 @@ def _loky_workers(pid: int) -> list[int]:
 
 
 @pytest.mark.skipif(not Path("/proc/self/cmdline").exists(), reason="needs /proc")
-@pytest.mark.parametrize(("signum", "code"), [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
+@pytest.mark.parametrize(
+    ("signum", "code"), [(signal.SIGINT, 130), (signal.SIGTERM, 143), (signal.SIGHUP, 129)]
+)
 def test_a_signal_during_ppcfin_run_exits_cleanly(signum, code, previous_run, tmp_path):
     before = snapshot(previous_run)
     proc = subprocess.Popen(
