@@ -438,13 +438,7 @@ def stress_command(
 def shown(value: object) -> str:
     """User text (a path, a name) as the terminal may show it: control characters escaped,
     rich markup inert."""
-    try:
-        from models.problems import printable
-    except ImportError:  # TEMP until models.problems has it
-        import re
-
-        def printable(text: str) -> str:
-            return re.sub(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]", lambda m: f"\\x{ord(m[0]):02x}", text)
+    from models.text import printable
 
     return escape(printable(str(value)))
 
@@ -677,18 +671,7 @@ def _stop_workers() -> None:
         executor.shutdown(wait=True, kill_workers=True)
 
 
-def entry() -> None:
-    """The ``ppcfin`` console script: :func:`main`, then a quiet exit.
-
-    Once the command has returned, a further Ctrl-C is ignored: it would otherwise land in the
-    interpreter's exit handlers (joblib's, loky's) and print "Exception ignored in atexit
-    callback". Worker processes are already stopped by then.
-    """
-    code = main()
-    if threading.current_thread() is threading.main_thread():
-        signal.signal(signal.SIGINT, signal.SIG_IGN)
-    sys.exit(code)
-
-
 if __name__ == "__main__":
+    from optimizer.entry import entry
+
     entry()

@@ -12,6 +12,7 @@ import numpy as np
 import pandas as pd
 
 from models.tables import assumptions_frame
+from models.text import printable
 from optimizer.evaluate import Evaluation
 from optimizer.fixed import scenario_exposures
 from optimizer.frontier_sweep import FAILED_STATUSES, sweep_kind
@@ -272,7 +273,7 @@ def report_context(record: RunRecord) -> ReportContext:
         assumptions=assumptions,
         method_notes=METHOD_NOTES,
         reproducibility=Reproducibility(
-            case_file=str(case.source_file),
+            case_file=printable(str(case.source_file)),
             case_sha256=str(case.content_sha256),
             seed=record.seed,
             n_scenarios=record.n_scenarios,

@@ -1,0 +1,35 @@
+"""The ``ppcfin`` console script, kept apart from :mod:`optimizer.cli` so that a Ctrl-C while
+the heavy modules (numpy, scipy, cvxpy) are still importing is one line, not a traceback."""
+
+from __future__ import annotations
+
+import signal
+import sys
+import threading
+
+
+def entry() -> None:
+    """Run the command line; exit with its code.
+
+    Once the command has returned, a further Ctrl-C is ignored: it would otherwise land in the
+    interpreter's exit handlers (joblib's, loky's) and print "Exception ignored in atexit
+    callback". Worker processes are already stopped by then.
+    """
+    try:
+        from optimizer.cli import main
+    except KeyboardInterrupt:
+        _quiet_exit()
+        sys.stderr.write("Interrupted (SIGINT) while starting: nothing was done.\n")
+        sys.exit(128 + signal.SIGINT)
+    code = main()
+    _quiet_exit()
+    sys.exit(code)
+
+
+def _quiet_exit() -> None:
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
+if __name__ == "__main__":
+    entry()
