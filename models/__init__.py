@@ -3,6 +3,7 @@
 This layer never imports cvxpy or the reports.
 """
 
+from models.crosscheck import case_warnings
 from models.errors import CaseError, CaseProblem
 from models.loader import DEFAULT_CASE, load_case
 from models.scenarios import ScenarioSet
@@ -19,6 +20,7 @@ from models.schema import (
     SourceKind,
 )
 from models.simulate import Method, Tilt, simulate
+from models.text import printable
 
 __all__ = [
     "DEFAULT_CASE",
@@ -37,6 +39,8 @@ __all__ = [
     "ShockEvent",
     "SourceKind",
     "Tilt",
+    "case_warnings",
     "load_case",
+    "printable",
     "simulate",
 ]

@@ -333,3 +333,39 @@ def chain_correlation_matrix(case: Case) -> np.ndarray:
         if a is not None and b is not None:
             matrix[a, b] = matrix[b, a] = cc.correlation
     return matrix
+
+
+def case_warnings(case: Case) -> list[str]:
+    """Plain-language warnings about a valid case: parts that can never take part.
+
+    A case with such parts is still valid (an analyst may be sketching it), but the optimizer
+    would silently leave them empty; these sentences say so before it runs.
+
+    Parameters
+    ----------
+    case : Case
+        A loaded case.
+
+    Returns
+    -------
+    list of str
+        One sentence per loan product that no finance source lists in ``products`` (no money
+        can reach it) and per guarantee fund that no source lists in ``funds`` (nothing can
+        capitalise it), in the case's order; empty when there is none.
+    """
+    lent = {product_id for src in case.sources for product_id in src.products}
+    capitalised = {fund_id for src in case.sources for fund_id in src.funds}
+    out = [
+        f"loan product {prod.id} ({prod.name}) is in no finance source's products, so no money "
+        "can reach it; add its id to the products of a source that may lend it, or remove it"
+        for prod in case.products
+        if prod.id not in lent
+    ]
+    out += [
+        f"guarantee fund {fund.id} ({fund.name}) is in no finance source's funds, so nothing "
+        "can capitalise it and it guarantees nothing; add its id to the funds of a source, or "
+        "remove it"
+        for fund in case.funds
+        if fund.id not in capitalised
+    ]
+    return out

@@ -6,7 +6,35 @@ without reading code.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import re
+from dataclasses import dataclass, fields
+
+from models.text import printable
+
+_LAYOUT = re.compile("[\t\n\u061c\u200e\u200f\u202a-\u202e\u2028\u2029\u2066-\u2069]")
+"""What :func:`models.text.printable` leaves and one line of a message may not hold: tab and
+newline (they would break the line), line and paragraph separators, and bidirectional-text
+controls (shown raw they reorder what a terminal displays around them)."""
+
+
+def one_line(text: str) -> str:
+    """``text`` as one printable line: :func:`models.text.printable`, tab, newline and
+    bidirectional controls escaped too (``\\t``, ``\\n``, ``\\u202e``).
+
+    Parameters
+    ----------
+    text : str
+        Any text (a value, a field path, a file name, a message).
+
+    Returns
+    -------
+    str
+        The same text with no control character left raw; unchanged when it holds none.
+    """
+    text = printable(text)
+    if text.isprintable():  # the common case, in C
+        return text
+    return _LAYOUT.sub(lambda m: m[0].encode("unicode_escape").decode("ascii"), text)
 
 
 @dataclass(frozen=True)
@@ -23,12 +51,20 @@ class CaseProblem:
         The offending value as text (shortened when long), or ``"-"`` when the field is missing.
     message : str
         What is wrong and what would be valid.
+
+    Every part is stored through :func:`one_line`: a problem never carries a raw control
+    character nor a line break, whatever the case file or its file name holds.
     """
 
     file: str
     field: str
     value: str
     message: str
+
+    def __post_init__(self) -> None:
+        for part in fields(self):
+            # frozen: set through object, once, before anyone can read the raw text
+            object.__setattr__(self, part.name, one_line(str(getattr(self, part.name))))
 
     def __str__(self) -> str:
         return f"{self.file}: {self.field} = {self.value}: {self.message}"

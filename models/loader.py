@@ -3,6 +3,18 @@
 The loader is the one door: it reads files safely, expands CSV tables, applies overlays, lifts
 ``{value: …, source: …}`` provenance tags into the case's register, validates with pydantic, and
 turns every problem into a :class:`CaseProblem` naming file, field, value and what is valid.
+
+Files a case names. ``csv:`` tables and an overlay's ``base_case`` are paths relative to the
+folder of the file that names them, and they may lie outside it (``../shared/segments.csv``, or
+an absolute path): analysts keep shared tables in sibling folders. Because a case can therefore
+name any file on the machine, only files that can be what is expected are read: regular files
+whose names end in ``.csv`` (tables) or ``.yaml``/``.yml`` (cases, overlays, base cases, the
+case given to :func:`load_case` too), checked before the file is opened; directories, devices
+and pipes are refused as well. A named file that turns out not to be what it should be is
+reported by its name and the reason only, never by its text: a CSV whose header is not the
+table's columns (its columns named by number), a base case that is not YAML (line and column of
+the parse error), a document that is not a mapping of case keys. Values from files of the right
+kind are echoed at most 40 characters long, with control characters escaped.
 """
 
 from __future__ import annotations
@@ -19,6 +31,7 @@ from models.problems import (
     RESERVED_FIELDS,
     Loc,
     Origins,
+    clip,
     dotted,
     entity_label,
     problems_from_validation,
@@ -35,10 +48,15 @@ from models.schema import (
     ValueChain,
     check_source_tag,
 )
-from models.yaml_io import ReadProblem, read_csv_rows, read_yaml
+from models.yaml_io import CASE_SUFFIXES, ReadProblem, read_csv_rows, read_yaml
 
-DEFAULT_CASE = Path(__file__).resolve().parent.parent / "inputs" / "peru_amazon.yaml"
-"""The shipped Peruvian Amazon case."""
+_SOURCE_INPUTS = Path(__file__).resolve().parent.parent / "inputs"
+_INSTALLED_INPUTS = Path(__file__).resolve().parent / "inputs"  # package data of a wheel
+DEFAULT_CASE = (
+    _SOURCE_INPUTS if (_SOURCE_INPUTS / "peru_amazon.yaml").is_file() else _INSTALLED_INPUTS
+) / "peru_amazon.yaml"
+"""The shipped Peruvian Amazon case: ``inputs/`` of the source tree (an editable install), or
+the copy a plain ``pip install .`` puts inside the ``models`` package."""
 
 # Tables that may live in a CSV file next to the YAML: ``segments: {csv: segments.csv}``.
 TABLES: dict[tuple[str, ...], type[BaseModel]] = {
@@ -52,6 +70,8 @@ TABLES: dict[tuple[str, ...], type[BaseModel]] = {
 }
 MAX_OVERLAY_DEPTH = 8
 _NOT_A_MAPPING = "a case file must be a mapping of keys (name:, segments:, ...)"
+_CASE_KEYS = frozenset(Case.model_fields) | {"base_case"}
+"""Top-level keys of a case or an overlay; a mapping with none of them is some other file."""
 
 
 def load_case(path: str | Path | None = None) -> Case:
@@ -82,7 +102,7 @@ def load_case(path: str | Path | None = None) -> Case:
     problems: list[CaseProblem] = []
     raw = _lift_tags(raw, (), field_sources, problems, origins)
     if not isinstance(raw, dict):  # the whole file was one {value: …, source: …} tag
-        problems.append(CaseProblem(str(path), "(root)", show(raw), _NOT_A_MAPPING))
+        problems.append(CaseProblem(str(path), "(root)", _kind(raw), _NOT_A_MAPPING))
         raise CaseError(problems)
     for key in RESERVED_FIELDS:
         if key in raw:
@@ -99,8 +119,13 @@ def load_case(path: str | Path | None = None) -> Case:
         raise CaseError(problems_from_validation(exc, raw, origins)) from None
 
 
-def _load_tree(path: Path, origins: Origins, hasher: Any, depth: int) -> dict[str, Any]:
-    """Read a case or overlay file into a plain tree with its CSV tables expanded."""
+def _load_tree(
+    path: Path, origins: Origins, hasher: Any, depth: int, named_by: Path | None = None
+) -> dict[str, Any]:
+    """Read a case or overlay file into a plain tree with its CSV tables expanded.
+
+    ``named_by`` is the overlay whose ``base_case`` names ``path`` (None for the file given).
+    """
     if depth > MAX_OVERLAY_DEPTH:
         raise CaseError(
             [
@@ -113,19 +138,32 @@ def _load_tree(path: Path, origins: Origins, hasher: Any, depth: int) -> dict[st
             ]
         )
     try:
-        raw = read_yaml(path)
+        raw = read_yaml(path, CASE_SUFFIXES)
     except ReadProblem as exc:
-        raise CaseError([CaseProblem(str(path), exc.field, exc.value, exc.message)]) from None
+        message = exc.message
+        if named_by is not None:
+            if exc.plain != exc.message:
+                # a base case is any file an overlay names: say where it fails, quote none of it
+                message = f"is not a case file: {exc.plain}; load it on its own to see why"
+            message += _base_of(named_by)
+        raise CaseError([CaseProblem(str(path), exc.field, exc.value, message)]) from None
     # os.fsencode: a file name that is not UTF-8 (Latin-1 "Junín.yaml") is still hashable
     hasher.update(os.fsencode(path.name) + b"\0" + path.read_bytes())
     if not isinstance(raw, dict):
+        # the file's text is not shown: it may be any YAML file, not a case at all
+        raise CaseError(
+            [CaseProblem(str(path), "(root)", _kind(raw), _NOT_A_MAPPING + _base_of(named_by))]
+        )
+    if raw and not _is_tagged_value(raw) and not any(_is_case_key(key) for key in raw):
         raise CaseError(
             [
                 CaseProblem(
                     str(path),
                     "(root)",
-                    show(raw),
-                    _NOT_A_MAPPING,
+                    f"a mapping of {len(raw)} key(s)",
+                    "is not a case file: none of its top-level keys is a case key (name, "
+                    "regions, value_chains, segments, products, sources, risk_model, …, or "
+                    "base_case for an overlay)" + _base_of(named_by),
                 )
             ]
         )
@@ -134,6 +172,29 @@ def _load_tree(path: Path, origins: Origins, hasher: Any, depth: int) -> dict[st
     origins.set((), str(path))
     _expand_tables(raw, path.parent, origins, hasher)
     return raw
+
+
+def _base_of(named_by: Path | None) -> str:
+    return "" if named_by is None else f" (it is the base_case of {named_by})"
+
+
+def _is_case_key(key: Any) -> bool:
+    return isinstance(key, str) and key in _CASE_KEYS
+
+
+def _kind(value: Any) -> str:
+    """What a value is, without its content: for files that may not be case files at all."""
+    if isinstance(value, str):
+        return f"text of {len(value):,} character(s)"
+    if isinstance(value, list):
+        return f"a list of {len(value):,} item(s)"
+    if isinstance(value, dict):
+        return f"a mapping of {len(value):,} key(s)"
+    if isinstance(value, bool):
+        return "true/false"
+    if isinstance(value, int | float):
+        return "a number"
+    return "null" if value is None else f"a {type(value).__name__}"
 
 
 def _apply_overlay(
@@ -146,7 +207,7 @@ def _apply_overlay(
             [
                 CaseProblem(
                     str(path),
-                    str(key) or repr(key),
+                    clip(str(key) or repr(key)),
                     show(overlay[key]),
                     "unknown overlay key; an overlay has base_case, stress, changes",
                 )
@@ -191,7 +252,7 @@ def _apply_overlay(
                 )
             ]
         )
-    base = _load_tree(base_path, origins, hasher, depth + 1)
+    base = _load_tree(base_path, origins, hasher, depth + 1, named_by=path)
     changes = overlay.get("changes") or {}
     if not isinstance(changes, dict):
         raise CaseError(
@@ -273,7 +334,7 @@ def _expand_tables(
             continue
         csv_path = folder / str(ref["csv"])
         try:
-            rows = read_csv_rows(csv_path)
+            rows = read_csv_rows(csv_path, _table_columns(model), dotted(keys))
         except ReadProblem as exc:
             raise CaseError(
                 [
@@ -291,6 +352,12 @@ def _expand_tables(
         if record:  # overlay tables are attributed by the merge, at their merged positions
             for n, (line, _) in enumerate(rows):
                 origins.set(keys + (n,), f"{csv_path} line {line}")
+
+
+def _table_columns(model: type[BaseModel]) -> list[str]:
+    """Columns a CSV table of ``model`` may have: its fields, and ``field.source`` tags."""
+    names = list(model.model_fields)
+    return names + [f"{name}.source" for name in names if name != "source"]
 
 
 def _row_to_fields(cells: dict[str, str], model: type[BaseModel]) -> dict[str, Any]:
@@ -340,6 +407,20 @@ def _lift_tags(
 ) -> Any:
     """Replace ``{value: v, source: tag}`` by ``v`` and record the tag under the field path."""
     if _is_tagged_value(node):
+        if _is_tagged_value(node["value"]):
+            # {value: {value: 0.15}}: which tag is meant? Lifting both would drop one silently
+            problems.append(
+                CaseProblem(
+                    origins.find(loc)[0],
+                    path or "(root)",
+                    show(node),
+                    "a {value: …, source: …} tag inside another tag; give the figure once, "
+                    "e.g. {value: 0.15, source: '[A] …'}",
+                )
+            )
+            while _is_tagged_value(node):  # one problem however deep: go on with the figure
+                node = node["value"]
+            return _lift_tags(node, loc, found, problems, origins, path)
         tag = node.get("source")
         try:
             if tag is not None and not isinstance(tag, str):
@@ -356,7 +437,12 @@ def _lift_tags(
     if isinstance(node, dict):
         return {
             k: _lift_tags(
-                v, loc + (k,), found, problems, origins, f"{path}.{k}" if path else str(k)
+                v,
+                loc + (k,),
+                found,
+                problems,
+                origins,
+                f"{path}.{clip(str(k))}" if path else clip(str(k)),
             )
             for k, v in node.items()
         }

@@ -3,6 +3,11 @@
 Each problem names the file the value came from (the case, an overlay, or a CSV table and line),
 the field path with entity ids (``sources[PRIV_MFI].amount_usd``), the value, and what would be
 valid — with a "did you mean" for misspelt keys.
+
+Problems are printed to terminals and pasted into e-mails, so no text in them is trusted: values
+are cut to their first :data:`SHOWN_CHARS` characters, field-path parts to
+:data:`SHOWN_KEY_CHARS`, and every part goes through :func:`~models.errors.one_line`
+(control characters and line breaks escaped).
 """
 
 from __future__ import annotations
@@ -15,9 +20,30 @@ from typing import Any
 from pydantic import BaseModel, ValidationError
 
 from models.crosscheck import CrossFieldProblems
-from models.errors import CaseProblem
+from models.errors import CaseProblem, one_line
 from models.schema import Case
+from models.text import printable
 
+__all__ = [
+    "RESERVED_FIELDS",
+    "SHOWN_CHARS",
+    "Loc",
+    "Origins",
+    "clip",
+    "display_loc",
+    "dotted",
+    "entity_label",
+    "one_line",
+    "printable",
+    "problems_from_validation",
+    "show",
+]
+
+SHOWN_CHARS = 40
+"""Most characters of a value a message echoes: enough to recognise a typo, too few to print a
+file the case pointed at."""
+SHOWN_KEY_CHARS = 64
+"""Most characters of one part of a field path: a valid id (up to 64) is named in full."""
 Loc = tuple[str | int, ...]
 RESERVED_FIELDS = ("field_sources", "source_file", "content_sha256")
 """Case fields the loader sets; a case file may not."""
@@ -42,14 +68,19 @@ class Origins:
 def entity_label(item: Any, index: int) -> str | int:
     """Entities are named by id in field paths (``sources[PRIV_MFI]``); other items by index."""
     if isinstance(item, dict) and isinstance(item.get("id"), str):
-        return item["id"]
+        return clip(item["id"])
     return index
+
+
+def clip(text: str, limit: int = SHOWN_KEY_CHARS) -> str:
+    """One part of a field path (a key, an id), cut to ``limit`` characters."""
+    return text if len(text) <= limit else text[:limit] + "…"
 
 
 def dotted(loc: Loc) -> str:
     out = ""
     for part in loc:
-        out += f"[{part}]" if isinstance(part, int) else ("." if out else "") + str(part)
+        out += f"[{part}]" if isinstance(part, int) else ("." if out else "") + clip(str(part))
     return out
 
 
@@ -63,7 +94,7 @@ def display_loc(loc: Loc, raw: Any) -> str:
             out += f"[{tag}]"
             node = item
         else:
-            out += ("." if out else "") + str(part)
+            out += ("." if out else "") + clip(str(part))
             node = node.get(part) if isinstance(node, dict) else None
     return out or "(root)"
 
@@ -92,6 +123,8 @@ def problems_from_validation(
             message, value = "required field is missing", "-"
         elif err["type"] == "extra_forbidden":
             message, value = _unknown_key_message(loc), show(err.get("input"))
+        elif err["type"] == "value_error":  # a validator's own message: drop pydantic's prefix
+            message, value = err["msg"].removeprefix("Value error, "), show(err.get("input"))
         else:
             message, value = err["msg"], show(err.get("input"))
         problems.append(_problem(loc, value, message, raw, origins))
@@ -150,9 +183,13 @@ def _inner_model(annotation: Any) -> Any:
     return None
 
 
-def show(value: Any, limit: int = 80) -> str:
-    """A value as short text for messages."""
+def show(value: Any, limit: int = SHOWN_CHARS) -> str:
+    """A value as short, printable text for messages.
+
+    Text is quoted (``'lots'``), other values written as Python does (``1.5``, ``null`` for
+    None); at most ``limit`` characters are kept, then ``…``, and control characters are escaped.
+    """
     if value is None:
         return "null"
     text = repr(value) if isinstance(value, str) else str(value)
-    return text if len(text) <= limit else text[: limit - 1] + "…"
+    return one_line(text if len(text) <= limit else text[:limit] + "…")

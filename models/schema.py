@@ -4,45 +4,111 @@ Pydantic v2 models, frozen, unknown keys forbidden, every number bounded. Rates 
 written as fractions (0.36 = 36 %/yr); money is US$. Field-level checks live on the fields;
 checks that span fields or entities live in :mod:`models.crosscheck`, so that one pass finds
 every dangling reference at once.
+
+Numbers are read leniently except for one thing: a yes/no value is never a number. YAML reads
+``on``, ``yes`` and ``true`` as True, which pydantic would take as 1 (``coverage_ratio: on``
+would mean 100 %); every number field refuses it. Integers still pass as floats and numeric
+text (CSV cells arrive as text) still converts. Text fields refuse control characters: names
+are one line of plain text, descriptions and provenance tags may hold line breaks and tabs only.
 """
 
 from __future__ import annotations
 
 import re
 import typing
+import unicodedata
 from enum import StrEnum
 from typing import Annotated, Literal
 
 from pydantic import (
     AfterValidator,
     BaseModel,
+    BeforeValidator,
     ConfigDict,
     Field,
     PlainSerializer,
     field_validator,
     model_validator,
 )
+from pydantic_core import PydanticCustomError
 
 from models.crosscheck import CrossFieldProblems, case_problems, entity_problems
 
+
+# --- numbers that refuse yes/no, text without control characters ---------------------------
+def _refuse_bool(value: object) -> object:
+    if isinstance(value, bool):
+        raise PydanticCustomError(
+            "bool_for_number",
+            "true/false is not a number (YAML also reads yes/no and on/off as true/false); "
+            "write the figure itself, e.g. 1 or 0.5",
+        )
+    return value
+
+
+Number = Annotated[float, BeforeValidator(_refuse_bool)]
+"""A float that refuses True/False; ints and numeric text convert as usual."""
+Integer = Annotated[int, BeforeValidator(_refuse_bool)]
+"""An int that refuses True/False; integral floats and numeric text convert as usual."""
+
+
+def _control_character(text: str, allowed: str) -> tuple[int, str] | None:
+    """Position (1-based) and code of the first C0/C1 control character not in ``allowed``."""
+    if text.isprintable():  # fast path: no control character (nor other non-printable)
+        return None
+    for n, ch in enumerate(text, start=1):
+        if ch not in allowed and unicodedata.category(ch) == "Cc":
+            return n, f"U+{ord(ch):04X}"
+    return None
+
+
+def _name_text(text: str) -> str:
+    found = _control_character(text, allowed="")
+    if found:
+        raise PydanticCustomError(
+            "control_character",
+            "holds the control character {code} (character {position}); a name is one line "
+            "of plain text: remove it",
+            {"code": found[1], "position": found[0]},
+        )
+    return text
+
+
+def _free_text(text: str) -> str:
+    found = _control_character(text, allowed="\n\t")
+    if found:
+        raise PydanticCustomError(
+            "control_character",
+            "holds the control character {code} (character {position}); free text may hold "
+            "line breaks and tabs, no other control character: remove it",
+            {"code": found[1], "position": found[0]},
+        )
+    return text
+
+
+FreeText = Annotated[str, AfterValidator(_free_text)]
+"""Descriptions: any length, line breaks and tabs allowed, other control characters refused."""
+
+
 # --- bounded number types ------------------------------------------------------------------
-Probability = Annotated[float, Field(ge=0.0, lt=1.0)]
+Probability = Annotated[Number, Field(ge=0.0, lt=1.0)]
 """A probability of default or similar: in [0, 1)."""
-EventProbability = Annotated[float, Field(ge=0.0, le=1.0)]
+EventProbability = Annotated[Number, Field(ge=0.0, le=1.0)]
 """An annual event probability: in [0, 1]; 1 forces the event (stress replays)."""
-Share = Annotated[float, Field(ge=0.0, le=1.0)]
-PositiveShare = Annotated[float, Field(gt=0.0, le=1.0)]
-Correlation = Annotated[float, Field(ge=0.0, lt=1.0)]
-RateFraction = Annotated[float, Field(ge=0.0, le=2.0)]
+Share = Annotated[Number, Field(ge=0.0, le=1.0)]
+PositiveShare = Annotated[Number, Field(gt=0.0, le=1.0)]
+Correlation = Annotated[Number, Field(ge=0.0, lt=1.0)]
+RateFraction = Annotated[Number, Field(ge=0.0, le=2.0)]
 """An annual rate as a fraction; 2.0 (200 %/yr) is a generous ceiling that catches % typos."""
-AmountUSD = Annotated[float, Field(ge=0.0, le=1e13)]
-Multiplier = Annotated[float, Field(ge=0.0, le=100.0)]
+AmountUSD = Annotated[Number, Field(ge=0.0, le=1e13)]
+Multiplier = Annotated[Number, Field(ge=0.0, le=100.0)]
 Identifier = Annotated[
     str,
     Field(min_length=1, max_length=64, pattern=r"^[A-Za-z][A-Za-z0-9_.\-]*$"),
 ]
 """Ids start with a letter and use letters, digits, ``_``, ``.`` or ``-`` (no spaces)."""
-Name = Annotated[str, Field(min_length=1, max_length=200)]
+Name = Annotated[str, Field(min_length=1, max_length=200), AfterValidator(_name_text)]
+"""A display name: 1-200 characters on one line, no control characters."""
 MAX_VALUE_CHAINS = 500
 """The value-chain correlation matrix is checked by an eigen-decomposition, cubic in its size."""
 
@@ -80,11 +146,19 @@ def check_source_tag(tag: str | None) -> str | None:
     """Validate a provenance tag such as ``"[S] https://…"``, ``"[A]"`` or ``"[S/D] …"``."""
     if tag is None:
         return None
+    # checked before strip(): it would silently drop a control character at either end
+    found = _control_character(tag, allowed="\n\t")
     tag = tag.strip()
+    if found:
+        raise ValueError(
+            f"a source tag holds the control character {found[1]} (character {found[0]}); "
+            "it may hold line breaks and tabs, no other control character"
+        )
     if not _TAG.match(tag):
+        # the tag itself is the problem's value: the message does not repeat it
         raise ValueError(
             "a source tag must start with [S] (sourced), [D] (derived), [A] (assumption) or "
-            f"[U] (unverified), e.g. '[S] https://…'; got {tag[:60]!r}"
+            "[U] (unverified), e.g. '[S] https://…'"
         )
     return tag
 
@@ -143,7 +217,7 @@ class Segment(Tagged):
     id: Identifier
     region: Identifier
     value_chain: Identifier
-    households: Annotated[int, Field(ge=0, le=10**9)]
+    households: Annotated[Integer, Field(ge=0, le=10**9)]
     need_usd: AmountUSD = Field(description="Total credit need of the segment, US$.")
     supply_usd: AmountUSD = Field(description="Credit already supplied, US$ (<= need).")
     pd_multiplier: Multiplier = Field(1.0, description="Value-chain multiplier on product PDs.")
@@ -164,17 +238,17 @@ class LoanProduct(Tagged):
     id: Identifier
     name: Name
     rate: RateFraction = Field(description="Annual interest rate charged to borrowers (TEA).")
-    tenor_months: Annotated[int, Field(ge=1, le=360)]
-    avg_ticket_usd: Annotated[float, Field(gt=0.0, le=1e9)]
+    tenor_months: Annotated[Integer, Field(ge=1, le=360)]
+    avg_ticket_usd: Annotated[Number, Field(gt=0.0, le=1e9)]
     base_pd: Probability = Field(description="Annual probability of default before multipliers.")
     lgd_mean: Share = Field(description="Mean loss given default.")
-    lgd_sd: Annotated[float, Field(ge=0.0, lt=0.5)] = Field(
+    lgd_sd: Annotated[Number, Field(ge=0.0, lt=0.5)] = Field(
         0.0, description="Standard deviation of the Beta-distributed pool LGD."
     )
     transaction_cost_rate: RateFraction = Field(
         description="Lender's operating cost per year, fraction of principal."
     )
-    remote_cost_uplift_share: Annotated[float, Field(ge=0.0, le=5.0)] = Field(
+    remote_cost_uplift_share: Annotated[Number, Field(ge=0.0, le=5.0)] = Field(
         0.0, description="Extra transaction cost in remote segments, share of the base cost."
     )
     ta_cost_rate: RateFraction = Field(
@@ -203,12 +277,12 @@ class GuaranteeFund(Tagged):
     first_loss_cap_share: PositiveShare | None = Field(
         None, description="first_loss only: losses paid up to this share of covered volume."
     )
-    leverage_cap: Annotated[float, Field(ge=1.0, le=100.0)] = Field(
+    leverage_cap: Annotated[Number, Field(ge=1.0, le=100.0)] = Field(
         description="Maximum guaranteed volume per dollar of capital."
     )
     fee_rate: RateFraction = Field(description="Annual fee paid by lenders on covered volume.")
-    claim_trigger_days: Annotated[int, Field(ge=0, le=720)] = 90
-    max_depletion_probability: Annotated[float, Field(gt=0.0, le=0.5)] = Field(
+    claim_trigger_days: Annotated[Integer, Field(ge=0, le=720)] = 90
+    max_depletion_probability: Annotated[Number, Field(gt=0.0, le=0.5)] = Field(
         description="Largest acceptable probability that claims exceed capital (epsilon)."
     )
     uptake_share: PositiveShare = Field(
@@ -238,7 +312,7 @@ class FinanceSource(Tagged):
     products: tuple[Identifier, ...] = Field((), description="Loan products it may lend into.")
     funds: tuple[Identifier, ...] = Field((), description="Guarantee funds it may capitalise.")
     technical_assistance: bool = Field(False, description="May pay technical assistance.")
-    cvar_alpha: Annotated[float, Field(gt=0.0, lt=1.0)] | None = None
+    cvar_alpha: Annotated[Number, Field(gt=0.0, lt=1.0)] | None = None
     cvar_limit_usd: AmountUSD | None = None
     cvar_limit_share: Share | None = Field(
         None, description="CVaR limit as a share of the money it commits."
@@ -246,7 +320,7 @@ class FinanceSource(Tagged):
     expected_loss_limit_rate: Share | None = Field(
         None, description="Expected annual loss at most this share of its lending."
     )
-    return_hurdle_rate: Annotated[float, Field(ge=-1.0, le=2.0)] | None = Field(
+    return_hurdle_rate: Annotated[Number, Field(ge=-1.0, le=2.0)] | None = Field(
         None, description="Private participation: net margin per dollar lent at least this."
     )
     max_pd_unguaranteed: Probability | None = None
@@ -254,7 +328,7 @@ class FinanceSource(Tagged):
     min_deforestation_pressure: Share | None = Field(
         None, description="Earmark: only segments at least this deforestation pressure."
     )
-    max_multiple_of_concessional: Annotated[float, Field(ge=0.0, le=100.0)] | None = Field(
+    max_multiple_of_concessional: Annotated[Number, Field(ge=0.0, le=100.0)] | None = Field(
         None, description="Senior money: at most this multiple of the concessional money used."
     )
 
@@ -291,7 +365,7 @@ class Copula(Tagged):
     rho_macro: Correlation
     rho_chain: Correlation
     rho_region: Correlation
-    t_degrees_of_freedom: Annotated[float, Field(gt=2.0, le=1e6)] | None = Field(
+    t_degrees_of_freedom: Annotated[Number, Field(gt=2.0, le=1e6)] | None = Field(
         None, description="Student-t copula through a common chi-square mixing; omitted = Gaussian."
     )
 
@@ -304,15 +378,15 @@ class Copula(Tagged):
 class PriceFactor(Tagged):
     """Reads a value chain's factor as its commodity's standardised annual log price return."""
 
-    volatility: Annotated[float, Field(gt=0.0, le=5.0)]
-    shock_share: Annotated[float, Field(gt=-1.0, le=5.0)] = Field(
+    volatility: Annotated[Number, Field(gt=0.0, le=5.0)]
+    shock_share: Annotated[Number, Field(gt=-1.0, le=5.0)] = Field(
         0.0, description="Deterministic price move applied in every scenario (stress), e.g. -0.30."
     )
 
 
 class ChainCorrelation(Tagged):
     chains: tuple[Identifier, Identifier]
-    correlation: Annotated[float, Field(gt=-1.0, lt=1.0)]
+    correlation: Annotated[Number, Field(gt=-1.0, lt=1.0)]
 
 
 class RiskModel(Tagged):
@@ -326,23 +400,23 @@ class RiskModel(Tagged):
         0.0,
         description="How much pool LGDs rise with the cell's systematic factor (0 = independent).",
     )
-    state_lender_pd_uplift: Annotated[float, Field(ge=1.0, le=10.0)] = 1.0
+    state_lender_pd_uplift: Annotated[Number, Field(ge=1.0, le=10.0)] = 1.0
     basel_benchmark: Literal["other_retail", "none"] = "other_retail"
 
 
 class Policy(Tagged):
     """Programme-level rules and objective weights."""
 
-    min_private_per_concessional: Annotated[float, Field(ge=0.0, le=100.0)] = Field(
+    min_private_per_concessional: Annotated[Number, Field(ge=0.0, le=100.0)] = Field(
         0.0, description="Private lending at least this multiple of the concessional money used."
     )
     max_share_per_segment: PositiveShare = Field(1.0, description="Of total programme lending.")
     max_share_per_region: PositiveShare = 1.0
     max_share_per_product: PositiveShare = 1.0
-    deforestation_priority: Annotated[float, Field(ge=0.0, le=100.0)] = Field(
+    deforestation_priority: Annotated[Number, Field(ge=0.0, le=100.0)] = Field(
         1.0, description="Objective weight w_k = 1 + priority · deforestation_pressure_k."
     )
-    gap_tolerance_share: Annotated[float, Field(ge=0.0, le=0.1)] = Field(
+    gap_tolerance_share: Annotated[Number, Field(ge=0.0, le=0.1)] = Field(
         1e-4, description="Second stage may give up this share of the optimal weighted gap."
     )
     climate_earmark_min_share: Share = Field(
@@ -356,19 +430,21 @@ class StressInfo(Frozen):
 
     id: Identifier
     name: Name
-    description: str = ""
+    description: FreeText = ""
 
 
 class Case(Frozen):
     """A validated, immutable PPC financing case. Build it with :func:`models.load_case`."""
 
-    schema_version: Literal[1] = 1
+    schema_version: Annotated[Literal[1], BeforeValidator(_refuse_bool)] = 1
     name: Name
-    description: str = ""
+    description: FreeText = ""
     currency: Literal["USD"] = "USD"
-    fx_pen_per_usd: Annotated[float, Field(gt=0.0, le=1e4)] = 3.3
-    horizon_years: Literal[1] = Field(1, description="Default horizon of the loss model: 1 year.")
-    programme_years: Annotated[int, Field(ge=1, le=50)] = 5
+    fx_pen_per_usd: Annotated[Number, Field(gt=0.0, le=1e4)] = 3.3
+    horizon_years: Annotated[Literal[1], BeforeValidator(_refuse_bool)] = Field(
+        1, description="Default horizon of the loss model: 1 year."
+    )
+    programme_years: Annotated[Integer, Field(ge=1, le=50)] = 5
     regions: tuple[Region, ...] = Field(min_length=1)
     value_chains: tuple[ValueChain, ...] = Field(min_length=1, max_length=MAX_VALUE_CHAINS)
     segments: tuple[Segment, ...] = Field(min_length=1)

@@ -4,13 +4,21 @@ YAML comes from hand-edited files, so the reader refuses what a typo or a hostil
 object construction (safe loader only), alias bombs (expanded size bounded) and alias loops,
 duplicate keys (the second would silently win), numbers too long to be a case figure, dates that
 do not exist, non-UTF-8 bytes, devices and pipes, and files too large to be a case.
+
+A case may name other files (tables, a base case), so a file's name must say what it is before a
+byte of it is read: ``.yaml``/``.yml`` for cases, ``.csv`` for tables. A CSV table's header must
+be the expected table's columns, each once: a file that is not such a table is refused by its
+header alone, and its columns are named by number, so no message prints another file's text.
 """
 
 from __future__ import annotations
 
 import csv
+import difflib
 import io
+import re
 import stat
+from collections.abc import Collection
 from pathlib import Path
 from typing import Any
 
@@ -29,18 +37,39 @@ MAX_INT_CHARS = 40
 """Longest integer literal: case figures are below 1e13; longer ones would only cost time."""
 MAX_TABLE_CELLS = 200_000
 """Most cells (rows x columns) in one CSV table: the counterpart of MAX_EXPANDED_NODES."""
+CASE_SUFFIXES = (".yaml", ".yml")
+"""How the name of a case, an overlay or a base case ends (in any letter case)."""
+TABLE_SUFFIXES = (".csv",)
+"""How the name of a CSV table ends (in any letter case)."""
+SHOWN_CHARS = 40
+"""Most characters of a file's text that a message quotes (a token, a key)."""
 
 
 class ReadProblem(Exception):
-    """A file that cannot be read as a case; ``field`` locates it when known."""
+    """A file that cannot be read as a case; ``field`` locates it when known.
 
-    def __init__(self, message: str, field: str = "(file)", value: str = "-"):
+    ``plain`` says the same without quoting any of the file's text (for a file the case only
+    names, which may be anything); it is ``message`` when that quotes nothing.
+    """
+
+    def __init__(
+        self, message: str, field: str = "(file)", value: str = "-", plain: str | None = None
+    ):
         super().__init__(message)
         self.message, self.field, self.value = message, field, value
+        self.plain = message if plain is None else plain
 
 
-def _short(text: str, limit: int = 40) -> str:
-    return text if len(text) <= limit else text[: limit - 1] + "…"
+def _short(text: str, limit: int = SHOWN_CHARS) -> str:
+    return text if len(text) <= limit else text[:limit] + "…"
+
+
+_LONG_QUOTE = re.compile(rf"'[^'\n]{{{SHOWN_CHARS},}}'|\"[^\"\n]{{{SHOWN_CHARS},}}\"")
+
+
+def _clip_quotes(text: str) -> str:
+    """PyYAML's messages quote tokens, tags and alias names whole: keep their first characters."""
+    return _LONG_QUOTE.sub(lambda m: m[0][: SHOWN_CHARS - 1] + "…" + m[0][0], text)
 
 
 class _BoundedSafeLoader(yaml.SafeLoader):
@@ -171,11 +200,15 @@ def _expanded_size(root: yaml.Node) -> tuple[int, int]:
     return size[id(root)], depth[id(root)]
 
 
-def read_text(path: Path, max_bytes: int = MAX_FILE_BYTES) -> str:
+def read_text(
+    path: Path, max_bytes: int = MAX_FILE_BYTES, suffixes: Collection[str] | None = None
+) -> str:
     """Read a file as strict UTF-8, with a size limit; problems become :class:`ReadProblem`.
 
     Only regular files are read: a device or a pipe (``/dev/zero``, ``/dev/stdin``) would never
-    end. At most ``max_bytes + 1`` bytes are read even if the size on disk says less.
+    end. At most ``max_bytes + 1`` bytes are read even if the size on disk says less. With
+    ``suffixes`` (e.g. :data:`TABLE_SUFFIXES`), a file whose name ends otherwise is refused
+    before it is opened.
     """
     try:
         info = path.stat()
@@ -183,6 +216,8 @@ def read_text(path: Path, max_bytes: int = MAX_FILE_BYTES) -> str:
             raise ReadProblem("is a directory, not a case file")
         if not stat.S_ISREG(info.st_mode):
             raise ReadProblem("is not a regular file (a device or a pipe?); give a case file")
+        if suffixes is not None and path.suffix.lower() not in suffixes:
+            raise ReadProblem(_wrong_suffix(suffixes))
         hint = (
             "; move big tables to CSV files ({csv: file.csv})" if max_bytes < MAX_FILE_BYTES else ""
         )
@@ -211,9 +246,34 @@ def read_text(path: Path, max_bytes: int = MAX_FILE_BYTES) -> str:
         ) from None
 
 
-def read_yaml(path: Path) -> Any:
-    """Parse one YAML document safely and return plain Python data."""
-    text = read_text(path, MAX_YAML_BYTES)
+def _wrong_suffix(suffixes: Collection[str]) -> str:
+    ends = " or ".join(suffixes)
+    if tuple(suffixes) == TABLE_SUFFIXES:
+        what = "a table (csv: …) must be a CSV file"
+    elif tuple(suffixes) == CASE_SUFFIXES:
+        what = "a case, an overlay and a base_case must be YAML files"
+    else:
+        what = "the file must be one"
+    return f"the file name does not end in {ends}; {what} whose name ends so (it was not read)"
+
+
+def read_yaml(path: Path, suffixes: Collection[str] | None = None) -> Any:
+    """Parse one YAML document safely and return plain Python data.
+
+    Parameters
+    ----------
+    path : Path
+        The file; its name must end in one of ``suffixes`` (None: any name).
+    suffixes : collection of str, optional
+        Lower-case endings allowed, e.g. :data:`CASE_SUFFIXES` (the loader's choice for every
+        case file); None, the default, reads any name.
+
+    Raises
+    ------
+    ReadProblem
+        The file cannot be read or is not YAML; ``plain`` then says where without quoting it.
+    """
+    text = read_text(path, MAX_YAML_BYTES, suffixes)
     if not text.strip():
         raise ReadProblem("the file is empty; a case needs at least name, regions, segments...")
     loader: _BoundedSafeLoader | None = None
@@ -229,46 +289,128 @@ def read_yaml(path: Path) -> Any:
             raise ReadProblem(f"the YAML is nested {depth} levels deep; at most {MAX_NESTING}")
         return loader.construct_document(node)
     except yaml.MarkedYAMLError as exc:
+        # exc.problem and exc.context only: str(exc) would add a snippet of the line's text
         mark = exc.problem_mark or exc.context_mark
         where = f"line {mark.line + 1}, column {mark.column + 1}" if mark else "(unknown place)"
-        what = exc.problem or exc.context or "malformed YAML"
-        raise ReadProblem(f"malformed YAML at {where}: {what}", field=where) from None
+        what = _clip_quotes(exc.problem or exc.context or "malformed YAML")
+        raise ReadProblem(
+            f"malformed YAML at {where}: {what}",
+            field=where,
+            plain=f"YAML parse error at {where}",
+        ) from None
     except yaml.reader.ReaderError as exc:
         raise ReadProblem(
             f"character U+{exc.character:04X} at offset {exc.position} is not allowed in YAML "
             f"({exc.reason}); remove it"
         ) from None
     except yaml.YAMLError as exc:
-        raise ReadProblem(f"malformed YAML: {exc}") from None
+        raise ReadProblem(
+            f"malformed YAML: {_clip_quotes(_short(str(exc), 200))}",
+            plain="YAML parse error",
+        ) from None
     except RecursionError:
         raise ReadProblem(_too_deep()) from None
     except (ValueError, OverflowError) as exc:
         # the scanner's own conversions, e.g. the escape "\U0011FFFF" is past the last character
         mark = loader.get_mark() if loader is not None else None
         where = f"line {mark.line + 1}, column {mark.column + 1}" if mark else "(file)"
-        raise ReadProblem(f"malformed YAML at {where}: {exc}", field=where) from None
+        raise ReadProblem(
+            f"malformed YAML at {where}: {_short(str(exc), 200)}",
+            field=where,
+            plain=f"YAML parse error at {where}",
+        ) from None
     finally:
         if loader is not None:
             loader.dispose()
 
 
-def read_csv_rows(path: Path) -> list[tuple[int, dict[str, str]]]:
-    """Rows of a CSV table as ``(line_number, {column: text})``; blank cells are dropped."""
-    text = read_text(path)
+def read_csv_rows(
+    path: Path,
+    columns: Collection[str] | None = None,
+    table: str = "table",
+    suffixes: Collection[str] | None = TABLE_SUFFIXES,
+) -> list[tuple[int, dict[str, str]]]:
+    """Rows of a CSV table as ``(line_number, {column: text})``; blank cells are dropped.
+
+    Parameters
+    ----------
+    path : Path
+        The table; its name must end in one of ``suffixes`` (None: any name).
+    columns : collection of str, optional
+        Every column the table may have. Given, a header naming none of them is "not this
+        table" and one naming others is refused, before any row is read.
+    table : str
+        What the table holds (``segments``), for messages.
+    suffixes : collection of str, optional
+        Lower-case endings allowed, :data:`TABLE_SUFFIXES` by default.
+
+    Raises
+    ------
+    ReadProblem
+        The file cannot be read, is not this table, or repeats a column. No message quotes a
+        cell, and a header column is quoted only when it is a near miss of a valid one.
+    """
+    text = read_text(path, suffixes=suffixes)
     reader = csv.DictReader(io.StringIO(text))
     try:
-        return _rows(reader)
+        return _rows(reader, columns, table)
     except csv.Error as exc:  # e.g. a cell over the csv module's 131,072-character limit
         line = reader.reader.line_num  # DictReader's own count lags on a failed row
         raise ReadProblem(f"malformed CSV at line {line}: {exc}", field=f"line {line}") from None
 
 
-def _rows(reader: csv.DictReader) -> list[tuple[int, dict[str, str]]]:
+def _check_header(names: list[str], columns: Collection[str] | None, table: str) -> None:
+    """Refuse a header with a blank, unknown or repeated column (named by number)."""
+    blank = [n for n, name in enumerate(names, start=1) if not name]
+    if blank:
+        raise ReadProblem(f"column {blank[0]} of the header has no name", field="header")
+    if columns is not None:
+        main = [c for c in columns if not c.endswith(".source")]
+        listing = ", ".join(main)
+        unknown = [n for n, name in enumerate(names, start=1) if name not in columns]
+        if len(unknown) == len(names):
+            # another file altogether: say so, and quote none of it
+            raise ReadProblem(
+                f"not a CSV table with the columns {listing}: its header has {len(names)} "
+                "column(s) and none of them is one of these",
+                field="header",
+            )
+        if unknown:
+            named = [_unknown_column(n, names[n - 1], main) for n in unknown[:10]]
+            more = f" (and {len(unknown) - 10} more)" if len(unknown) > 10 else ""
+            raise ReadProblem(
+                f"{', '.join(named)}{more} of the header "
+                f"{'is not a column' if len(unknown) == 1 else 'are not columns'} of the "
+                f"{table} table; valid columns: {listing} (and <column>.source for a "
+                "figure's provenance tag)",
+                field="header",
+            )
+    first: dict[str, int] = {}
+    for n, name in enumerate(names, start=1):
+        if name in first:
+            shown = name if columns is not None else _short(name)  # a known column: not file text
+            raise ReadProblem(
+                f"column {n} of the header repeats column {first[name]} ({shown!r}); each "
+                "column may appear once (the last one would silently win)",
+                field="header",
+            )
+        first[name] = n
+
+
+def _unknown_column(number: int, name: str, valid: list[str]) -> str:
+    """``column 4 ('houseolds': did you mean 'households'?)``, or ``column 4`` for a far miss."""
+    close = difflib.get_close_matches(name, valid, n=1)
+    if close:  # a near miss of a column name is a typo, not another file's text
+        return f"column {number} ({_short(name)!r}: did you mean {close[0]!r}?)"
+    return f"column {number}"
+
+
+def _rows(
+    reader: csv.DictReader, columns: Collection[str] | None, table: str
+) -> list[tuple[int, dict[str, str]]]:
     if not reader.fieldnames:
         raise ReadProblem("the CSV table is empty; it needs a header row")
-    blank = [n for n, col in enumerate(reader.fieldnames) if not (col or "").strip()]
-    if blank:
-        raise ReadProblem(f"column {blank[0] + 1} of the header has no name", field="header")
+    _check_header([(col or "").strip() for col in reader.fieldnames], columns, table)
     rows = []
     for n_read, row in enumerate(reader, start=1):
         if n_read * len(reader.fieldnames) > MAX_TABLE_CELLS:

@@ -9,9 +9,16 @@ message; nothing else escapes; no example runs long (a hypothesis deadline, plus
 beyond its schema bound is reported at its exact field path. ``ppcfin validate`` on fuzzed files
 exits 2 with no traceback. Inputs that once broke these properties are pinned at the end.
 
-The default suite runs the examples counted in :data:`PROPERTIES` (:data:`FAST_EXAMPLES`, a few
-hundred, in a fixed derandomised order); the ``slow`` variant runs :data:`SLOW_FACTOR` times as
-many, with fresh random draws each run.
+Issue #14 ("do no harm") adds properties every outcome must have: no problem carries a raw control
+character, and no text of the files planted in every example's folder (fake account records, an
+application's YAML with a secret, a broken YAML) ever appears, however a case names them. And
+what was once silently accepted is always refused: a yes/no value for a number, a repeated CSV
+column, a provenance tag inside a tag, a control character in a name, description or tag.
+
+The default suite runs the examples counted in :data:`PROPERTIES` (:data:`FAST_EXAMPLES`, 1,780,
+in a fixed derandomised order, with no hypothesis deadline: a shared machine's spikes do
+not fail it, and the hard timeout still stops a hang); the ``slow`` variant runs
+:data:`SLOW_FACTOR` times as many, with fresh random draws each run and the 5 s deadline.
 """
 
 from __future__ import annotations
@@ -27,6 +34,7 @@ import signal
 import tempfile
 import time
 import typing
+import unicodedata
 from collections.abc import Callable, Iterator
 from datetime import date, timedelta
 from pathlib import Path
@@ -83,8 +91,16 @@ def hard_timeout(seconds: float = HARD_TIMEOUT_S) -> Iterator[None]:
         signal.signal(signal.SIGALRM, previous)
 
 
+LOADS = [0]
+"""Calls of :func:`load_outcome`: one per example, so a test can count the examples it ran."""
+
+
 def load_outcome(path: Path) -> Case | CaseError:
-    """Load ``path``; assert the outcome is a Case or a CaseError that names its fields."""
+    """Load ``path``; assert the outcome is a Case or a CaseError that names its fields.
+
+    A CaseError's text holds no raw control character and nothing from the planted files.
+    """
+    LOADS[0] += 1
     with hard_timeout():
         try:
             case = load_case(path)
@@ -94,10 +110,21 @@ def load_outcome(path: Path) -> Case | CaseError:
                 assert isinstance(problem, CaseProblem)
                 for part in (problem.file, problem.field, problem.value, problem.message):
                     assert isinstance(part, str) and part, problem
+                    assert_harmless(part)
             assert str(exc).count("\n") >= len(exc.problems)  # every problem is printable
+            for line in str(exc).split("\n"):
+                assert_harmless(line)
             return exc
     assert isinstance(case, Case)
     return case
+
+
+def assert_harmless(text: str) -> None:
+    """No raw control character, no text of a planted file."""
+    control = [ch for ch in text if unicodedata.category(ch) == "Cc"]
+    assert not control, f"raw control character {control[0]!r} in {text!r}"
+    for secret in PLANTED_SECRETS:
+        assert secret not in text, f"planted text {secret!r} echoed in {text!r}"
 
 
 def dump(data: Any) -> str:
@@ -310,11 +337,38 @@ OPS = ["delete", "replace", "add_key", "tag", "nest", "duplicate", "huge_text", 
 
 
 # --- files on disk ---------------------------------------------------------------------------
+SECRET = "SECRET-7f3a9c-TOKEN"
+PASSWD_HEADER = "root:x:0:0:root:/root:/bin/bash"
+PLANTED: dict[str, str] = {
+    "accounts": f"{PASSWD_HEADER}\nalice:{SECRET}:1000:1000:Alice:/home/alice:/bin/sh\n",
+    "accounts.csv": f"{PASSWD_HEADER}\nalice:{SECRET}:1000:1000:Alice:/home/alice:/bin/sh\n",
+    "users.csv": f"id,password_hash\nR1,{SECRET}\nPUB,{SECRET}\n",
+    "columns.csv": f"id,name,{SECRET}\nR1,Region one,x\n",
+    "accounts.yaml": f"{PASSWD_HEADER}\nalice:{SECRET}:1000:1000:Alice:/home/alice:/bin/sh\n",
+    "app.yml": f"user: alice\npassword: {SECRET}\ntoken: [{SECRET}]\n",
+    "broken.yaml": f"password: [{SECRET}\n",
+    "tabbed.yaml": f"password: {SECRET}\n\t- {SECRET}\n",
+}
+"""Files planted in every example's folder: none is a case or a table, and none may be echoed."""
+PLANTED_SECRETS = (SECRET, PASSWD_HEADER, "password_hash")
+PLANTED_REFS = st.sampled_from(sorted(PLANTED)).flatmap(
+    lambda name: st.sampled_from([name, f"./{name}", f"sub/../{name}", f"../{{here}}/{name}"])
+)
+"""How a case may name a planted file; ``{here}`` becomes the folder's own name."""
+
+
 @contextlib.contextmanager
 def scratch(root: Path) -> Iterator[Path]:
-    """A fresh folder under ``root`` for one example, removed afterwards."""
+    """A fresh folder under ``root`` for one example, with :data:`PLANTED` files; removed after."""
     with tempfile.TemporaryDirectory(dir=root) as folder:
+        for name, text in PLANTED.items():
+            (Path(folder) / name).write_text(text, encoding="utf-8")
         yield Path(folder)
+
+
+def planted_ref(ref: str, folder: Path, depth: int = 0) -> str:
+    """``ref`` as a case ``depth`` folders below ``folder`` names it."""
+    return "../" * depth + ref.replace("{here}", folder.name)
 
 
 def copy_inputs(folder: Path) -> Path:
@@ -407,7 +461,8 @@ def csv_case(draw: st.DrawFn) -> tuple[dict[str, Any], str]:
 # --- overlays ----------------------------------------------------------------------------------
 BASE_REFS = st.sampled_from(
     ["../peru_amazon.yaml", "fuzz.yaml", "roya_2013.yaml", "../segments.csv", "missing.yaml",
-     "", ".", "..", "/", "/dev/zero", "a\x00b", "x" * 300, "../" * 40 + "etc/passwd"]
+     "", ".", "..", "/", "/dev/zero", "a\x00b", "x" * 300, "../" * 40 + "etc/passwd",
+     *(f"../../{name}" for name in PLANTED)]
 ) | st.none() | st.integers() | STRUCTURES  # fmt: skip
 OVERLAY_ENTITIES = {"sources": ["CLIM_JDI", "PRIV_MFI"], "funds": ["G_PUB"],
                     "products": ["VCF", "IND_MFI"], "segments": ["SM-COF"]}  # fmt: skip
@@ -441,7 +496,9 @@ def overlay(draw: st.DrawFn) -> dict[str, Any]:
             st.fixed_dictionaries({"events": st.lists(STRUCTURES, max_size=2)}) | STRUCTURES
         )
     if draw(st.integers(0, 4)) == 0:
-        changes["segments"] = {"csv": draw(st.sampled_from(["../segments.csv", "none.csv", "."]))}
+        changes["segments"] = {
+            "csv": draw(st.sampled_from(["../segments.csv", "none.csv", ".", "../../users.csv"]))
+        }
     out["changes"] = draw(st.just(changes) | STRUCTURES) if draw(st.integers(0, 5)) else changes
     if draw(st.integers(0, 6)) == 0:
         out[draw(SAFE_TEXT)] = draw(LEAVES)
@@ -579,16 +636,229 @@ def prop_cli_validate(root: Path) -> Callable[..., None]:
     return check
 
 
+# --- issue #14: what must never pass, what must never be echoed --------------------------------
+def prop_planted_secret(root: Path) -> Callable[..., None]:
+    """A case, an overlay or its changes name a planted file, or it is loaded directly."""
+
+    @given(
+        ref=PLANTED_REFS,
+        mode=st.sampled_from(["table", "base_case", "overlay-table", "direct"]),
+        table=st.sampled_from(sorted(TABLE_KEYS)),
+    )
+    def check(ref: str, mode: str, table: str) -> None:
+        with scratch(root) as folder:
+            case = copy.deepcopy(MINIMAL_CASE)
+            if mode == "table":
+                entity(case, TABLE_KEYS[table])[table] = {"csv": planted_ref(ref, folder)}
+            (folder / "case.yaml").write_text(dump(case), encoding="utf-8")
+            path = folder / "case.yaml"
+            if mode in ("base_case", "overlay-table"):
+                layer: dict[str, Any] = {"base_case": planted_ref(ref, folder, depth=1)}
+                if mode == "overlay-table":
+                    changes = {table: {"csv": planted_ref(ref, folder, depth=1)}}
+                    if table == "events":
+                        changes = {"risk_model": changes}
+                    layer = {"base_case": "../case.yaml", "changes": changes}
+                path = folder / "stress" / "x.yaml"
+                path.parent.mkdir()
+                path.write_text(dump(layer), encoding="utf-8")
+            elif mode == "direct":
+                path = folder / planted_ref(ref, folder)
+            assert isinstance(load_outcome(path), CaseError)  # no planted file is a case part
+
+    return check
+
+
+BOOL_WORDS = st.sampled_from(
+    [w for word in ("true", "false", "yes", "no", "on", "off") for w in (word, word.title(),
+     word.upper())]
+)  # fmt: skip
+"""Every spelling PyYAML reads as True or False."""
+BOOL_SENTINEL = "PUT_A_BOOL_HERE"
+CSV_NUMBER_FIELDS = [f for f in NUMBER_FIELDS if f[0] and f[0][0] in TABLE_KEYS]
+"""Number fields of entities a CSV table can hold (segments, products, funds, sources)."""
+
+
+def write_table(case: dict[str, Any], table: str, folder: Path) -> None:
+    """Move ``table`` of ``case`` to ``folder / table.csv`` (every cell as text)."""
+    holder = entity(case, TABLE_KEYS[table])
+    rows = holder[table]
+    header = list(dict.fromkeys(k for row in rows for k in row))
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\n")
+    writer.writerows([header, *([to_cell(row.get(k, "")) for k in header] for row in rows)])
+    (folder / "table.csv").write_text(out.getvalue(), encoding="utf-8")
+    holder[table] = {"csv": "table.csv"}
+
+
+def prop_bool_as_number(root: Path) -> Callable[..., None]:
+    """A yes/no word for a number: in YAML (read as True/False) or as a CSV cell (text)."""
+
+    @given(data=st.data(), word=BOOL_WORDS, in_csv=st.booleans())
+    def check(data: st.DataObject, word: str, in_csv: bool) -> None:
+        pool = CSV_NUMBER_FIELDS if in_csv else NUMBER_FIELDS
+        path, name, _, _ = data.draw(st.sampled_from(pool), label="field")
+        case = copy.deepcopy(MINIMAL_CASE)
+        entity(case, path)  # a section the minimal case omits (policy) is added empty
+        expected = field_path(case, path, name)
+        with scratch(root) as folder:
+            if in_csv:
+                entity(case, path)[name] = word
+                write_table(case, path[0], folder)
+                text = dump(case)
+            else:
+                entity(case, path)[name] = BOOL_SENTINEL
+                text = dump(case).replace(BOOL_SENTINEL, word)
+            (folder / "case.yaml").write_text(text, encoding="utf-8")
+            outcome = load_outcome(folder / "case.yaml")
+        assert isinstance(outcome, CaseError), f"{name}: {word} was accepted as a number"
+        [problem] = [p for p in outcome.problems if p.field == expected]
+        if in_csv:
+            assert problem.value == repr(word)
+            assert "valid number" in problem.message or "valid integer" in problem.message
+        else:
+            assert problem.value == str(word.lower() in ("true", "yes", "on"))
+            assert problem.message.startswith("true/false is not a number")
+
+    return check
+
+
+def prop_duplicate_column(root: Path) -> Callable[..., None]:
+    """A CSV table with one of its columns repeated (padded or not, anywhere in the header)."""
+
+    @given(
+        data=st.data(),
+        table=st.sampled_from(sorted(TABLE_KEYS)),
+        pad=st.sampled_from(["", " ", "  ", "\t"]),
+        same_cells=st.booleans(),
+    )
+    def check(data: st.DataObject, table: str, pad: str, same_cells: bool) -> None:
+        case = copy.deepcopy(MINIMAL_CASE)
+        rows = entity(case, TABLE_KEYS[table])[table]
+        header = list(dict.fromkeys(k for row in rows for k in row))
+        column = data.draw(st.sampled_from(header), label="column")
+        at_n = data.draw(st.integers(0, len(header)), label="at")
+        cells = [[to_cell(row.get(k, "")) for k in header] for row in rows]
+        for row, line in zip(rows, cells, strict=True):
+            line.insert(at_n, to_cell(row.get(column, "")) if same_cells else "9")
+        header.insert(at_n, pad + column + pad[::-1])
+        out = io.StringIO()
+        csv.writer(out, lineterminator="\n").writerows([header, *cells])
+        entity(case, TABLE_KEYS[table])[table] = {"csv": "table.csv"}
+        with scratch(root) as folder:
+            (folder / "table.csv").write_text(out.getvalue(), encoding="utf-8")
+            (folder / "case.yaml").write_text(dump(case), encoding="utf-8")
+            outcome = load_outcome(folder / "case.yaml")
+        assert isinstance(outcome, CaseError), f"{table}: column {column} twice was accepted"
+        [problem] = outcome.problems
+        assert problem.field == ".".join([*TABLE_KEYS[table], table]) + ".csv (header)"
+        assert "repeats column" in problem.message and repr(column) in problem.message
+
+    return check
+
+
+def prop_nested_tag(root: Path) -> Callable[..., None]:
+    """A figure wrapped in two to four ``{value: …, source: …}`` tags."""
+
+    @given(
+        data=st.data(),
+        where=st.sampled_from(NUMBER_FIELDS),
+        sources=st.lists(st.booleans(), min_size=2, max_size=4),
+    )
+    def check(data: st.DataObject, where: tuple, sources: list[bool]) -> None:
+        path, name, _, _ = where
+        case = copy.deepcopy(MINIMAL_CASE)
+        node = entity(case, path)
+        value: Any = node.get(name, data.draw(st.sampled_from([0.5, 1, "0.2"]), label="value"))
+        for tagged in sources:
+            value = {"value": value, **({"source": "[A] fuzz"} if tagged else {})}
+        node[name] = value
+        with scratch(root) as folder:
+            (folder / "case.yaml").write_text(dump(case), encoding="utf-8")
+            outcome = load_outcome(folder / "case.yaml")
+        assert isinstance(outcome, CaseError), f"{name}: a tag in a tag was accepted"
+        [problem] = [p for p in outcome.problems if p.field == field_path(case, path, name)]
+        assert problem.message.startswith("a {value: …, source: …} tag inside another tag")
+
+    return check
+
+
+TEXT_FIELDS: list[tuple[tuple[str | int, ...], str, str]] = [
+    ((), "name", "name"),
+    ((), "description", "free"),
+    (("stress",), "name", "name"),
+    (("stress",), "description", "free"),
+    *[
+        ((group, n), field, kind)
+        for group, count in [("regions", 2), ("value_chains", 2), ("products", 2), ("funds", 1),
+                             ("sources", 3)]
+        for n in range(count)
+        for field, kind in [("name", "name"), ("source", "tag")]
+    ],
+    (("risk_model", "events", 0), "name", "name"),
+    (("risk_model", "events", 0), "source", "tag"),
+    (("risk_model",), "source", "tag"),
+    (("policy",), "source", "tag"),
+]  # fmt: skip
+"""Text fields of the minimal case: names (one line), descriptions and provenance tags."""
+CONTROL_CHARACTERS = st.characters(categories=["Cc"])
+
+
+def prop_control_character(root: Path) -> Callable[..., None]:
+    """A control character in a name, description or tag, in YAML or a CSV cell; in a file name."""
+
+    @given(
+        data=st.data(),
+        where=st.sampled_from(TEXT_FIELDS),
+        in_csv=st.booleans(),
+        file_char=st.none() | CONTROL_CHARACTERS.filter(lambda ch: ch != "\x00"),
+    )
+    def check(data: st.DataObject, where: tuple, in_csv: bool, file_char: str | None) -> None:
+        path, name, kind = where
+        allowed = "" if kind == "name" else "\n\t"
+        chars = CONTROL_CHARACTERS.filter(lambda ch: ch not in allowed)
+        if in_csv and path and path[0] in TABLE_KEYS:
+            chars = chars.filter(lambda ch: ch != "\x00")  # the csv module refuses NUL itself
+        else:
+            in_csv = False
+        case = copy.deepcopy(MINIMAL_CASE)
+        if path == ("stress",):
+            case["stress"] = {"id": "fuzz", "name": "Fuzz"}
+        node = entity(case, path)
+        text = str(node.get(name) or ("[A] fuzz note" if kind == "tag" else "Fuzz text"))
+        at_n = data.draw(st.integers(0, len(text)), label="at")
+        node[name] = text[:at_n] + data.draw(chars, label="control") + text[at_n:]
+        expected = field_path(case, path, name)
+        case_name = f"case{file_char or ''}.yaml"
+        with scratch(root) as folder:
+            if in_csv:
+                write_table(case, str(path[0]), folder)
+            # escaped, not raw: PyYAML's emitter writes a raw NEL that its reader folds to a space
+            text = yaml.safe_dump(case, sort_keys=False, allow_unicode=False)
+            (folder / case_name).write_text(text, encoding="utf-8")
+            outcome = load_outcome(folder / case_name)
+        assert isinstance(outcome, CaseError), f"{expected} = {node[name]!r} was accepted"
+        [problem] = [p for p in outcome.problems if p.field == expected]
+        assert "control character U+" in problem.message
+
+    return check
+
+
 PROPERTIES: dict[str, tuple[Callable[[Path], Callable[..., None]], int]] = {
     "random-structure": (prop_random_structure, 40),
-    "raw-text": (prop_raw_text, 50),
-    "minimal-mutant": (prop_minimal_mutant, 60),
-    "number-beyond-bound": (prop_number_beyond_bound, 50),
+    "raw-text": (prop_raw_text, 100),
+    "minimal-mutant": (prop_minimal_mutant, 100),
+    "number-beyond-bound": (prop_number_beyond_bound, 60),
     "number-at-bound": (prop_number_at_bound, 25),
     "shipped-mutant": (prop_shipped_mutant, 20),
-    "csv-table": (prop_csv_table, 40),
-    "overlay": (prop_overlay, 30),
+    "csv-table": (prop_csv_table, 80),
+    "overlay": (prop_overlay, 40),
     "cli-validate": (prop_cli_validate, 15),
+    "planted-secret": (prop_planted_secret, 300),
+    "bool-as-number": (prop_bool_as_number, 300),
+    "duplicate-column": (prop_duplicate_column, 200),
+    "nested-tag": (prop_nested_tag, 200),
+    "control-character": (prop_control_character, 300),
 }
 """Each property and its number of examples in the default suite."""
 FAST_EXAMPLES = sum(n for _, n in PROPERTIES.values())
@@ -597,7 +867,9 @@ FAST_EXAMPLES = sum(n for _, n in PROPERTIES.values())
 @pytest.mark.parametrize("name", list(PROPERTIES))
 def test_fuzz_loader(name: str, tmp_path: Path) -> None:
     build, examples = PROPERTIES[name]
-    settings(FUZZ, max_examples=examples)(build(tmp_path))()
+    LOADS[0] = 0
+    settings(FUZZ, max_examples=examples, deadline=None)(build(tmp_path))()
+    assert LOADS[0] >= examples  # every example was generated and loaded: the count is real
 
 
 @pytest.mark.slow
