@@ -52,12 +52,17 @@ Integer = Annotated[int, BeforeValidator(_refuse_bool)]
 """An int that refuses True/False; integral floats and numeric text convert as usual."""
 
 
+_BIDI_CONTROLS = frozenset("\u200e\u200f\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069")
+"""Bidirectional controls: U+202E shows the rest of a name backwards (a spoofing trick)."""
+
+
 def _control_character(text: str, allowed: str) -> tuple[int, str] | None:
-    """Position (1-based) and code of the first C0/C1 control character not in ``allowed``."""
+    """Position (1-based) and code of the first control character (C0, C1 or bidirectional)
+    not in ``allowed``."""
     if text.isprintable():  # fast path: no control character (nor other non-printable)
         return None
     for n, ch in enumerate(text, start=1):
-        if ch not in allowed and unicodedata.category(ch) == "Cc":
+        if ch not in allowed and (unicodedata.category(ch) == "Cc" or ch in _BIDI_CONTROLS):
             return n, f"U+{ord(ch):04X}"
     return None
 

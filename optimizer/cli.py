@@ -68,7 +68,7 @@ def validate(case: CaseArg = None) -> None:
     """Check a case and print its summary: segments, funders, funds, products."""
     from optimizer.cli_views import print_case_summary
 
-    loaded = load_case(case)
+    loaded = _load(case)
     print_case_summary(console, loaded)
 
 
@@ -99,7 +99,7 @@ def simulate_command(
     from models.book import book_loss_table
     from optimizer.cli_views import print_book_losses, progress_bar
 
-    loaded = load_case(case)
+    loaded = _load(case)
     if out is not None:
         from optimizer.outputs import check_output_file
 
@@ -176,7 +176,7 @@ def optimize_command(
     from optimizer.persist import to_plain
     from optimizer.run import OUT_OF_SAMPLE_SEED_OFFSET
 
-    loaded = load_case(case)
+    loaded = _load(case)
     _check_out(out, "optimize", force, loaded)
     backend = "dask" if scheduler else "loky"
     with console.status("Simulating scenarios…"):
@@ -235,7 +235,7 @@ def frontier_command(
     from optimizer.frontier_sweep import FAILED_STATUSES, parse_sweep
     from optimizer.persist import to_plain
 
-    loaded = load_case(case)
+    loaded = _load(case)
     _check_out(out, "frontier", force, loaded)
     spec = parse_sweep(loaded, None, sweep)  # a bad sweep is refused before simulating
     if method not in METHODS:
@@ -291,7 +291,7 @@ def run_command(
     from optimizer.run import run_case, save_run
 
     formats = _formats(format)
-    loaded = load_case(case)
+    loaded = _load(case)
     _check_out(out, "run", force, loaded)
     with console.status("Starting…") as status:
         record = run_case(loaded, scenarios, seed, n_jobs=jobs, scheduler=scheduler,
@@ -358,7 +358,7 @@ def sensitivity_command(
     from optimizer.persist import to_plain
     from optimizer.sensitivity_analysis import sensitivity, sensitivity_points
 
-    loaded = load_case(case)
+    loaded = _load(case)
     _check_out(out, "sensitivity", force, loaded)
     chosen = (
         None if inputs is None else [i.strip() for s in inputs for i in s.split(",") if i.strip()]
@@ -405,7 +405,7 @@ def stress_command(
     from optimizer.persist import to_plain
     from optimizer.stress_testing import read_allocation, stress, stress_steps
 
-    loaded = load_case(case)
+    loaded = _load(case)
     _check_out(out, "stress", force, loaded)
     if allocation is not None:
         fixed = read_allocation(allocation)
@@ -441,6 +441,16 @@ def shown(value: object) -> str:
     from models.text import printable
 
     return escape(printable(str(value)))
+
+
+def _load(path: Path | None) -> Case:
+    """Load the case and print its warnings (money that can never be placed) on stderr."""
+    from models import case_warnings
+
+    loaded = load_case(path)
+    for warning in case_warnings(loaded):
+        err_console.print(f"[yellow]Warning:[/] {shown(warning)}", highlight=False)
+    return loaded
 
 
 def _out_rule(command: str, force: bool, case: Case) -> dict:

@@ -249,7 +249,7 @@ def test_stress_command_writes_its_files_and_exits_0(small, tmp_path, capsys):
     assert code == 0
     assert {p.name for p in out.iterdir()} == {
         "stress_limits.csv", "stress_funders.csv", "stress_funds.csv",
-        "stress_reoptimized.csv", "stress.json",
+        "stress_reoptimized.csv", "stress.json", "ppcfin-manifest.json",
     }  # fmt: skip
     assert "Half the private money" in printed and "PRIV budget" in printed
     limits = pd.read_csv(out / "stress_limits.csv")
