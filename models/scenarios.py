@@ -10,19 +10,42 @@ from __future__ import annotations
 
 import io
 import json
+import struct
 import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 import numpy as np
 import pandas as pd
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictStr, ValidationError
 
 from models.cells import CELL_COLUMNS
 from models.errors import ScenarioFileError
 
 FORMAT_VERSION = 1
 """Bumped whenever the saved layout changes; files of another version are refused."""
+TEXT_CELL_COLUMNS = ("cell", "product", "segment", "region", "value_chain")
+BOOL_CELL_COLUMNS = ("state_run", "remote")
+PROBABILITY_SUM_TOLERANCE = 1e-6
+
+
+Count = Annotated[int, Field(strict=True, ge=0)]
+
+
+class ScenarioMeta(BaseModel):
+    """The metadata block of a scenario file (``meta`` of the ``.npz``, ``ppcfin`` of parquet)."""
+
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+    format_version: int
+    seed: Count
+    method: Annotated[str, Field(min_length=1)]
+    factor_names: list[StrictStr]
+    event_ids: list[StrictStr]
+    metadata: dict[str, Any]
+    cells: dict[str, list[StrictStr | float | StrictBool | None]]
+    shape: Annotated[list[Count], Field(min_length=2, max_length=2)]
 
 
 @dataclass(frozen=True, eq=False)
@@ -138,12 +161,21 @@ class ScenarioSet:
                     events=self.events,
                     meta=np.frombuffer(json.dumps(meta).encode(), dtype=np.uint8),
                 )
+            _pin_zip_times(tmp)
         else:
             _save_parquet(self, tmp, meta)
 
     @classmethod
     def load(cls, path: str | Path) -> ScenarioSet:
-        """Read a set written by :meth:`save`; refuses truncated files and other versions."""
+        """Read a set written by :meth:`save`.
+
+        Raises
+        ------
+        ScenarioFileError
+            Missing, truncated or of another format version; metadata missing a field or of
+            the wrong type; arrays whose shapes or types disagree with it; losses outside
+            [0, 1] or probabilities that are negative or do not sum to 1.
+        """
         path = Path(path)
         if not path.is_file():
             raise ScenarioFileError(f"{path}: no such scenario file")
@@ -151,8 +183,7 @@ class ScenarioSet:
         try:
             if suffix == ".npz":
                 with np.load(path, allow_pickle=False) as data:
-                    meta = json.loads(bytes(data["meta"]).decode())
-                    _check_version(path, meta)
+                    meta = _read_meta(path, bytes(data["meta"]))
                     arrays = {k: data[k] for k in ("losses", "probabilities", "factors", "events")}
             elif suffix == ".parquet":
                 meta, arrays = _load_parquet(path)
@@ -164,20 +195,117 @@ class ScenarioSet:
             raise ScenarioFileError(
                 f"{path}: unreadable or truncated scenario file ({type(exc).__name__}: {exc})"
             ) from None
-        if list(arrays["losses"].shape) != meta["shape"]:
-            raise ScenarioFileError(f"{path}: loss matrix shape does not match its metadata")
+        _check_arrays(path, meta, arrays)
         return cls(
             losses=arrays["losses"],
             probabilities=arrays["probabilities"],
-            cells=pd.DataFrame(meta["cells"], columns=list(CELL_COLUMNS)),
+            cells=pd.DataFrame(meta.cells, columns=list(CELL_COLUMNS)),
             factors=arrays["factors"],
-            factor_names=tuple(meta["factor_names"]),
+            factor_names=tuple(meta.factor_names),
             events=arrays["events"].astype(bool),
-            event_ids=tuple(meta["event_ids"]),
-            seed=int(meta["seed"]),
-            method=str(meta["method"]),
-            metadata=dict(meta["metadata"]),
+            event_ids=tuple(meta.event_ids),
+            seed=meta.seed,
+            method=meta.method,
+            metadata=dict(meta.metadata),
         )
+
+
+def _read_meta(path: Path, raw: bytes) -> ScenarioMeta:
+    """The validated metadata; its format version is checked before anything else."""
+    try:
+        meta = json.loads(raw.decode())
+    except ValueError as exc:  # not UTF-8 or not JSON
+        raise ScenarioFileError(f"{path}: metadata is not JSON ({exc})") from None
+    if not isinstance(meta, dict):
+        raise ScenarioFileError(f"{path}: metadata is a {type(meta).__name__}, not an object")
+    _check_version(path, meta)
+    try:
+        valid = ScenarioMeta.model_validate(meta)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(p) for p in first["loc"]) or "(metadata)"
+        raise ScenarioFileError(
+            f"{path}: metadata {where}: {first['msg']} ({exc.error_count()} problem(s)); "
+            "re-run `ppcfin simulate`"
+        ) from None
+    _check_cells(path, valid)
+    return valid
+
+
+def _check_cells(path: Path, meta: ScenarioMeta) -> None:
+    cells, n_cells = meta.cells, meta.shape[1]
+    if sorted(cells) != sorted(CELL_COLUMNS):
+        raise ScenarioFileError(
+            f"{path}: metadata cells has columns {sorted(cells)}; expected {list(CELL_COLUMNS)}"
+        )
+    for name, values in cells.items():
+        kind = str if name in TEXT_CELL_COLUMNS else bool if name in BOOL_CELL_COLUMNS else float
+        wrong = [v for v in values if not _is_kind(v, kind)]
+        if len(values) != n_cells or wrong:
+            what = f"{len(values)} values for {n_cells} cells" if not wrong else repr(wrong[0])
+            raise ScenarioFileError(
+                f"{path}: metadata cells.{name}: {what}; expected {n_cells} values of type "
+                f"{kind.__name__}"
+            )
+
+
+def _is_kind(value: object, kind: type) -> bool:
+    if kind is float:  # numbers; null is a missing value (NaN)
+        return value is None or (isinstance(value, int | float) and not isinstance(value, bool))
+    return isinstance(value, kind)
+
+
+def _check_arrays(path: Path, meta: ScenarioMeta, arrays: dict[str, np.ndarray]) -> None:
+    """Shapes and types as the metadata says; losses in [0, 1]; probabilities that sum to 1."""
+    s, j = meta.shape
+    expected = {
+        "losses": ((s, j), "f"),
+        "probabilities": ((s,), "f"),
+        "factors": ((s, len(meta.factor_names)), "f"),
+        "events": ((s, len(meta.event_ids)), "bu"),
+    }
+    for name, (shape, kinds) in expected.items():
+        arr = arrays[name]
+        if arr.shape != shape or arr.dtype.kind not in kinds:
+            raise ScenarioFileError(
+                f"{path}: {name} is {arr.dtype} of shape {arr.shape}; its metadata says shape "
+                f"{shape} (re-run `ppcfin simulate`)"
+            )
+    losses, p = arrays["losses"], arrays["probabilities"]
+    # min/max are NaN when any value is: one test catches NaN and out-of-range values
+    if losses.size and not (losses.min() >= 0.0 and losses.max() <= 1.0):
+        raise ScenarioFileError(f"{path}: losses outside [0, 1] (or NaN) in the loss matrix")
+    if p.size and not (p.min() >= 0.0 and abs(float(p.sum()) - 1.0) <= PROBABILITY_SUM_TOLERANCE):
+        raise ScenarioFileError(
+            f"{path}: scenario probabilities must be non-negative and sum to 1 "
+            f"(sum {float(p.sum())!r})"
+        )
+
+
+_DOS_EPOCH = struct.pack("<HH", 0, (0 << 9) | (1 << 5) | 1)  # 00:00:00 on 1980-01-01
+
+
+def _pin_zip_times(path: Path) -> None:
+    """Set every member's time in a zip file to 1980-01-01, so equal sets give equal files.
+
+    ``np.savez`` stamps each member with the current time; the stamps sit at fixed offsets of
+    the local headers (byte 10) and central-directory entries (byte 12), outside the data
+    and its CRC.
+    """
+    with zipfile.ZipFile(path) as zf:
+        infos, start = zf.infolist(), zf.start_dir
+    with open(path, "r+b") as fh:
+        for info in infos:
+            fh.seek(info.header_offset + 10)
+            fh.write(_DOS_EPOCH)
+        entry = start
+        for _ in infos:
+            fh.seek(entry)
+            head = fh.read(46)
+            name_len, extra_len, comment_len = struct.unpack("<HHH", head[28:34])
+            fh.seek(entry + 12)
+            fh.write(_DOS_EPOCH)
+            entry += 46 + name_len + extra_len + comment_len
 
 
 def _check_version(path: Path, meta: dict[str, Any]) -> None:
@@ -207,27 +335,26 @@ def _save_parquet(scen: ScenarioSet, tmp: Path, meta: dict[str, Any]) -> None:
     tmp.write_bytes(buf.getvalue())
 
 
-def _load_parquet(path: Path) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
+def _load_parquet(path: Path) -> tuple[ScenarioMeta, dict[str, np.ndarray]]:
     import pyarrow.parquet as pq
 
     table = pq.read_table(path)
     raw = (table.schema.metadata or {}).get(b"ppcfin")
     if raw is None:
         raise ScenarioFileError(f"{path}: not a ppcfin scenario file (no ppcfin metadata)")
-    meta = json.loads(raw.decode())
-    _check_version(path, meta)
-    s, j = meta["shape"]
+    meta = _read_meta(path, raw)
+    s, j = meta.shape
     losses = np.empty((s, j), dtype=table.column("loss:0").type.to_pandas_dtype())
     for c in range(j):
         losses[:, c] = table.column(f"loss:{c}").to_numpy()
     factors = (
-        np.column_stack([table.column(f"factor:{n}").to_numpy() for n in meta["factor_names"]])
-        if meta["factor_names"]
+        np.column_stack([table.column(f"factor:{n}").to_numpy() for n in meta.factor_names])
+        if meta.factor_names
         else np.zeros((s, 0), dtype=np.float32)
     )
     events = (
-        np.column_stack([table.column(f"event:{n}").to_numpy() for n in meta["event_ids"]])
-        if meta["event_ids"]
+        np.column_stack([table.column(f"event:{n}").to_numpy() for n in meta.event_ids])
+        if meta.event_ids
         else np.zeros((s, 0), dtype=bool)
     )
     return meta, {

@@ -27,8 +27,9 @@ from optimizer.exposures import cell_contributions, fund_table, owner_losses
 if TYPE_CHECKING:
     from optimizer.problem import AllocationProblem
 
-FORMAT_VERSION = 1
-"""Bumped whenever the JSON layout changes; other versions are refused on reading."""
+FORMAT_VERSION = 2
+"""Bumped whenever the JSON layout changes; other versions are refused on reading. Version 2
+records the case's ``content_sha256`` and leaves ``timings_s`` out (they go to timings.json)."""
 FRAMES = (
     "allocation",
     "guarantees",
@@ -87,11 +88,16 @@ class Allocation:
         Solver of the last stage; ``"optimal"`` or ``"optimal_inaccurate"``.
     fallbacks, warnings : tuple of str
     timings_s : dict of str to float
-        ``build_s``, ``stage{1,2}_canonicalize_s``, ``stage{1,2}_solve_s``.
+        ``build_s``, ``stage{1,2}_canonicalize_s``, ``stage{1,2}_solve_s``. Not part of the
+        result: left out of ``==`` and of :meth:`to_json` (``save_run`` keeps them in
+        timings.json), so equal runs give equal files.
     n_scenarios : int
     case_name : str
     method : str
-        ``"lp"`` (one linear programme with Rockafellar–Uryasev CVaR).
+        ``"lp"`` (one linear programme with Rockafellar–Uryasev CVaR) or ``"cutting_plane"``.
+    case_sha256 : str or None
+        ``content_sha256`` of the case solved (None for a case built in Python): a saved
+        result is refused for any other case.
     """
 
     allocation: pd.DataFrame
@@ -112,10 +118,11 @@ class Allocation:
     status: str
     fallbacks: tuple[str, ...]
     warnings: tuple[str, ...]
-    timings_s: dict[str, float]
+    timings_s: dict[str, float] = field(compare=False)
     n_scenarios: int
     case_name: str
     method: str = "lp"
+    case_sha256: str | None = None
     format_version: int = field(default=FORMAT_VERSION)
 
     __hash__ = None  # type: ignore[assignment]  # holds DataFrames
@@ -124,6 +131,8 @@ class Allocation:
         if not isinstance(other, Allocation):
             return NotImplemented
         for f in fields(self):
+            if not f.compare:
+                continue
             a, b = getattr(self, f.name), getattr(other, f.name)
             same = a.equals(b) if isinstance(a, pd.DataFrame) else _same(a, b)
             if not same:
@@ -132,9 +141,14 @@ class Allocation:
 
     # --- files -----------------------------------------------------------------------------
     def to_json(self) -> str:
-        """The result as JSON text; floats are written exactly (shortest round-trip repr)."""
+        """The result as JSON text; floats are written exactly (shortest round-trip repr).
+
+        ``timings_s`` is left out: the same case and seed give the same bytes.
+        """
         out: dict[str, Any] = {}
         for f in fields(self):
+            if not f.compare:
+                continue
             value = getattr(self, f.name)
             if isinstance(value, pd.DataFrame):
                 out[f.name] = _frame_to_dict(value)
@@ -145,27 +159,43 @@ class Allocation:
         return json.dumps(out, allow_nan=False)
 
     @classmethod
-    def from_json(cls, text: str) -> Allocation:
-        """Read what :meth:`to_json` wrote; refuses other format versions."""
-        raw = json.loads(text)
-        version = raw.get("format_version")
-        if version != FORMAT_VERSION:
-            raise ValueError(
-                f"allocation JSON format version {version}; this ppcfin reads version "
-                f"{FORMAT_VERSION}: re-run the optimisation"
-            )
+    def from_json(
+        cls, text: str, source: str = "result.json", timings_s: dict[str, float] | None = None
+    ) -> Allocation:
+        """Read what :meth:`to_json` wrote, validated field by field.
+
+        Parameters
+        ----------
+        text : str
+            The JSON text.
+        source : str
+            How error messages name the file (its path).
+        timings_s : dict, optional
+            Solver timings to attach (from timings.json); default none.
+
+        Raises
+        ------
+        SavedRunError
+            A ``ValueError`` naming ``source``, the field and what is wrong: not JSON, another
+            format version (version 1 files do not record their case: re-run), a missing or
+            mistyped field, a table with missing columns or ragged rows, NaN where a number
+            is needed.
+        """
+        from optimizer.persist import parse_saved
+        from optimizer.saved import ALLOCATION_COLUMNS, ResultFile
+
+        fix = "re-run `ppcfin optimize` or `ppcfin run`"
+        saved = parse_saved(ResultFile, text, source, fix, FORMAT_VERSION, "result.json")
         kwargs: dict[str, Any] = {}
-        for f in fields(cls):
-            value = raw[f.name]
-            if f.name in FRAMES:
-                kwargs[f.name] = _frame_from_dict(value)
-            elif f.name in ("fallbacks", "warnings"):
-                kwargs[f.name] = tuple(value)
-            elif value is None:
-                kwargs[f.name] = math.nan
+        for name in ResultFile.model_fields:
+            value = getattr(saved, name)
+            if name in FRAMES:
+                kwargs[name] = value.frame(ALLOCATION_COLUMNS[name])
+            elif name in ("fallbacks", "warnings"):
+                kwargs[name] = tuple(value)
             else:
-                kwargs[f.name] = value
-        return cls(**kwargs)
+                kwargs[name] = math.nan if value is None and name != "case_sha256" else value
+        return cls(**kwargs, timings_s=dict(timings_s or {}))
 
     # --- text ------------------------------------------------------------------------------
     def summary(self) -> str:
@@ -221,14 +251,6 @@ def _frame_to_dict(frame: pd.DataFrame) -> dict[str, Any]:
     return split
 
 
-def _frame_from_dict(raw: dict[str, Any]) -> pd.DataFrame:
-    index = raw["index"]
-    frame = pd.DataFrame(raw["data"], columns=raw["columns"], index=index)
-    if index == list(range(len(index))):
-        frame.index = pd.RangeIndex(len(index))
-    return frame.astype(dict(zip(raw["columns"], raw["dtypes"], strict=True)))
-
-
 # --- tables of a solved problem --------------------------------------------------------------
 @dataclass(frozen=True)
 class Solution:
@@ -247,7 +269,8 @@ class Solution:
 
 
 def build_tables(prob: AllocationProblem, sol: Solution) -> dict[str, Any]:
-    """Every table and gap figure of :class:`Allocation` (all but binding and solver facts)."""
+    """Every table and gap figure of :class:`Allocation` (all but binding and solver facts),
+    and the hash of the case they belong to."""
     case, scen, e = prob.case, prob.scenarios, prob.elig
     cells = scen.cells
     n_src, n_fund, n_cells = len(case.sources), len(case.funds), len(cells)
@@ -259,6 +282,7 @@ def build_tables(prob: AllocationProblem, sol: Solution) -> dict[str, Any]:
     src_losses, fund_losses = owner_losses(losses, prob.claims, lending, covered)
 
     out: dict[str, Any] = {"allocation": _allocation(prob, sol, covered)}
+    out["case_sha256"] = case.content_sha256
     out["guarantees"] = pd.DataFrame(
         {
             "source": [case.sources[s].id for s in e.c_source],

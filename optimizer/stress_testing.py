@@ -22,7 +22,9 @@ from models.yaml_io import ReadProblem, read_yaml
 from optimizer.diagnose import optimize_or_diagnose
 from optimizer.errors import InfeasibleCase, OptimizerError
 from optimizer.evaluate import Evaluation, evaluate
+from optimizer.persist import SavedRunError
 from optimizer.result import Allocation
+from optimizer.saved import made_from
 
 STRESS_DIR = DEFAULT_CASE.parent / "stress"
 BASE_ID = "base"
@@ -183,26 +185,37 @@ def stress_outcomes(
     return tuple(out)
 
 
-def read_allocation(path: str | Path) -> Allocation:
+def read_allocation(path: str | Path, case: Case | None = None) -> Allocation:
     """An allocation saved by ``ppcfin optimize``/``run`` (``result.json``).
+
+    Parameters
+    ----------
+    path : str or Path
+    case : Case, optional
+        The case it is to be used with: an allocation made from any other case (another
+        ``content_sha256``) is refused.
 
     Raises
     ------
-    ValueError
-        The file is missing, not JSON, or not an allocation of this ppcfin's format.
+    SavedRunError
+        A ``ValueError``: the file is missing, not JSON, not an allocation of this ppcfin's
+        format (field and problem named), or made from another case than ``case``.
     """
     path = Path(path)
+    source = f"allocation {path}"
     try:
-        return Allocation.from_json(path.read_text(encoding="utf-8"))
-    except OSError as exc:
-        raise ValueError(f"allocation {path}: cannot read it ({exc.strerror or exc})") from None
-    except (KeyError, TypeError, AttributeError) as exc:
-        raise ValueError(
-            f"allocation {path}: not a result.json of `ppcfin optimize` or `ppcfin run` "
-            f"(missing {exc})"
-        ) from None
-    except ValueError as exc:  # JSON syntax or another format version
-        raise ValueError(f"allocation {path}: {exc}") from None
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        reason = getattr(exc, "strerror", None) or exc
+        raise SavedRunError(f"{source}: cannot read it ({reason})") from None
+    allocation = Allocation.from_json(text, source)
+    if case is not None:
+        fix = (
+            f"stress the case it was optimised for, or re-run `ppcfin optimize "
+            f"{case.source_file or 'CASE'}` to get an allocation of this one"
+        )
+        made_from(allocation.case_name, allocation.case_sha256, case, source, fix)
+    return allocation
 
 
 def stress_steps(case: Case, n_stresses: int | None = None, reoptimize: bool = False) -> int:

@@ -1,0 +1,340 @@
+"""The files of a results folder, validated at the door like a case: result.json, run.json, timings.json.
+
+Every file is read into a strict pydantic model first: each key present, of its type, numbers
+finite where a number is needed, tables rectangular with the columns their readers use (text,
+numbers, flags), ids unique where they are looked up. Anything else is one
+:class:`SavedRunError` naming the file, the field and what is wrong, never a ``KeyError`` from
+deep inside a report. Tables are JSON in pandas' ``split`` layout; ``null`` in a ``number``
+column is a missing value (NaN). Where the report needs a number (or a non-negative amount, a
+level in (0, 1)), the column says so, so that a folder that loads also renders.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any, ClassVar, Literal
+
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    StrictBool,
+    StrictStr,
+)
+
+from optimizer.persist import (
+    SavedRunError,
+    SplitFrame,
+    StrictModel,
+    columns_of,
+    table,
+    wrapped,
+)
+
+if TYPE_CHECKING:
+    from models.schema import Case
+    from optimizer.result import Allocation
+
+RUN_FORMAT_VERSION = 2
+"""run.json: 2 stores the case file's absolute path and leaves timings to timings.json."""
+TIMINGS_FORMAT_VERSION = 1
+
+
+# --- table columns ---------------------------------------------------------------------------
+_SOURCES = (
+    "source:id kind:id concessional:bool amount_usd:value committed_usd:value "
+    "lending_usd:value capital_usd:value ta_usd:value unused_usd:value "
+    "expected_loss_usd:value expected_loss_se_usd:value el_rate:number el_limit_rate:number "
+    "cvar_alpha:level var_usd:value {var_se}cvar_usd:value cvar_se_usd:value "
+    "cvar_limit_usd:number cvar_headroom_usd:number"
+)
+_FUNDS = (
+    "fund:id structure:id capital_usd:value capital_cap_usd:number guaranteed_usd:value "
+    "leverage_used:number leverage_cap:number expected_claims_usd:number "
+    "expected_claims_se_usd:number{o} claims_cvar_usd:number claims_cvar_se_usd:number{o} "
+    "claims_cvar_headroom_usd:number{o} depletion_probability:number depletion_se:number "
+    "max_depletion_probability:number"
+)
+_GAPS = (
+    "households:int need_usd:value supply_usd:value gap_usd:value credit_usd:value "
+    "unmet_usd:value weighted_unmet_usd:value share_closed:number"
+)
+_CHECKS = (
+    "owner_kind:id owner:id what:id bound:id value:number limit:number excess:number unit:id "
+    "std_error:number excess_in_se:number breached:bool significant:bool"
+)
+ALLOCATION_COLUMNS: dict[str, dict[str, str]] = {
+    "allocation": columns_of(
+        "source:id kind:id product:id segment:id region:id value_chain:id pd:value "
+        "amount_usd:amount covered_usd:value expected_loss_usd:value"
+    ),
+    "guarantees": columns_of("source:id fund:id capital_usd:amount"),
+    "segments": columns_of(
+        "segment:id region:id value_chain:id households:int need_usd:value supply_usd:value "
+        "gap_usd:value deforestation_pressure:value weight:value credit_usd:value "
+        "unmet_usd:value weighted_unmet_usd:value share_closed:number"
+    ),
+    "regions": columns_of("region:id " + _GAPS),
+    "chains": columns_of("value_chain:id " + _GAPS),
+    "sources": columns_of(_SOURCES.format(var_se="")),
+    "funds": columns_of(_FUNDS.format(o="?")),  # an empty table has only FUND_COLUMNS
+    "binding": columns_of(
+        "family:id subject:id label:id relaxation:id slack_usd:value shadow_price:value"
+    ),
+    "euler": columns_of(
+        "source:id product:id segment:id contribution_usd:value share_of_cvar:number"
+    ),
+}
+"""The tables of result.json (``value``: the report needs a number; ``amount``: and not
+negative); ``allocation`` adds one ``covered_usd_<FUND>`` per fund."""
+COVER_PREFIX = "covered_usd_"
+EVALUATION_COLUMNS: dict[str, dict[str, str]] = {
+    "sources": columns_of(_SOURCES.format(var_se="var_se_usd:number ")),
+    "funds": columns_of(_FUNDS.format(o="")),
+    "chains": columns_of(
+        "value_chain:id lending_usd:number expected_loss_usd:number el_rate:number"
+    ),
+    "checks": columns_of(_CHECKS),
+    "breaches": columns_of(_CHECKS),
+}
+FRONTIER_SAVED_COLUMNS = columns_of(
+    "value:number weighted_gap_usd:number gap_closed_usd:number gap_closed_share:number "
+    "public_usd:number private_usd:number climate_usd:number binding:text status:id reason:text"
+)
+"""The frontier table in run.json: its ``seconds`` column is kept in timings.json."""
+SENSITIVITY_SAVED_COLUMNS = columns_of(
+    "input:id label:id direction:id factor:number setting:text weighted_gap_usd:number "
+    "gap_closed_usd:number change_usd:number status:id reason:text"
+)
+UNIQUE_KEYS: dict[str, tuple[str, ...]] = {
+    "allocation": ("source", "product", "segment"),
+    "guarantees": ("source", "fund"),
+    "segments": ("segment",),
+    "regions": ("region",),
+    "chains": ("value_chain",),
+    "sources": ("source",),
+    "funds": ("fund",),
+    "euler": ("source", "product", "segment"),
+}
+"""Keys the readers look rows up by (a repeated key would make a lookup ambiguous)."""
+
+
+def _result_table(name: str, **options: Any) -> Any:
+    return table(
+        name, ALLOCATION_COLUMNS[name], dtypes=True, key=UNIQUE_KEYS.get(name, ()), **options
+    )
+
+
+def _run_table(name: str, columns: dict[str, str], **options: Any) -> type[StrictModel]:
+    return wrapped(name, columns, key=UNIQUE_KEYS.get(name, ()), **options)
+
+
+# --- scalar types ----------------------------------------------------------------------------
+FiniteFloat = Annotated[float, Field(allow_inf_nan=False)]
+Count = Annotated[int, Field(ge=0)]
+PositiveCount = Annotated[int, Field(ge=1)]
+Text = Annotated[str, Field(min_length=1)]
+Sha256 = Annotated[str, Field(pattern=r"^[0-9a-f]{64}$")]
+ScenarioMethod = Literal["mc", "antithetic", "sobol", "importance"]
+
+
+def _absolute(path: str | None) -> str | None:
+    if path is not None and not Path(path).is_absolute():
+        raise ValueError(f"{path!r} is not an absolute path (format 2 stores it resolved)")
+    return path
+
+
+def _sweep(sweep: str) -> str:
+    from optimizer.frontier_sweep import sweep_kind  # imported when a run.json is read
+
+    sweep_kind(sweep)  # ValueError naming the valid sweeps
+    return sweep
+
+
+def _frontier_rows(table: SplitFrame) -> SplitFrame:
+    """A point that did not fail has its optimum (the chart plots it)."""
+    from optimizer.frontier_sweep import FAILED_STATUSES
+
+    status, gap = (table.columns.index(c) for c in ("status", "weighted_gap_usd"))
+    for i, row in enumerate(table.data):
+        if row[gap] is None and row[status] not in FAILED_STATUSES:
+            raise ValueError(
+                f"row {i}: weighted_gap_usd is null but status {row[status]!r} is not one of "
+                f"{list(FAILED_STATUSES)}"
+            )
+    return table
+
+
+def _sensitivity_rows(table: SplitFrame) -> SplitFrame:
+    """The tornado looks rows up by (input, direction): known ones, each once."""
+    from optimizer.sensitivity_analysis import DIRECTIONS, INPUT_IDS  # not for result.json
+
+    at = {c: table.columns.index(c) for c in ("input", "direction")}
+    pairs = [(row[at["input"]], row[at["direction"]]) for row in table.data]
+    bad = [p for p in pairs if p[0] not in INPUT_IDS or p[1] not in dict(DIRECTIONS)]
+    if bad or len(set(pairs)) != len(pairs):
+        raise ValueError(
+            f"rows must be distinct (input, direction) pairs of inputs {list(INPUT_IDS)} and "
+            f"directions {[d for d, _ in DIRECTIONS]}; got {bad[:1] or 'a repeated pair'}"
+        )
+    return table
+
+
+# --- the files -------------------------------------------------------------------------------
+class ResultFile(StrictModel):
+    """result.json: :meth:`optimizer.result.Allocation.to_json`."""
+
+    format_version: Literal[2]
+    allocation: _result_table("allocation", prefix=COVER_PREFIX)  # type: ignore[valid-type]
+    guarantees: _result_table("guarantees")  # type: ignore[valid-type]
+    segments: _result_table("segments")  # type: ignore[valid-type]
+    regions: _result_table("regions")  # type: ignore[valid-type]
+    chains: _result_table("chains")  # type: ignore[valid-type]
+    sources: _result_table("sources")  # type: ignore[valid-type]
+    funds: _result_table("funds")  # type: ignore[valid-type]
+    binding: _result_table("binding")  # type: ignore[valid-type]
+    euler: _result_table("euler")  # type: ignore[valid-type]
+    objective_weighted_gap_usd: FiniteFloat
+    weighted_gap_usd: FiniteFloat
+    unmet_gap_usd: FiniteFloat
+    gap_closed_usd: Annotated[FiniteFloat, Field(ge=0)]
+    gap_closed_share: FiniteFloat | None
+    solver: Text
+    status: Literal["optimal", "optimal_inaccurate"]
+    fallbacks: list[StrictStr]
+    warnings: list[StrictStr]
+    n_scenarios: PositiveCount
+    case_name: Text
+    case_sha256: Sha256 | None
+    method: Literal["lp", "cutting_plane"]
+
+
+class EvaluationFile(StrictModel):
+    """An :class:`optimizer.evaluate.Evaluation` inside run.json."""
+
+    tables: ClassVar[dict[str, dict[str, str]]] = EVALUATION_COLUMNS
+
+    sources: _run_table("sources", EVALUATION_COLUMNS["sources"])  # type: ignore[valid-type]
+    funds: _run_table("funds", EVALUATION_COLUMNS["funds"], bare=True)  # type: ignore[valid-type]
+    chains: _run_table("chains", EVALUATION_COLUMNS["chains"])  # type: ignore[valid-type]
+    checks: _run_table("checks", EVALUATION_COLUMNS["checks"])  # type: ignore[valid-type]
+    breaches: _run_table("breaches", EVALUATION_COLUMNS["breaches"])  # type: ignore[valid-type]
+    case_name: Text
+    n_scenarios: PositiveCount
+    effective_sample_size: Annotated[FiniteFloat, Field(gt=0)]
+    method: Text
+    seed: Count
+
+
+class FrontierFile(StrictModel):
+    """An :class:`optimizer.frontier.Frontier` inside run.json (without point timings)."""
+
+    tables: ClassVar[dict[str, dict[str, str]]] = {"table": FRONTIER_SAVED_COLUMNS}
+
+    sweep: Annotated[StrictStr, AfterValidator(_sweep)]
+    label: StrictStr
+    table: _run_table("frontier", FRONTIER_SAVED_COLUMNS, rows=_frontier_rows)  # type: ignore[valid-type]
+    compiled_once: StrictBool
+    method: Literal["lp", "cutting_plane"]
+    compilations: Count
+    workers: PositiveCount
+
+
+class SensitivityFile(StrictModel):
+    """An :class:`optimizer.sensitivity_analysis.Sensitivity` inside run.json."""
+
+    tables: ClassVar[dict[str, dict[str, str]]] = {"table": SENSITIVITY_SAVED_COLUMNS}
+
+    table: _run_table("sensitivity", SENSITIVITY_SAVED_COLUMNS, rows=_sensitivity_rows)  # type: ignore[valid-type]
+    base_weighted_gap_usd: FiniteFloat
+    base_gap_closed_usd: FiniteFloat
+    shock: Annotated[FiniteFloat, Field(ge=0)]
+    case_name: Text
+    n_scenarios: PositiveCount
+    seed: Count
+    method: Text
+
+
+class StressFile(StrictModel):
+    """A :class:`optimizer.stress_testing.StressOutcome` inside run.json."""
+
+    stress_id: Text
+    name: StrictStr
+    description: StrictStr
+    evaluation: EvaluationFile
+
+
+class RunFile(StrictModel):
+    """run.json: what ``ppcfin report`` needs besides result.json and scenarios.npz."""
+
+    format_version: Literal[2]
+    case_file: Annotated[StrictStr | None, AfterValidator(_absolute)]
+    case_sha256: Sha256 | None
+    seed: Count
+    n_scenarios: PositiveCount
+    scenario_method: ScenarioMethod
+    out_of_sample: EvaluationFile | None
+    frontier: FrontierFile | None
+    sensitivity: SensitivityFile | None
+    sensitivity_error: StrictStr
+    stresses: list[StressFile]
+
+
+class TimingsFile(BaseModel):
+    """timings.json: how long each step took; the only file that differs between equal runs."""
+
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False, frozen=True)
+
+    format_version: Literal[1]
+    run_s: dict[str, Annotated[float, Field(ge=0)]]
+    optimize_s: dict[str, int | float]
+    frontier_points_s: list[float | None] | None
+
+
+# --- a saved result against its case --------------------------------------------------------
+def made_from(case_name: str, case_sha256: str | None, case: Case, source: str, fix: str) -> None:
+    """Refuse a saved result whose case hash is not ``case``'s (both shown, 12 characters)."""
+    if case_sha256 is not None and case_sha256 == case.content_sha256:
+        return
+    then = case_sha256[:12] if case_sha256 else "none (a case built in Python)"
+    now = case.content_sha256[:12] if case.content_sha256 else "none (built in Python)"
+    raise SavedRunError(
+        f"{source}: made from case {case_name!r} with hash {then}, not from "
+        f"{case.source_file or 'this case'} ({case.name!r}, hash {now}); {fix}"
+    )
+
+
+def check_ids(allocation: Allocation, case: Case, source: str) -> None:
+    """Every id in the allocation's tables is one of ``case``'s; lending only into its cells."""
+    from models.cells import build_cells
+
+    known = {
+        "source": {s.id for s in case.sources},
+        "fund": {f.id for f in case.funds},
+        "product": {p.id for p in case.products},
+        "segment": {s.id for s in case.segments},
+        "region": {r.id for r in case.regions},
+        "value_chain": {c.id for c in case.value_chains},
+    }
+    for name in ALLOCATION_COLUMNS:
+        frame = getattr(allocation, name)
+        for col in set(known) & set(frame.columns):
+            unknown = sorted(set(frame[col].astype(str)) - known[col])
+            if unknown:
+                raise SavedRunError(
+                    f"{source}: {name}.{col}: {unknown[:5]} not in case {case.name!r} "
+                    f"(it has {sorted(known[col])[:30]})"
+                )
+    cover = [c for c in allocation.allocation.columns if c.startswith(COVER_PREFIX)]
+    unknown = sorted(c for c in cover if c.removeprefix(COVER_PREFIX) not in known["fund"])
+    cells = set(build_cells(case)["cell"])
+    for name in ("allocation", "euler"):
+        frame = getattr(allocation, name)
+        labels = set(frame["product"].astype(str) + "|" + frame["segment"].astype(str))
+        unknown += sorted(labels - cells)
+    if unknown:
+        raise SavedRunError(
+            f"{source}: lends into or covers {unknown[:5]}, which case {case.name!r} does not "
+            "have (an edited file?); re-run `ppcfin optimize` or `ppcfin run`"
+        )
