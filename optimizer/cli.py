@@ -303,7 +303,8 @@ def run_command(
             record.allocation.allocation.to_csv(stage / "allocation.csv", index=False)
             written = _render(record, stage, formats)
     print_allocation(console, loaded, record.allocation, record.out_of_sample)
-    files = ["result.json", "allocation.csv", "run.json", "scenarios.npz", *written, MANIFEST_NAME]
+    files = ["result.json", "allocation.csv", "run.json", "timings.json", "scenarios.npz",
+             *written, MANIFEST_NAME]  # fmt: skip
     console.print(f"Written to {shown(out)}/: {', '.join(files)}", highlight=False)
 
 
@@ -408,7 +409,7 @@ def stress_command(
     loaded = _load(case)
     _check_out(out, "stress", force, loaded)
     if allocation is not None:
-        fixed = read_allocation(allocation)
+        fixed = read_allocation(allocation, case=loaded)
     else:
         from models import simulate
         from optimizer.diagnose import optimize_or_diagnose

@@ -18,7 +18,7 @@ import pandas as pd
 
 from models import Case, ScenarioSet, load_case, simulate
 from models.loader import DEFAULT_CASE
-from models.yaml_io import ReadProblem, read_yaml
+from models.yaml_io import CASE_SUFFIXES, ReadProblem, read_yaml
 from optimizer.diagnose import optimize_or_diagnose
 from optimizer.errors import InfeasibleCase, OptimizerError
 from optimizer.evaluate import Evaluation, evaluate
@@ -234,7 +234,7 @@ def check_overlay(case: Case, path: Path) -> Path:
     """
     path = Path(path)
     try:
-        raw = read_yaml(path)
+        raw = read_yaml(path, CASE_SUFFIXES)
     except ReadProblem as exc:
         raise ValueError(f"stress overlay {path}: {exc.message}") from None
     if not isinstance(raw, dict) or not isinstance(raw.get("base_case"), str):
@@ -250,6 +250,28 @@ def check_overlay(case: Case, path: Path) -> Path:
             "case's file or stress that case"
         )
     return path
+
+
+def _refuse_repeats(paths: list[Path], stressed: list[Case]) -> None:
+    """The same overlay (or two with one stress id) given twice would count its breaches twice."""
+    by_file: dict[Path, Path] = {}
+    by_id: dict[str, Path] = {}
+    for path, overlay in zip(paths, stressed, strict=True):
+        real = path.resolve()
+        if real in by_file:
+            raise ValueError(
+                f"stress overlay {path} is given twice (also as {by_file[real]}); give each "
+                "stress once"
+            )
+        by_file[real] = path
+        sid = overlay.stress.id if overlay.stress else None
+        if sid is not None and sid in by_id:
+            raise ValueError(
+                f"stress overlays {by_id[sid]} and {path} have the same stress id {sid!r}; give "
+                "each stress once, or one of them another id"
+            )
+        if sid is not None:
+            by_id[sid] = path
 
 
 def stress(
@@ -312,6 +334,7 @@ def stress(
         stresses = shipped_stresses()
     paths = [check_overlay(case, Path(p)) for p in stresses]
     stressed_cases = [load_case(p) for p in paths]  # every overlay checked before any work
+    _refuse_repeats(paths, stressed_cases)
     done = 0
 
     def step(what: str) -> None:

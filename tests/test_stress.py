@@ -266,7 +266,7 @@ def test_stress_command_writes_its_files_and_exits_0(small, tmp_path, capsys):
     [
         (["--allocation", "missing.json"], "cannot read it"),
         (["--stress", "missing.yaml", "--allocation", "result.json"], "file not found"),
-        (["--stress", "result.json", "--allocation", "result.json"], "not an overlay"),
+        (["--stress", "result.json", "--allocation", "result.json"], "does not end in .yaml"),
         (["-n", "0", "--allocation", "result.json"], "n_scenarios must be in"),
     ],
 )
