@@ -11,7 +11,9 @@ each point, and in cutting-plane mode the HiGHS master is reloaded from the comp
 with no cut. Cuts stay valid whatever the parameters, but carrying the ~1,000 rows of a solved
 point into the next made each point about twice slower on the default case (20,000 scenarios,
 8 points: 40 s from the case's own cuts and basis, 21 s from none): HiGHS's iterations got
-dearer faster than the cut loop's got fewer.
+dearer faster than the cut loop's got fewer. A block runs on one BLAS thread
+(:func:`~optimizer.tail_oracle.one_blas_thread`): some products' last digits depend on the
+thread count, which is not the same in this process, a loky worker or a dask worker.
 """
 
 from __future__ import annotations
@@ -34,6 +36,7 @@ from optimizer.errors import InfeasibleCase, OptimizerError
 from optimizer.exposures import check_cells, eligibility
 from optimizer.problem import USD_PER_UNIT, AllocationProblem, build_problem
 from optimizer.solve import PROGRAMME_FAMILIES, SolveLog, binding_constraints, solve_stage
+from optimizer.tail_oracle import one_blas_thread
 
 SOURCE_KINDS = ("public", "private", "climate")
 SWEEP_CHOICES = (
@@ -201,14 +204,15 @@ def sweep_block(
 
     ``on_row`` is told each row as its point ends (progress when sweeping in-process).
     """
-    start = time.perf_counter()
-    sweeper = _Sweeper(case, scenarios, sweep, cvar_method)
-    build_s = time.perf_counter() - start
-    rows = []
-    for v in values:
-        rows.append(sweeper.solve(float(v), solver, time_limit_s))
-        if on_row is not None:
-            on_row(rows[-1])
+    with one_blas_thread():  # the same digits in this process, a loky or a dask worker
+        start = time.perf_counter()
+        sweeper = _Sweeper(case, scenarios, sweep, cvar_method)
+        build_s = time.perf_counter() - start
+        rows = []
+        for v in values:
+            rows.append(sweeper.solve(float(v), solver, time_limit_s))
+            if on_row is not None:
+                on_row(rows[-1])
     return BlockResult(tuple(rows), sweeper.compilations, build_s)
 
 
@@ -289,7 +293,10 @@ class _Sweeper:
             prob.amount.value = amount
         elif sweep.kind == "depletion":
             factor = self.base["fund_tail_factor"].copy()
-            factor[prob.depletion_funds.index(sweep.targets[0])] = 1.0 / value
+            # below the smallest scenario probability every ε is the worst scenario (as in
+            # build_problem, which warns): the floor keeps 1/ε a number the solver can take
+            eps = max(value, prob.depletion_floor)
+            factor[prob.depletion_funds.index(sweep.targets[0])] = 1.0 / eps
             prob.fund_tail_factor.value = factor
         elif sweep.kind == "mobilization":
             prob.mobilization_ratio.value = value

@@ -12,6 +12,7 @@ The two lexicographic stages share one compiled problem: the objective is
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import cvxpy as cp
@@ -20,7 +21,7 @@ import pandas as pd
 import scipy.sparse as sp
 
 from models.scenarios import ScenarioSet
-from models.schema import Case, SourceKind
+from models.schema import Case, GuaranteeFund, SourceKind
 from optimizer.cutting_plane import CutMaster, CutMeasure, cut_groups, make_measure
 from optimizer.exposures import (
     Eligibility,
@@ -98,7 +99,13 @@ class AllocationProblem:
         ``cvar_limited``): what a frontier sweeps without recompiling.
     fund_tail_factor : cvxpy Parameter or None
         ``1 / ε_g`` for each fund in ``depletion_funds`` (ε_g its allowed depletion
-        probability; the fund's claims CVaR is taken at level ``1 − ε_g``).
+        probability; the fund's claims CVaR is taken at level ``1 − ε_g``). An ε_g below
+        ``depletion_floor`` is taken at the floor (see :func:`depletion_floor`).
+    depletion_floor : float
+        The smallest positive scenario probability: the least ε the scenarios can measure.
+    warnings : tuple of str
+        What the build changed from the case as written (an ε below the floor), for the
+        result's warnings.
     mobilization_ratio : cvxpy Parameter or None
         Private lending required per concessional dollar (present when the case has
         concessional money).
@@ -132,6 +139,8 @@ class AllocationProblem:
     cvar_limited: tuple[str, ...] = ()
     fund_tail_factor: cp.Parameter | None = None
     depletion_funds: tuple[str, ...] = ()
+    depletion_floor: float = 0.0
+    warnings: tuple[str, ...] = ()
     mobilization_ratio: cp.Parameter | None = None
     expo: cp.Variable | None = None
     mean_loss_rate: np.ndarray | None = None
@@ -173,6 +182,24 @@ def segment_weights(case: Case) -> np.ndarray:
     return np.array([1.0 + prio * s.deforestation_pressure for s in case.segments])
 
 
+def depletion_floor(probabilities: np.ndarray) -> float:
+    """The smallest positive scenario probability (``1/S`` with equal weights).
+
+    A fund's allowed depletion probability ε below it is taken at this floor: ``CVaR_{1−ε}``
+    of a discrete loss is its worst scenario as soon as ε is at most that scenario's
+    probability, so on these scenarios every smaller ε is the same constraint.
+    """
+    p = np.asarray(probabilities, dtype=np.float64)
+    positive = p[p > 0]
+    return float(positive.min()) if positive.size else 1.0
+
+
+def _needed(eps: float) -> str:
+    """``1/ε`` scenarios, written for a message (1e300 stays readable)."""
+    need = 1.0 / eps
+    return f"{math.ceil(need):,}" if need < 1e9 else f"{need:.1g}"
+
+
 def _group(rows: np.ndarray, n_rows: int, n_cols: int, data=None) -> sp.csr_matrix:
     """Sparse (n_rows, n_cols) matrix with ``data[i]`` (default 1) at ``(rows[i], i)``."""
     data = np.ones(len(rows)) if data is None else np.asarray(data, dtype=float)
@@ -201,6 +228,8 @@ class _Builder:
         self.claims = fund_claims(case, scenarios)
         self.losses = scenarios.losses
         self.p = np.asarray(scenarios.probabilities, dtype=np.float64)
+        self.depletion_floor = depletion_floor(self.p)
+        self.warnings: list[str] = []
         n = e.sizes
         self.x = cp.Variable(n["x"], nonneg=True, name="lending")
         self.c = cp.Variable(n["c"], nonneg=True, name="capital")
@@ -374,29 +403,46 @@ class _Builder:
         self.depletion_funds = tuple(self.fund_ids[g] for g in funds)
         self.fund_tail_factor = None
         if funds:
-            eps = np.array([case.funds[g].max_depletion_probability for g in funds])
+            eps = np.array([self._depletion_level(case.funds[g]) for g in funds])
             # 1/ε as a parameter, so a frontier sweeps the depletion probability in place
             self.fund_tail_factor = cp.Parameter(
                 len(funds), pos=True, name="fund_tail_factor", value=1.0 / eps
             )
             lhs = [
                 self._cvar(
-                    scenario_loss(g, fund=True),
-                    1.0 - case.funds[g].max_depletion_probability,
-                    case.funds[g].id,
+                    scenario_loss(g, fund=True), 1.0 - eps[i], case.funds[g].id,
                     self.fund_tail_factor[i],
                 )
                 for i, g in enumerate(funds)
-            ]
+            ]  # fmt: skip
             self._limit_measures([self.fund_capital[g] for g in funds])
             self.add(
                 "fund_depletion", _stack(lhs), self.fund_capital[funds],
                 self.fund_capital[funds], [self.fund_ids[g] for g in funds],
-                [f"depletion of fund {self.fund_ids[g]}: CVaR"
-                 f"{_pct(1 - case.funds[g].max_depletion_probability)} of claims within capital"
-                 for g in funds],
+                [f"depletion of fund {self.fund_ids[g]}: CVaR{_pct(1 - eps[i])} of claims "
+                 "within capital" for i, g in enumerate(funds)],
                 "US$1 more claims-CVaR allowed at {}",
             )  # fmt: skip
+
+    def _depletion_level(self, fund: GuaranteeFund) -> float:
+        """The fund's ε, or the smallest scenario probability when ε is below it (warned).
+
+        ``CVaR_{1−ε}`` is the worst scenario's claims for every allocation once ε is at most
+        the probability of each scenario: a smaller ε says nothing more on these scenarios,
+        and its ``1/ε`` (up to 1e300 for a valid case) would only break the solver.
+        """
+        eps = float(fund.max_depletion_probability)
+        if eps >= self.depletion_floor:
+            return eps
+        n = self.scen.n_scenarios
+        self.warnings.append(
+            f"fund {fund.id}: max_depletion_probability {eps:.3g} is below the smallest "
+            f"scenario probability {self.depletion_floor:.3g} ({n:,} scenarios), so no "
+            "scenario set of this size can measure it: its claims CVaR is taken as the worst "
+            f"scenario's claims (level 1 − {self.depletion_floor:.3g}); about {_needed(eps)} "
+            "scenarios would be needed to hold the fund to the probability as written"
+        )
+        return self.depletion_floor
 
     def _limit_measures(self, limits: list[cp.Expression]) -> None:
         """Tell the last cut measures their limits (the cutting plane stops on feasibility)."""
@@ -582,6 +628,8 @@ def build_problem(case: Case, scenarios: ScenarioSet, cvar_method: str = "lp") -
         cvar_limited=tuple(s.id for s in case.sources if s.cvar_alpha is not None),
         fund_tail_factor=b.fund_tail_factor,
         depletion_funds=b.depletion_funds,
+        depletion_floor=b.depletion_floor,
+        warnings=tuple(b.warnings),
         mobilization_ratio=b.mobilization_ratio,
         expo=getattr(b, "expo", None),
         mean_loss_rate=b.mean_loss,

@@ -6,7 +6,7 @@ turn; the perturbed case is rebuilt and validated like a loaded one, re-simulate
 seed and re-optimised. The simulator draws its random numbers per chunk from the seed alone,
 never from the case's parameters, so every point sees the same factor, event and LGD draws as
 the base (common random numbers): the change of the optimal gap is the effect of the input, not
-Monte Carlo noise, and a zero shock changes nothing, exactly. A perturbation that makes the case
+Monte Carlo noise, and a factor of 1 changes nothing, exactly. A perturbation that makes the case
 invalid (a PD pushed past 1...) or infeasible stays in the table with its reason.
 """
 
@@ -25,7 +25,9 @@ from models import Case, simulate
 from models.problems import Origins, problems_from_validation
 from models.workers import Backend, run_in_order
 from optimizer.errors import InfeasibleCase, OptimizerError
+from optimizer.result import Allocation
 from optimizer.solve import optimize
+from optimizer.tail_oracle import one_blas_thread
 
 SENSITIVITY_COLUMNS = (
     "input", "label", "direction", "factor", "setting", "weighted_gap_usd", "gap_closed_usd",
@@ -229,6 +231,18 @@ def perturbed_case(case: Case, input_id: str, factor: float) -> tuple[Case, str]
         ) from None
 
 
+def _simulate_and_optimize(case: Case, n: int, seed: int, method: str) -> Allocation:
+    """One point, the base included, as a function of its arguments alone.
+
+    On one BLAS thread: the last digits of some products depend on the thread count, which
+    differs between this process, a loky worker and a dask worker (see
+    :func:`optimizer.tail_oracle.one_blas_thread`). Nothing else is carried between points:
+    each builds and solves its own problem.
+    """
+    with one_blas_thread():
+        return optimize(case, simulate(case, n, seed=seed, method=method))
+
+
 def _solve_point(
     case: Case, n: int, seed: int, method: str, input_id: str, direction: str, factor: float
 ) -> dict[str, Any]:
@@ -243,7 +257,7 @@ def _solve_point(
     }
     try:
         point, row["setting"] = perturbed_case(case, input_id, factor)
-        res = optimize(point, simulate(point, n, seed=seed, method=method))
+        res = _simulate_and_optimize(point, n, seed, method)
     except InvalidPerturbation as exc:
         return {**row, "status": "invalid", "reason": str(exc)}
     except InfeasibleCase as exc:
@@ -259,10 +273,17 @@ def _solve_point(
 
 
 def _check(shock: object, n_jobs: object, inputs: list[str] | None, case: Case) -> list[str]:
-    if isinstance(shock, bool) or not isinstance(shock, int | float) or not 0 <= shock <= 1:
-        raise ValueError(f"shock must be a number in [0, 1] (0.2 = ±20 %), got {shock!r}")
+    # 0 would perturb nothing and 1 sets every input to zero (money, PDs, limits): neither is
+    # a sensitivity, and anything outside (0, 1) is a typo (20 for 0.2) or a negative factor
+    if isinstance(shock, bool) or not isinstance(shock, int | float) or not 0 < shock < 1:
+        raise ValueError(f"shock must be a number in (0, 1) (0.2 = ±20 %), got {shock!r}")
     if isinstance(n_jobs, bool) or not isinstance(n_jobs, int) or (n_jobs < 1 and n_jobs != -1):
         raise ValueError(f"n_jobs must be a positive integer or -1 (all cores), got {n_jobs!r}")
+    return _check_inputs(inputs, case)
+
+
+def _check_inputs(inputs: list[str] | None, case: Case) -> list[str]:
+    """The chosen input ids in table order, or ValueError naming the valid ones."""
     if inputs is None:
         return [i.id for i in INPUTS if i.applies(case)]
     unknown = [i for i in inputs if i not in _BY_ID]
@@ -296,11 +317,12 @@ def sensitivity(
         Ids from :data:`INPUT_IDS`: ``pd``, ``lgd``, ``correlation``, ``event_probability``,
         ``amount_public``, ``amount_private``, ``amount_climate``, ``cvar_limit``. Default:
         every input the case has something to perturb for.
-    shock : float in [0, 1]
+    shock : float in (0, 1)
         Relative perturbation (0.2: ±20 %).
     n_jobs : int
         Points solved in parallel (loky processes); -1 for all cores. Results do not depend
-        on it.
+        on it, bit for bit: every point, the base included, is simulated and solved on its
+        own, on one BLAS thread (:func:`optimizer.tail_oracle.one_blas_thread`).
     scheduler : str, optional
         A dask.distributed scheduler address (``tcp://host:port``): points run on that cluster
         (on all its worker threads, whatever ``n_jobs``).
@@ -324,7 +346,7 @@ def sensitivity(
     """
     chosen = _check(shock, n_jobs, inputs, case)
     # the base is the reference of every change: if it does not solve, its error is the answer
-    base = optimize(case, simulate(case, n_scenarios, seed=seed, method=method))
+    base = _simulate_and_optimize(case, n_scenarios, seed, method)
     done = 1
     if on_point:
         on_point(done)
@@ -361,4 +383,4 @@ def sensitivity(
 
 def sensitivity_points(case: Case, inputs: list[str] | None = None) -> int:
     """How many optimisations :func:`sensitivity` runs (the base plus two per input)."""
-    return 1 + 2 * len(_check(0.0, 1, inputs, case))
+    return 1 + 2 * len(_check_inputs(inputs, case))

@@ -25,15 +25,18 @@ from models.scenarios import ScenarioSet
 from models.schema import Case
 from optimizer.cutting_plane import master_options, solve_with_cuts
 from optimizer.errors import InfeasibleCase, SolverFailure
-from optimizer.problem import USD_PER_UNIT, AllocationProblem, build_problem
+from optimizer.problem import USD_PER_UNIT, AllocationProblem, build_problem, depletion_floor
 from optimizer.result import Allocation, Solution, build_tables
 
 SOLVERS = ("HIGHS", "CLARABEL")
+"""Solvers ``optimize`` accepts; the one not chosen is the fallback."""
 AUTO_CUTS_ABOVE_SCENARIOS = 5_000
+"""``method="auto"`` uses the cutting plane above this many scenarios."""
 LP_FALLBACK_MAX_SCENARIOS = 20_000
 """A failed cutting plane falls back to the one-LP formulation only up to this many scenarios."""
-"""``method="auto"`` uses the cutting plane above this many scenarios."""
-"""Solvers ``optimize`` accepts; the one not chosen is the fallback."""
+
+MIN_DEPLETION_PROBABILITY = 1e-15
+"""The least ε ``optimize`` takes: ``1 − 1e-15`` is still below 1 in double precision."""
 
 HOLD_SLACK_USD_M = 1e-9
 """Absolute room (US$m: a tenth of a cent) on the stage-2 gap hold, for an optimum of zero."""
@@ -121,6 +124,7 @@ def optimize(
         raise ValueError(f"time_limit_s must be > 0 seconds, got {time_limit_s}")
     if method not in ("auto", "lp", "cutting_plane"):
         raise ValueError(f"method must be 'auto', 'lp' or 'cutting_plane', got {method!r}")
+    _check_depletion_levels(case, scenarios)
     if method == "auto":
         method = "cutting_plane" if scenarios.n_scenarios > AUTO_CUTS_ABOVE_SCENARIOS else "lp"
     log = SolveLog()
@@ -158,6 +162,28 @@ def optimize(
     )
 
 
+def _check_depletion_levels(case: Case, scenarios: ScenarioSet) -> None:
+    """Refuse a depletion probability ε below :data:`MIN_DEPLETION_PROBABILITY`.
+
+    Any ε below the smallest scenario probability is solved as that floor, with a warning
+    (:func:`optimizer.problem.depletion_floor`); but under ~1.1e-16 (2^-53) ``1 − ε`` is 1 in
+    double precision, and the result's risk tables (claims CVaR at ``1 − ε``) cannot be taken
+    there. Checked before anything is built, so the message names the fund, not a solver.
+    """
+    for fund in case.funds:
+        eps = fund.max_depletion_probability
+        if eps >= MIN_DEPLETION_PROBABILITY:
+            continue
+        floor = depletion_floor(scenarios.probabilities)
+        raise ValueError(
+            f"fund {fund.id}: max_depletion_probability = {eps:g} is too small to serve as a "
+            "probability level (1 − ε is 1 to double precision); set it between "
+            f"{MIN_DEPLETION_PROBABILITY:g} and 0.5: on these {scenarios.n_scenarios:,} "
+            f"scenarios any value up to {floor:.3g} already holds the fund's worst scenario "
+            "within its capital"
+        )
+
+
 def _two_stages(
     case: Case,
     scenarios: ScenarioSet,
@@ -171,6 +197,9 @@ def _two_stages(
     start = time.perf_counter()
     prob = build_problem(case, scenarios, "cuts" if method == "cutting_plane" else "lp")
     log.add_time("build_s", time.perf_counter() - start)
+    # what the build took differently from the case (a depletion probability below what the
+    # scenarios can measure), once even when the one-LP fallback builds again
+    log.warnings.extend(w for w in prob.warnings if w not in log.warnings)
     solve_stage(prob, 1, solver, time_limit_s, log)
     optimum = float(prob.weighted_gap.value)
     binding = binding_constraints(prob)
@@ -285,7 +314,14 @@ def _run(
             **_solver_options(name, stage, time_limit_s),
         )
     except SolverError as exc:
-        return "solver_error", f": {exc}", 0.0
+        # cvxpy's text ends in advice for its own API ("solve with verbose=True"): keep the
+        # first sentence, the one that says what happened
+        return "solver_error", f": {str(exc).split('. ')[0].rstrip('.')}", 0.0
+    except ValueError:
+        # cvxpy refuses a solution it cannot read ("Cannot unpack invalid solution", with
+        # object addresses): HiGHS stopped with status unknown, e.g. on coefficients near
+        # 1e300. The next solver is tried; if none answers, SolverFailure lists each attempt.
+        return "solver_error", ": stopped without a usable solution (status unknown)", 0.0
     stats = prob.problem.solver_stats
     return str(prob.problem.status), "", float(stats.solve_time or 0.0) if stats else 0.0
 

@@ -23,7 +23,11 @@ function ``G`` times more finely per pass (measurements in :mod:`optimizer.cutti
 
 from __future__ import annotations
 
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import scipy.sparse as sp
@@ -40,6 +44,41 @@ it one transposed pass over the block is cheaper."""
 BLAS_THREADS = 1
 """The pass is bound by memory bandwidth, its other products are tiny: OpenBLAS threads gained
 nothing on 2 cores and made the small products 50x slower when the cores were busy."""
+
+_pin_lock = threading.Lock()
+_pin_depth = 0
+_pin_limiter: Any = None
+_controller: ThreadpoolController | None = None
+
+
+@contextmanager
+def one_blas_thread() -> Iterator[None]:
+    """BLAS on one thread while any caller in this process is inside; re-entrant, thread-safe.
+
+    OpenBLAS splits some products (``w @ block`` with a short ``w``, as in the expected loss
+    rates) between its threads and adds the partial sums, so their last digits depend on the
+    number of threads: the parent process has one per core, a loky worker ``cores / n_jobs``
+    (joblib's limit), a dask worker whatever it inherited. A frontier block or a sensitivity
+    point run inside this context gives the same numbers in any of them. The thread count is
+    one setting for the whole process, so the context is counted: the first caller in sets it,
+    the last one out restores it, and two threads of one process (``backend="threading"``, a
+    dask worker with several threads) never undo each other's limit mid-product.
+    """
+    global _pin_depth, _pin_limiter, _controller
+    with _pin_lock:
+        if _pin_depth == 0:
+            if _controller is None:  # inspecting the loaded libraries costs ~1 ms: once
+                _controller = ThreadpoolController()
+            _pin_limiter = _controller.limit(limits=BLAS_THREADS, user_api="blas")
+        _pin_depth += 1
+    try:
+        yield
+    finally:
+        with _pin_lock:
+            _pin_depth -= 1
+            if _pin_depth == 0:
+                _pin_limiter.restore_original_limits()
+                _pin_limiter = None
 
 
 @dataclass(frozen=True)
@@ -105,7 +144,6 @@ class TailOracle:
             int(s): np.unique(columns.cell[held[columns.shape[held] == s]])
             for s in np.unique(columns.shape[held])
         }
-        self._threads: ThreadpoolController | None = None
         self.cap_excess: dict[int, sp.csr_matrix] = {}
         self.active_rows: dict[int, np.ndarray] = {}
         self.active_rates: dict[int, np.ndarray] = {}
@@ -168,13 +206,8 @@ class TailOracle:
         ndarray of shape (S, K), in the matrix's dtype (float32 losses stay float32: the
         product is only that precise; sums over them are taken in float64).
         """
-        with self._blas():
+        with one_blas_thread():
             return self._losses(self._mapping(expo), out)
-
-    def _blas(self):
-        if self._threads is None:  # inspecting the loaded libraries costs ~1 ms: do it once
-            self._threads = ThreadpoolController()
-        return self._threads.limit(limits=BLAS_THREADS, user_api="blas")
 
     def _losses(self, mapping: dict[int, np.ndarray], out: np.ndarray | None = None) -> np.ndarray:
         dense = np.zeros((self.n_cells, len(self.measures)))
@@ -232,7 +265,7 @@ class TailOracle:
         losses : ndarray of shape (S, K)
         """
         which = np.arange(len(self.measures)) if which is None else np.asarray(which)
-        with self._blas():
+        with one_blas_thread():
             if losses is None:
                 losses = self._losses(self._mapping(expo))
             cuts = self._cuts(losses, np.asarray(thresholds, dtype=float), which, groups)

@@ -24,6 +24,8 @@ from optimizer.sensitivity_analysis import (
     INPUT_IDS,
     SENSITIVITY_COLUMNS,
     Sensitivity,
+    _simulate_and_optimize,
+    _solve_point,
     perturbed_case,
     sensitivity,
     sensitivity_points,
@@ -57,16 +59,26 @@ def test_perturbed_sets_share_the_base_random_draws(case):
     assert (likelier.events >= base.events).all()  # an event that struck still strikes
 
 
-def test_zero_shock_changes_nothing_exactly(case):
-    sens = sensitivity(case, n_scenarios=150, seed=2, shock=0.0)
+def test_a_factor_of_one_changes_nothing_exactly(case):
+    # a shock of 0 is refused (it perturbs nothing): each input's point at factor 1 is solved
+    # as the sweep solves a point, and must be the base, bit for bit
+    base = _simulate_and_optimize(case, 150, 2, "mc")
+    for input_id in INPUT_IDS:
+        row = _solve_point(case, 150, 2, "mc", input_id, "low", 1.0)
+        assert row["status"] == "optimal", input_id
+        assert row["weighted_gap_usd"] == base.objective_weighted_gap_usd, input_id
+        assert row["gap_closed_usd"] == base.gap_closed_usd, input_id
+
+
+def test_the_table_has_every_input_low_then_high(case):
+    sens = sensitivity(case, n_scenarios=150, seed=2, shock=0.1)
     t = sens.table
     assert list(t.columns) == list(SENSITIVITY_COLUMNS)
     assert list(t["input"]) == [i for i in INPUT_IDS for _ in range(2)]
     assert list(t["direction"]) == ["low", "high"] * len(INPUT_IDS)
+    assert list(t["factor"]) == [0.9, 1.1] * len(INPUT_IDS)
     assert (t["status"] == "optimal").all()
-    assert (t["change_usd"] == 0.0).all()
-    assert (t["weighted_gap_usd"] == sens.base_weighted_gap_usd).all()
-    assert (t["gap_closed_usd"] == sens.base_gap_closed_usd).all()
+    assert (t["change_usd"] == t["weighted_gap_usd"] - sens.base_weighted_gap_usd).all()
 
 
 @pytest.mark.parametrize("seed", [1, 2])
@@ -141,8 +153,9 @@ def test_the_result_survives_a_json_round_trip():
 
 
 def test_bad_arguments_are_refused(case):
-    with pytest.raises(ValueError, match="shock must be a number in"):
-        sensitivity(case, 100, shock=-0.1)
+    for shock in (-0.1, 0.0, 1.0, 20, math.nan, True):
+        with pytest.raises(ValueError, match=r"shock must be a number in \(0, 1\)"):
+            sensitivity(case, 100, shock=shock)
     with pytest.raises(ValueError, match="choose from pd, lgd"):
         sensitivity(case, 100, inputs=["pds"])
     with pytest.raises(ValueError, match="n_jobs must be"):
@@ -170,7 +183,9 @@ def test_sensitivity_command_writes_its_files_and_exits_0(tmp_path, capsys):
                  "--out", str(out)])  # fmt: skip
     printed = capsys.readouterr().out
     assert code == 0
-    assert {p.name for p in out.iterdir()} == {"sensitivity.csv", "tornado.csv", "sensitivity.json"}
+    assert {p.name for p in out.iterdir()} == {
+        "sensitivity.csv", "tornado.csv", "sensitivity.json", "ppcfin-manifest.json"
+    }  # fmt: skip
     table = pd.read_csv(out / "sensitivity.csv")
     assert list(table["direction"]) == ["low", "high"]
     assert table.at[1, "change_usd"] <= USD_TOL and table.at[0, "change_usd"] >= -USD_TOL
@@ -182,7 +197,8 @@ def test_sensitivity_command_writes_its_files_and_exits_0(tmp_path, capsys):
 @pytest.mark.parametrize(
     ("args", "needle"),
     [
-        (["--shock", "-0.5"], "shock must be a number in [0, 1]"),
+        (["--shock", "-0.5"], "shock must be a number in (0, 1)"),
+        (["--shock", "1"], "shock must be a number in (0, 1)"),
         (["--inputs", "pd,nope"], "inputs ['nope']"),
         (["--jobs", "0"], "n_jobs must be"),
         (["--bogus"], "No such option"),
