@@ -231,7 +231,7 @@ def frontier_command(
     from models import simulate
     from optimizer.atomic import staged_directory
     from optimizer.cli_views import progress_bar
-    from optimizer.frontier import METHODS, frontier
+    from optimizer.frontier import MAX_FRONTIER_POINTS, METHODS, frontier
     from optimizer.frontier_sweep import FAILED_STATUSES, parse_sweep
     from optimizer.persist import to_plain
 
@@ -240,8 +240,8 @@ def frontier_command(
     spec = parse_sweep(loaded, None, sweep)  # a bad sweep is refused before simulating
     if method not in METHODS:
         raise ValueError(f"--method {method!r}: choose from {', '.join(METHODS)}")
-    if points < 1:
-        raise ValueError(f"--points must be >= 1, got {points}")
+    if not 1 <= points <= MAX_FRONTIER_POINTS:  # refused before simulating, not after
+        raise ValueError(f"--points must be in 1..{MAX_FRONTIER_POINTS:,}, got {points:,}")
     backend = "dask" if scheduler else "loky"
     with console.status("Simulating scenarios…"):
         scen = simulate(loaded, scenarios, seed=seed, n_jobs=jobs, backend=backend,
@@ -336,7 +336,9 @@ def sensitivity_command(
     case: CaseArg = None,
     scenarios: ScenariosOpt = 2_000,
     seed: SeedOpt = 7,
-    shock: Annotated[float, typer.Option(help="Relative perturbation: 0.2 = ±20 %.")] = 0.2,
+    shock: Annotated[
+        float, typer.Option(help="Relative perturbation, in (0, 1): 0.2 = ±20 %.")
+    ] = 0.2,
     inputs: Annotated[
         list[str] | None,
         typer.Option(

@@ -21,6 +21,7 @@ from models.tables import (
     products_frame,
     sources_frame,
 )
+from models.text import printable
 
 
 def _add_row(table: Table, *cells: str, style: str | None = None) -> None:
@@ -217,7 +218,10 @@ def _with_se(value: float, se: float) -> str:
 
 
 def print_allocation(console: Console, case: Case, result, oos=None) -> None:
-    """Gap closed, money by kind, leverage, each funder's risk in and out of sample, binding."""
+    """Gap closed, money by kind, leverage, each funder's risk in and out of sample, binding;
+    the result's warnings and solver fallbacks first, so none goes unseen."""
+    for note in (*result.warnings, *(f"fallback: {f}" for f in result.fallbacks)):
+        console.print(f"[yellow]Warning:[/] {escape(printable(str(note)))}", highlight=False)
     need = case.total_gap_usd
     console.print(
         f"[bold]{escape(case.name)}[/]: gap closed US${result.gap_closed_usd / 1e6:,.1f}m of "
