@@ -174,6 +174,24 @@ def _protected_reason(target: Path, protect: Iterable[Path]) -> str | None:
     return None
 
 
+def _standing(target: Path, what_to_do: str) -> os.stat_result | None:
+    """What stands at ``target`` (None: nothing, and a folder can be made there); a symbolic
+    link, to anything, is refused: ppcfin writes only through real paths."""
+    try:
+        info = target.lstat()
+    except (FileNotFoundError, NotADirectoryError):
+        _check_parents(target)
+        return None
+    except OSError as exc:
+        raise OutputError(f"cannot write {target}: {describe_os_error(exc)}") from None
+    if stat.S_ISLNK(info.st_mode):
+        raise OutputRefused(
+            f"{target} is a symbolic link (to {os.readlink(target)}); ppcfin writes its outputs "
+            f"only through real paths: {what_to_do}"
+        )
+    return info
+
+
 def check_output_folder(
     target: str | Path,
     *,
@@ -208,18 +226,9 @@ def check_output_folder(
     """
     target = Path(target)
     flag = f"{command} --out {target}"
-    try:
-        info = target.lstat()
-    except (FileNotFoundError, NotADirectoryError):
-        _check_parents(target)
+    info = _standing(target, f"give a new folder for `{flag}`")
+    if info is None:
         return
-    except OSError as exc:
-        raise OutputError(f"cannot write {target}: {describe_os_error(exc)}") from None
-    if stat.S_ISLNK(info.st_mode):
-        raise OutputRefused(
-            f"{target} is a symbolic link (to {os.readlink(target)}); ppcfin writes its outputs "
-            f"only to a real folder: give a new folder for `{flag}`"
-        )
     if not stat.S_ISDIR(info.st_mode):
         raise OutputRefused(
             f"{target} is {_kind(info.st_mode)}, not a folder ppcfin wrote; it is left as it "
@@ -272,17 +281,9 @@ def check_output_file(target: str | Path, is_ours) -> None:
     refused.
     """
     target = Path(target)
-    try:
-        info = target.lstat()
-    except (FileNotFoundError, NotADirectoryError):
-        _check_parents(target)
+    info = _standing(target, "give a new file for --out")
+    if info is None:
         return
-    except OSError as exc:
-        raise OutputError(f"cannot write {target}: {describe_os_error(exc)}") from None
-    if stat.S_ISLNK(info.st_mode):
-        raise OutputRefused(
-            f"{target} is a symbolic link (to {os.readlink(target)}); give a new file for --out"
-        )
     if stat.S_ISDIR(info.st_mode):
         raise OutputRefused(f"{target} is a folder; give a file name for --out")
     if not stat.S_ISREG(info.st_mode):
