@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import re
 import typing
-import unicodedata
+from collections.abc import Callable
 from enum import StrEnum
 from typing import Annotated, Literal
 
@@ -33,6 +33,7 @@ from pydantic import (
 from pydantic_core import PydanticCustomError
 
 from models.crosscheck import CrossFieldProblems, case_problems, entity_problems
+from models.text import first_control
 
 
 # --- numbers that refuse yes/no, text without control characters ---------------------------
@@ -52,43 +53,27 @@ Integer = Annotated[int, BeforeValidator(_refuse_bool)]
 """An int that refuses True/False; integral floats and numeric text convert as usual."""
 
 
-_BIDI_CONTROLS = frozenset("\u200e\u200f\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069")
-"""Bidirectional controls: U+202E shows the rest of a name backwards (a spoofing trick)."""
+def _no_controls(allowed: str, rule: str) -> Callable[[str], str]:
+    """A validator refusing control characters (:func:`models.text.first_control`) but
+    ``allowed``; ``rule`` says what the field may hold."""
+
+    def check(text: str) -> str:
+        found = first_control(text, allowed)
+        if found:
+            raise PydanticCustomError(
+                "control_character",
+                "holds the control character {code} (character {position}); " + rule,
+                {"code": found[1], "position": found[0]},
+            )
+        return text
+
+    return check
 
 
-def _control_character(text: str, allowed: str) -> tuple[int, str] | None:
-    """Position (1-based) and code of the first control character (C0, C1 or bidirectional)
-    not in ``allowed``."""
-    if text.isprintable():  # fast path: no control character (nor other non-printable)
-        return None
-    for n, ch in enumerate(text, start=1):
-        if ch not in allowed and (unicodedata.category(ch) == "Cc" or ch in _BIDI_CONTROLS):
-            return n, f"U+{ord(ch):04X}"
-    return None
-
-
-def _name_text(text: str) -> str:
-    found = _control_character(text, allowed="")
-    if found:
-        raise PydanticCustomError(
-            "control_character",
-            "holds the control character {code} (character {position}); a name is one line "
-            "of plain text: remove it",
-            {"code": found[1], "position": found[0]},
-        )
-    return text
-
-
-def _free_text(text: str) -> str:
-    found = _control_character(text, allowed="\n\t")
-    if found:
-        raise PydanticCustomError(
-            "control_character",
-            "holds the control character {code} (character {position}); free text may hold "
-            "line breaks and tabs, no other control character: remove it",
-            {"code": found[1], "position": found[0]},
-        )
-    return text
+_name_text = _no_controls("", "a name is one line of plain text: remove it")
+_free_text = _no_controls(
+    "\n\t", "free text may hold line breaks and tabs, no other control character: remove it"
+)
 
 
 FreeText = Annotated[str, AfterValidator(_free_text)]
@@ -152,7 +137,7 @@ def check_source_tag(tag: str | None) -> str | None:
     if tag is None:
         return None
     # checked before strip(): it would silently drop a control character at either end
-    found = _control_character(tag, allowed="\n\t")
+    found = first_control(tag, allowed="\n\t")
     tag = tag.strip()
     if found:
         raise ValueError(

@@ -10,9 +10,29 @@ from __future__ import annotations
 
 import re
 
-_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f\u200e\u200f\u202a-\u202e\u2066-\u2069]")
+_CONTROLS = "\x00-\x1f\x7f-\x9f\u200e\u200f\u202a-\u202e\u2066-\u2069"
 """C0 and C1 control characters, DEL and the bidirectional controls (U+202E shows text
-backwards); tab and newline stay (they only lay text out)."""
+backwards), as a regex character class: the one definition of a control character."""
+_ANY_CONTROL = re.compile(f"[{_CONTROLS}]")
+_CONTROL = re.compile(f"(?![\\t\\n])[{_CONTROLS}]")
+"""What :func:`printable` escapes: every control character but tab and newline (they only lay
+text out)."""
+
+
+def first_control(text: str, allowed: str = "") -> tuple[int, str] | None:
+    """Position (1-based) and ``U+XXXX`` code of the first control character not in ``allowed``.
+
+    Examples
+    --------
+    >>> first_control("ab\\u202ecd")
+    (3, 'U+202E')
+    >>> first_control("a\\tb", allowed="\\t") is None
+    True
+    """
+    for match in _ANY_CONTROL.finditer(text):
+        if match[0] not in allowed:
+            return match.start() + 1, f"U+{ord(match[0]):04X}"
+    return None
 
 
 def printable(text: str) -> str:
