@@ -24,6 +24,8 @@ from typing import Any
 
 import yaml
 
+from models.text import first_control
+
 MAX_FILE_BYTES = 50 * 1024 * 1024
 """Largest file read at all (CSV tables; csv parses in C, quickly)."""
 MAX_YAML_BYTES = 2 * 1024 * 1024
@@ -424,7 +426,15 @@ def _rows(
                 f"line {reader.line_num} has more cells than the header's {len(reader.fieldnames)}",
                 field=f"line {reader.line_num}",
             )
-        cells = {k.strip(): v.strip() for k, v in row.items() if v is not None and v.strip()}
+        cells = {k.strip(): _trim(v) for k, v in row.items() if v is not None and _trim(v)}
         if cells:
             rows.append((reader.line_num, cells))
     return rows
+
+
+def _trim(cell: str) -> str:
+    """A cell without the spaces around it; a control character there stays for the schema to
+    refuse (``str.strip`` counts U+001C-U+001F and NEL as spaces and would drop it silently)."""
+    trimmed = cell.strip()
+    around = cell[: len(cell) - len(cell.lstrip())] + cell[len(cell.rstrip()) :]
+    return cell if first_control(around) else trimmed
