@@ -634,7 +634,11 @@ def _is_lost_worker(exc: Exception) -> bool:
 
 @contextmanager
 def _interrupt_signals() -> Iterator[list[int]]:
-    """Turn SIGINT and SIGTERM into KeyboardInterrupt while a command runs, noting which came.
+    """Turn the first SIGINT, SIGTERM or SIGHUP into KeyboardInterrupt while a command runs.
+
+    Later signals are only noted: the command is already stopping, and a second
+    KeyboardInterrupt in the middle of stopping worker processes would leave their semaphores
+    half cleaned up.
 
     A signal the process was told to ignore (``nohup``, a shell's background job) stays
     ignored; the previous handlers come back afterwards (tests call :func:`main` in-process).
@@ -646,7 +650,11 @@ def _interrupt_signals() -> Iterator[list[int]]:
 
     def on_signal(signum: int, _frame: object) -> None:
         received.append(signum)
-        raise KeyboardInterrupt
+        if len(received) == 1:
+            raise KeyboardInterrupt
+        # A second Ctrl-C while the first is being handled must not cut the clean-up short:
+        # raised between loky's sem_unlink and its unregister, it left the resource tracker to
+        # warn of a missing semaphore on the terminal after the one line.
 
     previous = {}
     for sig in INTERRUPT_SIGNALS:
