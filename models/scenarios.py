@@ -24,6 +24,11 @@ from models.cells import CELL_COLUMNS
 from models.errors import ScenarioFileError
 
 FORMAT_VERSION = 1
+DEFAULT_SCENARIOS = 100_000
+"""Scenarios every decision command draws unless told otherwise (``optimize``, ``run``,
+``frontier``, ``sensitivity``, ``stress``). Measured on the shipped case: at 5,000 the weighted gap
+moved 8 % between seeds 7, 8 and 9 (30 % at 2,000) and the optimum broke its own limits out of
+sample; at 100,000 it moves 4 %."""
 """Bumped whenever the saved layout changes; files of another version are refused."""
 TEXT_CELL_COLUMNS = ("cell", "product", "segment", "region", "value_chain")
 BOOL_CELL_COLUMNS = ("state_run", "remote")

@@ -18,7 +18,7 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 
-from models import Case, CaseError, load_case
+from models import DEFAULT_SCENARIOS, Case, CaseError, load_case
 from models.errors import ScenarioFileError, SimulationError
 from models.workers import WorkersLost
 from optimizer.outputs import MANIFEST_NAME, OutputError, OutputRefused
@@ -158,7 +158,7 @@ FORMATS = ("html", "pdf", "xlsx")
 @app.command("optimize")
 def optimize_command(
     case: CaseArg = None,
-    scenarios: ScenariosOpt = 5_000,
+    scenarios: ScenariosOpt = DEFAULT_SCENARIOS,
     seed: SeedOpt = 7,
     method: MethodOpt = "auto",
     jobs: JobsOpt = 1,
@@ -204,7 +204,7 @@ def optimize_command(
 @app.command("frontier")
 def frontier_command(
     case: CaseArg = None,
-    scenarios: ScenariosOpt = 2_000,
+    scenarios: ScenariosOpt = DEFAULT_SCENARIOS,
     seed: SeedOpt = 7,
     sweep: Annotated[
         str,
@@ -222,6 +222,7 @@ def frontier_command(
     scheduler: SchedulerOpt = None,
     out: OutOpt = Path("out-frontier"),
     force: ForceOpt = False,
+    float32: Float32Opt = False,
 ) -> None:
     """The optimal gap against a swept limit, amount or ratio; writes frontier.csv and .json."""
     import json
@@ -245,7 +246,7 @@ def frontier_command(
     backend = "dask" if scheduler else "loky"
     with console.status("Simulating scenarios…"):
         scen = simulate(loaded, scenarios, seed=seed, n_jobs=jobs, backend=backend,
-                        scheduler=scheduler)  # fmt: skip
+                        scheduler=scheduler, dtype="float32" if float32 else "float64")  # fmt: skip
     with progress_bar(console, f"Sweeping {sweep}", points) as advance:
         front = frontier(loaded, scen, sweep, points=points, method=method, n_jobs=jobs,
                          backend=backend, scheduler=scheduler,
@@ -275,7 +276,7 @@ def frontier_command(
 @app.command("run")
 def run_command(
     case: CaseArg = None,
-    scenarios: ScenariosOpt = 5_000,
+    scenarios: ScenariosOpt = DEFAULT_SCENARIOS,
     seed: SeedOpt = 7,
     out: OutOpt = Path("out"),
     force: ForceOpt = False,
@@ -334,7 +335,7 @@ def report_command(
 @app.command("sensitivity")
 def sensitivity_command(
     case: CaseArg = None,
-    scenarios: ScenariosOpt = 2_000,
+    scenarios: ScenariosOpt = DEFAULT_SCENARIOS,
     seed: SeedOpt = 7,
     shock: Annotated[
         float, typer.Option(help="Relative perturbation, in (0, 1): 0.2 = ±20 %.")
@@ -352,6 +353,7 @@ def sensitivity_command(
     scheduler: SchedulerOpt = None,
     out: OutOpt = Path("out-sensitivity"),
     force: ForceOpt = False,
+    float32: Float32Opt = False,
 ) -> None:
     """Each input ±shock in turn, re-optimised on common random numbers: the tornado."""
     import json
@@ -369,7 +371,8 @@ def sensitivity_command(
     total = sensitivity_points(loaded, chosen)
     with progress_bar(console, "Sensitivity points", total) as advance:
         sens = sensitivity(loaded, scenarios, seed, inputs=chosen, shock=shock, n_jobs=jobs,
-                           scheduler=scheduler, on_point=advance)  # fmt: skip
+                           scheduler=scheduler, on_point=advance,
+                           dtype="float32" if float32 else "float64")  # fmt: skip
     with staged_directory(out, **_out_rule("sensitivity", force, loaded)) as stage:
         sens.table.to_csv(stage / "sensitivity.csv", index=False)
         sens.tornado.to_csv(stage / "tornado.csv", index=False)
@@ -393,7 +396,7 @@ def stress_command(
     reoptimize: Annotated[
         bool, typer.Option(help="Also re-optimise under each stress: what must give.")
     ] = False,
-    scenarios: ScenariosOpt = 5_000,
+    scenarios: ScenariosOpt = DEFAULT_SCENARIOS,
     seed: SeedOpt = 7,
     jobs: JobsOpt = 1,
     scheduler: SchedulerOpt = None,

@@ -51,7 +51,7 @@ def print_case_summary(console: Console, case: Case) -> None:
         # the path is the user's: "[/]" in a folder name is text, not markup
         f"file {escape(str(case.source_file))}  sha256 {sha}"
         f"  segments {len(case.segments)}  households {case.total_households:,}"
-        f"  need US${case.total_need_usd / 1e6:,.1f}m  unmet gap US${case.total_gap_usd / 1e6:,.1f}m",
+        f"  need US${case.total_need_usd / 1e6:,.1f}m  credit gap US${case.total_gap_usd / 1e6:,.1f}m",
         highlight=False,
     )
 

@@ -45,6 +45,7 @@ __all__ = [
     "Frontier",
     "case_at",
     "frontier",
+    "with_own_setting",
 ]
 
 FRONTIER_COLUMNS = (
@@ -94,6 +95,21 @@ class Frontier:
     workers: int = 1
 
 
+def with_own_setting(values: np.ndarray, own: float) -> np.ndarray:
+    """``values`` (ascending) with the one nearest to ``own`` replaced by ``own``.
+
+    ``own`` lies within the default range, so the order stays ascending.
+
+    Examples
+    --------
+    >>> with_own_setting(np.linspace(0.5, 2.0, 6), 1.0).round(2).tolist()
+    [0.5, 0.8, 1.0, 1.4, 1.7, 2.0]
+    """
+    out = np.array(values, dtype=float)
+    out[int(np.argmin(np.abs(out - own)))] = own
+    return out
+
+
 def frontier(
     case: Case,
     scenarios: ScenarioSet,
@@ -128,7 +144,8 @@ def frontier(
     values : array_like of shape (n_points,), optional
         Values to sweep, in order. Default ``points`` values: multipliers from 0.5 to 2
         (``cvar_scale``) or 0 to 2 (``amount``); ε from half to twice the fund's; a ratio or
-        priority from 0 to twice the case's (at least to 1).
+        priority from 0 to twice the case's (at least to 1); the case's own setting (1 for a
+        multiplier) always among them, in place of the nearest, so one point is the case.
     points : int, default 7
         Number of default values, 1 to :data:`MAX_FRONTIER_POINTS` (as is the length of
         ``values``).
@@ -181,7 +198,7 @@ def frontier(
                 f"{MAX_FRONTIER_POINTS:,}, each an LP solve): use fewer points, or several "
                 "sweeps over narrower ranges"
             )
-        values = default_values(spec, int(points))
+        values = with_own_setting(default_values(spec, int(points)), spec.base)
     elif np.size(values) > MAX_FRONTIER_POINTS:
         raise ValueError(
             f"values holds {np.size(values):,} points, more than a frontier takes (at most "

@@ -15,7 +15,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from models import Case, ScenarioSet, load_case, simulate
+from models import DEFAULT_SCENARIOS, Case, ScenarioSet, load_case, simulate
 from models.cells import build_cells
 from models.loader import DEFAULT_CASE
 from optimizer.errors import OptimizerError
@@ -36,12 +36,12 @@ from optimizer.solve import optimize
 from optimizer.stress_testing import STRESS_DIR, StressOutcome, shipped_stresses, stress_outcomes
 
 __all__ = [
+    "ANALYSES",
     "FRONTIER_POINTS",
-    "FRONTIER_SCENARIOS",
     "OUT_OF_SAMPLE_SEED_OFFSET",
-    "SENSITIVITY_SCENARIOS",
     "STRESS_DIR",
     "TIMINGS_FILE",
+    "Draw",
     "RunRecord",
     "SavedRunError",
     "StressOutcome",
@@ -52,14 +52,31 @@ __all__ = [
     "stress_outcomes",
 ]
 
-FRONTIER_SCENARIOS = 1_500
-"""The frontier is swept on a smaller set of the same seed, so a run stays within minutes."""
-FRONTIER_POINTS = 6
-SENSITIVITY_SCENARIOS = 500
-"""The sensitivity sweep re-optimises 17 times (base + 8 inputs x low/high) on a smaller set of
-the same seed: about 30 s on 2 idle cores (CRN keeps the changes meaningful at this size)."""
+FRONTIER_POINTS = 7
+"""x0.5 to x2 of every funder's CVaR limit in steps of 0.25: the case's own setting (x1) is a
+point of the frontier, on the headline's scenarios, so it is the headline."""
 OUT_OF_SAMPLE_SEED_OFFSET = 1_000_003
 """The out-of-sample set uses seed + this offset: independent of the in-sample draws."""
+
+
+ANALYSES = ("headline", "out_of_sample", "frontier", "sensitivity", "stresses")
+"""The analyses of a run, each with the scenario set it was computed on (:class:`Draw`)."""
+
+
+@dataclass(frozen=True)
+class Draw:
+    """The scenario set an analysis of a run used: how many, which seed, method and precision.
+
+    Every analysis but the out-of-sample check draws the headline's set (the frontier and the
+    sensitivity base use it as it is; the sensitivity points and stresses re-draw it with the
+    same seed, common random numbers, for the changed case); the out-of-sample check draws an
+    independent set of the same size.
+    """
+
+    n_scenarios: int
+    seed: int
+    scenario_method: str
+    dtype: str
 
 
 @dataclass(frozen=True, eq=False)
@@ -82,11 +99,13 @@ class RunRecord:
     frontier: Frontier | None = None
     sensitivity: Sensitivity | None = None
     sensitivity_error: str = ""
+    analyses: dict[str, Draw] = field(default_factory=dict)
+    """Analysis name (:data:`ANALYSES`, those that ran) → the scenario set it used."""
 
 
 def run_case(
     case: Case,
-    n_scenarios: int = 5_000,
+    n_scenarios: int = DEFAULT_SCENARIOS,
     seed: int = 7,
     method: str = "mc",
     n_jobs: int = 1,
@@ -109,8 +128,8 @@ def run_case(
         Overlays to apply; default the shipped ones when ``case`` is the default case, none
         otherwise (an overlay names its base case).
     with_sensitivity : bool
-        Run the one-at-a-time sensitivity sweep (every input ±20 %) on
-        ``SENSITIVITY_SCENARIOS`` scenarios of the same seed, for the report's tornado.
+        Run the one-at-a-time sensitivity sweep (every input ±20 %) for the report's tornado:
+        its base is the headline, its points re-drawn at the headline's count, seed and dtype.
     on_step : callable, optional
         Told the name of each step as it starts (progress display).
     dtype : {"float64", "float32"}
@@ -147,24 +166,32 @@ def run_case(
         )
         stresses = shipped_stresses() if is_default else []
     front = timed("frontier", lambda: frontier(
-        case, draw(min(FRONTIER_SCENARIOS, n_scenarios), seed),
-        "cvar_scale", points=FRONTIER_POINTS,
+        case, scen, "cvar_scale", points=FRONTIER_POINTS, method=optimize_method,
+        n_jobs=n_jobs, backend="dask" if scheduler else "loky", scheduler=scheduler,
     ))  # fmt: skip
     sens, sens_error = None, ""
     if with_sensitivity:
         points = sensitivity_points(case)
         try:
             sens = timed("sensitivity", lambda: sensitivity(
-                case, min(SENSITIVITY_SCENARIOS, n_scenarios), seed, method=method,
-                n_jobs=n_jobs, scheduler=scheduler,
+                case, n_scenarios, seed, method=method, n_jobs=n_jobs, scheduler=scheduler,
+                dtype=dtype, optimize_method=optimize_method, base=allocation,
                 on_point=lambda done: step(f"sensitivity: {done} of {points} points solved"),
             ))  # fmt: skip
-        except OptimizerError as exc:
-            # the sweep's smaller set can fail where the run's did not: say so, keep the run
-            sens_error = f"the sensitivity sweep's base case did not solve: {exc}"
+        except OptimizerError as exc:  # the base solved: only a sweep-wide failure lands here
+            sens_error = f"the sensitivity sweep failed: {exc}"
     outcomes = timed("stress tests", lambda: stress_outcomes(
         case, allocation, stresses, n_scenarios, seed, method, n_jobs, scheduler, on_step,
+        dtype=dtype,
     ))  # fmt: skip
+    same = Draw(int(n_scenarios), int(seed), str(method), str(dtype))
+    analyses = {"headline": same, "frontier": same}
+    if oos is not None:
+        analyses["out_of_sample"] = dataclasses.replace(same, seed=seed + OUT_OF_SAMPLE_SEED_OFFSET)
+    if sens is not None:
+        analyses["sensitivity"] = same
+    if outcomes:
+        analyses["stresses"] = same
     return RunRecord(
         case=case,
         scenarios=scen,
@@ -178,6 +205,7 @@ def run_case(
         frontier=front,
         sensitivity=sens,
         sensitivity_error=sens_error,
+        analyses={name: analyses[name] for name in ANALYSES if name in analyses},
     )
 
 
@@ -216,10 +244,11 @@ def save_run(record: RunRecord, folder: Path) -> None:
         "n_scenarios": record.n_scenarios,
         "scenario_method": record.scenario_method,
         "out_of_sample": None if record.out_of_sample is None else to_plain(record.out_of_sample),
-        "frontier": None if front is None else to_plain(front),
+        "frontier": None if front is None else _without_workers(to_plain(front)),
         "sensitivity": None if record.sensitivity is None else to_plain(record.sensitivity),
         "sensitivity_error": record.sensitivity_error,
         "stresses": [to_plain(o) for o in record.stresses],
+        "analyses": {name: dataclasses.asdict(d) for name, d in record.analyses.items()},
     }
     (folder / RUN_FILE).write_text(json.dumps(meta, indent=1, allow_nan=False), encoding="utf-8")
     timings = {
@@ -227,8 +256,15 @@ def save_run(record: RunRecord, folder: Path) -> None:
         "run_s": record.timings_s,
         "optimize_s": record.allocation.timings_s,
         "frontier_points_s": to_plain(seconds),
+        "frontier_workers": None if front is None else front.workers,
+        "frontier_compilations": None if front is None else front.compilations,
     }
     (folder / TIMINGS_FILE).write_text(json.dumps(timings, indent=1), encoding="utf-8")
+
+
+def _without_workers(frontier: dict) -> dict:
+    """A frontier as run.json keeps it: without what depends on ``--jobs`` (timings.json)."""
+    return {k: v for k, v in frontier.items() if k not in ("workers", "compilations")}
 
 
 def load_run(folder: Path) -> RunRecord:
@@ -276,7 +312,12 @@ def load_run(folder: Path) -> RunRecord:
         if points is None or len(points) != len(frontier.table):
             points = [math.nan] * len(frontier.table)
         seconds = [math.nan if v is None else v for v in points]
-        frontier = dataclasses.replace(frontier, table=frontier.table.assign(seconds=seconds))
+        frontier = dataclasses.replace(
+            frontier,
+            table=frontier.table.assign(seconds=seconds),
+            workers=(timings.frontier_workers if timings else None) or 1,
+            compilations=(timings.frontier_compilations if timings else None) or 1,
+        )
     return RunRecord(
         case=case,
         scenarios=scenarios,
@@ -293,6 +334,7 @@ def load_run(folder: Path) -> RunRecord:
         frontier=frontier,
         sensitivity=None if run.sensitivity is None else run.sensitivity.build(Sensitivity),
         sensitivity_error=run.sensitivity_error,
+        analyses={name: Draw(**d.model_dump()) for name, d in run.analyses.items()},
     )
 
 

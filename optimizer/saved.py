@@ -36,8 +36,9 @@ if TYPE_CHECKING:
     from models.schema import Case
     from optimizer.result import Allocation
 
-RUN_FORMAT_VERSION = 2
-"""run.json: 2 stores the case file's absolute path and leaves timings to timings.json."""
+RUN_FORMAT_VERSION = 3
+"""run.json: 2 stores the case file's absolute path and leaves timings to timings.json; 3 adds
+``analyses``, the scenario set behind each analysis."""
 TIMINGS_FORMAT_VERSION = 1
 
 
@@ -237,8 +238,7 @@ class FrontierFile(StrictModel):
     table: _run_table("frontier", FRONTIER_SAVED_COLUMNS, rows=_frontier_rows)  # type: ignore[valid-type]
     compiled_once: StrictBool
     method: Literal["lp", "cutting_plane"]
-    compilations: Count
-    workers: PositiveCount
+    # workers and compilations depend on --jobs, not on the case: they are in timings.json
 
 
 class SensitivityFile(StrictModel):
@@ -265,10 +265,19 @@ class StressFile(StrictModel):
     evaluation: EvaluationFile
 
 
+class DrawFile(StrictModel):
+    """One analysis's scenario set inside run.json (:class:`optimizer.run.Draw`)."""
+
+    n_scenarios: PositiveCount
+    seed: Count
+    scenario_method: ScenarioMethod
+    dtype: Literal["float64", "float32"]
+
+
 class RunFile(StrictModel):
     """run.json: what ``ppcfin report`` needs besides result.json and scenarios.npz."""
 
-    format_version: Literal[2]
+    format_version: Literal[3]
     case_file: Annotated[StrictStr | None, AfterValidator(_absolute)]
     case_sha256: Sha256 | None
     seed: Count
@@ -279,6 +288,9 @@ class RunFile(StrictModel):
     sensitivity: SensitivityFile | None
     sensitivity_error: StrictStr
     stresses: list[StressFile]
+    analyses: dict[
+        Literal["headline", "out_of_sample", "frontier", "sensitivity", "stresses"], DrawFile
+    ]
 
 
 class TimingsFile(BaseModel):
@@ -290,6 +302,8 @@ class TimingsFile(BaseModel):
     run_s: dict[str, Annotated[float, Field(ge=0)]]
     optimize_s: dict[str, int | float]
     frontier_points_s: list[float | None] | None
+    frontier_workers: PositiveCount | None = None
+    frontier_compilations: Count | None = None
 
 
 # --- a saved result against its case --------------------------------------------------------

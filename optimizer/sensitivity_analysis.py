@@ -21,7 +21,7 @@ from typing import Any
 import pandas as pd
 from pydantic import ValidationError
 
-from models import Case, simulate
+from models import DEFAULT_SCENARIOS, Case, simulate
 from models.problems import Origins, problems_from_validation
 from models.workers import Backend, run_in_order
 from optimizer.errors import InfeasibleCase, OptimizerError
@@ -231,7 +231,9 @@ def perturbed_case(case: Case, input_id: str, factor: float) -> tuple[Case, str]
         ) from None
 
 
-def _simulate_and_optimize(case: Case, n: int, seed: int, method: str) -> Allocation:
+def _simulate_and_optimize(
+    case: Case, n: int, seed: int, method: str, dtype: str = "float64", solve: str = "auto"
+) -> Allocation:
     """One point, the base included, as a function of its arguments alone.
 
     On one BLAS thread: the last digits of some products depend on the thread count, which
@@ -240,11 +242,20 @@ def _simulate_and_optimize(case: Case, n: int, seed: int, method: str) -> Alloca
     each builds and solves its own problem.
     """
     with one_blas_thread():
-        return optimize(case, simulate(case, n, seed=seed, method=method))
+        return optimize(case, simulate(case, n, seed=seed, method=method, dtype=dtype),
+                        method=solve)  # fmt: skip
 
 
 def _solve_point(
-    case: Case, n: int, seed: int, method: str, input_id: str, direction: str, factor: float
+    case: Case,
+    n: int,
+    seed: int,
+    method: str,
+    dtype: str,
+    solve: str,
+    input_id: str,
+    direction: str,
+    factor: float,
 ) -> dict[str, Any]:
     """Perturb, simulate (same seed) and optimise one point; failures become a status."""
     row: dict[str, Any] = {
@@ -257,7 +268,7 @@ def _solve_point(
     }
     try:
         point, row["setting"] = perturbed_case(case, input_id, factor)
-        res = _simulate_and_optimize(point, n, seed, method)
+        res = _simulate_and_optimize(point, n, seed, method, dtype, solve)
     except InvalidPerturbation as exc:
         return {**row, "status": "invalid", "reason": str(exc)}
     except InfeasibleCase as exc:
@@ -297,7 +308,7 @@ def _check_inputs(inputs: list[str] | None, case: Case) -> list[str]:
 
 def sensitivity(
     case: Case,
-    n_scenarios: int = 2_000,
+    n_scenarios: int = DEFAULT_SCENARIOS,
     seed: int = 7,
     inputs: list[str] | None = None,
     shock: float = 0.2,
@@ -305,6 +316,10 @@ def sensitivity(
     n_jobs: int = 1,
     scheduler: str | None = None,
     on_point: Callable[[int], None] | None = None,
+    *,
+    dtype: str = "float64",
+    optimize_method: str = "auto",
+    base: Allocation | None = None,
 ) -> Sensitivity:
     """Re-optimise the case with each input set ``1 ∓ shock`` times its value, one at a time.
 
@@ -328,6 +343,14 @@ def sensitivity(
         (on all its worker threads, whatever ``n_jobs``).
     on_point : callable, optional
         Called with the number of points finished (the base counts as one) after each.
+    dtype : {"float64", "float32"}
+        Loss-matrix precision of every point's scenario set.
+    optimize_method : {"auto", "lp", "cutting_plane"}
+        Passed to :func:`optimizer.optimize` at every point.
+    base : Allocation, optional
+        The unperturbed case already optimised on ``n_scenarios`` scenarios of ``seed``
+        (``method``, ``dtype``): the headline of a run. It is the base of every change, so the
+        tornado starts from the figure the committee reads; default: solved here.
 
     Returns
     -------
@@ -336,7 +359,8 @@ def sensitivity(
     Raises
     ------
     ValueError
-        Bad ``shock``, ``n_jobs`` or an unknown input.
+        Bad ``shock``, ``n_jobs`` or an unknown input, or a ``base`` of another case or
+        scenario count.
     InfeasibleCase, SolverFailure
         The unperturbed case itself does not solve.
     SimulationError
@@ -345,8 +369,16 @@ def sensitivity(
         Worker processes kept dying (a loky pool broken twice, or dask gave up on a point).
     """
     chosen = _check(shock, n_jobs, inputs, case)
-    # the base is the reference of every change: if it does not solve, its error is the answer
-    base = _simulate_and_optimize(case, n_scenarios, seed, method)
+    if base is None:
+        # the base is the reference of every change: if it does not solve, its error is the
+        # answer
+        base = _simulate_and_optimize(case, n_scenarios, seed, method, dtype, optimize_method)
+    elif base.case_name != case.name or base.n_scenarios != n_scenarios:
+        raise ValueError(
+            f"base: an allocation of case {base.case_name!r} on {base.n_scenarios:,} scenarios, "
+            f"not of {case.name!r} on {n_scenarios:,}: pass the allocation of this sweep's case "
+            "and scenario set, or none"
+        )
     done = 1
     if on_point:
         on_point(done)
@@ -358,8 +390,8 @@ def sensitivity(
     rows = []
     backend = Backend.dask if scheduler is not None else Backend.loky
     tasks = run_in_order(
-        _solve_point, (case, n_scenarios, seed, method), points, backend, n_jobs, scheduler,
-        describe,
+        _solve_point, (case, n_scenarios, seed, method, dtype, optimize_method), points,
+        backend, n_jobs, scheduler, describe,
     )  # fmt: skip
     with closing(tasks):  # a stopped sweep cancels the points still queued
         for row in tasks:  # ordered: row k is points[k] whatever the workers

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from models import Case, ScenarioSet, load_case, simulate
+from models import DEFAULT_SCENARIOS, Case, ScenarioSet, load_case, simulate
 from models.loader import DEFAULT_CASE
 from models.yaml_io import CASE_SUFFIXES, ReadProblem, read_yaml
 from optimizer.diagnose import optimize_or_diagnose
@@ -148,8 +148,11 @@ def shipped_stresses() -> list[Path]:
     return sorted(STRESS_DIR.glob("*.yaml"))
 
 
-def _draw(case: Case, n: int, seed: int, method: str, n_jobs: int, scheduler: str | None):
-    return simulate(case, n, seed=seed, method=method, n_jobs=n_jobs,
+def _draw(
+    case: Case, n: int, seed: int, method: str, n_jobs: int, scheduler: str | None,
+    dtype: str = "float64",
+) -> ScenarioSet:  # fmt: skip
+    return simulate(case, n, seed=seed, method=method, n_jobs=n_jobs, dtype=dtype,
                     backend="dask" if scheduler else "loky", scheduler=scheduler)  # fmt: skip
 
 
@@ -173,14 +176,16 @@ def stress_outcomes(
     n_jobs: int = 1,
     scheduler: str | None = None,
     on_step: Callable[[str], None] | None = None,
+    dtype: str = "float64",
 ) -> tuple[StressOutcome, ...]:
-    """Evaluate a fixed allocation under each overlay (same seed: common random numbers)."""
+    """Evaluate a fixed allocation under each overlay (same seed, count and dtype as the base:
+    common random numbers)."""
     out = []
     for path in overlays:
         stressed = load_case(path)
         if on_step:
             on_step(f"stress {stressed.stress.id if stressed.stress else path.stem}")
-        scen = _draw(stressed, n_scenarios, seed, method, n_jobs, scheduler)
+        scen = _draw(stressed, n_scenarios, seed, method, n_jobs, scheduler, dtype)
         out.append(_outcome(stressed, path, evaluate(stressed, allocation, scen)))
     return tuple(out)
 
@@ -278,7 +283,7 @@ def stress(
     case: Case,
     allocation: Allocation,
     stresses: list[str | Path] | None = None,
-    n_scenarios: int = 5_000,
+    n_scenarios: int = DEFAULT_SCENARIOS,
     seed: int = 7,
     method: str = "mc",
     reoptimize: bool = False,

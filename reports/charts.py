@@ -241,7 +241,7 @@ def frontier_svg(x, gap, xlabel: str, failed_mask, *, title: str = "Efficient fr
         marker="o",
         markersize=4,
         linewidth=1.5,
-        label="Optimal unmet gap",
+        label="Optimal weighted unmet gap",
     )
     # A failed point has no gap to plot: mark its x with a band and a cross above the data.
     for xf in xs[failed]:
@@ -262,7 +262,7 @@ def frontier_svg(x, gap, xlabel: str, failed_mask, *, title: str = "Efficient fr
         ax.text(0.5, 0.5, "No point solved", transform=ax.transAxes, ha="center")
     ax.grid(axis="y", color="#EEEEEE")
     ax.set_xlabel(xlabel)
-    ax.set_ylabel("Unmet credit gap (US$ m)")
+    ax.set_ylabel("Weighted unmet gap (US$ m)")
     set_title(fig, title)
     ax.legend(loc="best")
     return fig
@@ -276,7 +276,7 @@ def tornado_svg(
     *,
     low_label: str = "Low value",
     high_label: str = "High value",
-    title: str = "Sensitivity of the unmet gap",
+    title: str = "Sensitivity of the weighted unmet gap",
 ) -> Figure:
     """Sensitivity tornado: change of the optimal unmet gap when each input moves low or high.
 
@@ -327,7 +327,7 @@ def tornado_svg(
     ax.set_xlim(-span * 1.25, span * 1.25)
     ax.set_yticks(y, names)
     ax.invert_yaxis()
-    ax.set_xlabel("Change in unmet gap vs base case (US$ m; positive = more gap unmet)")
+    ax.set_xlabel("Change in weighted unmet gap vs the headline (US$ m; positive = more unmet)")
     set_title(fig, title)
     legend_below(fig, ncol=2)
     return fig

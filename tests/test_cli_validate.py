@@ -54,7 +54,7 @@ def _assert_default_summary(out: str) -> None:
     assert "Peruvian Amazon PPC — default case" in out
     assert re.search(r"segments\s+27\s", out)
     assert re.search(r"households\s+545,000", out)
-    assert "unmet gap US$2,380.1m" in out
+    assert "credit gap US$2,380.1m" in out
     totals = {
         "total public": "303.0",
         "total private": "1,600.0",

@@ -212,7 +212,7 @@ def test_the_frontier_survives_a_round_trip_through_plain_json(small):
     front = frontier(case, scen, "mobilization", points=2, method="cutting_plane")
     back = from_plain(Frontier, to_plain(front))
     assert (back.sweep, back.method, back.compilations) == ("mobilization", "cutting_plane", 1)
-    assert list(back.table["value"]) == [0.0, 2.0]
+    assert list(back.table["value"]) == [1.0, 2.0]  # the case's own ratio (1) replaces 0
 
 
 @pytest.mark.parametrize(
@@ -292,3 +292,24 @@ def test_default_case_frontier_matches_fresh_optimize():
     assert (front.table["status"] == "optimal").all() and front.compiled_once
     assert np.all(np.diff(gaps) <= 1.0) and gaps[0] > gaps[-1]
     assert _fresh_gap(case, scen, "amount:climate", 2.0) == pytest.approx(gaps[2], rel=REL)
+
+
+@pytest.mark.parametrize("points", [1, 2, 6, 7])
+def test_default_values_always_hold_the_case_itself(small, points):
+    from optimizer.frontier import with_own_setting
+    from optimizer.frontier_sweep import default_values, parse_sweep
+
+    case, scen = small
+    for sweep in ("cvar_scale", "mobilization", "deforestation_priority"):
+        spec = parse_sweep(case, scen, sweep)
+        values = with_own_setting(default_values(spec, points), spec.base)
+        assert len(values) == points and spec.base in values.tolist(), sweep
+        assert (np.diff(values) > 0).all(), sweep
+        # only the point nearest to the case's setting moved
+        assert (values != default_values(spec, points)).sum() <= 1, sweep
+    front = frontier(case, scen, "cvar_scale", points=points, method="lp")
+    own = front.table.loc[front.table["value"] == 1.0, "weighted_gap_usd"]
+    from optimizer.solve import optimize
+
+    base = optimize(case, scen, method="lp")
+    assert float(own.iloc[0]) == pytest.approx(base.objective_weighted_gap_usd, rel=1e-6)

@@ -108,7 +108,7 @@ def test_frontier_command_writes_one_row_per_point(tmp_path, capsys):
     out = tmp_path / "front"
     assert main(["frontier", "-n", "300", "--points", "3", "--out", str(out)]) == 0
     table = pd.read_csv(out / "frontier.csv")
-    assert list(table["value"]) == [0.5, 1.25, 2.0]
+    assert list(table["value"]) == [0.5, 1.0, 2.0]  # x1.25 gives way to the case itself
     assert (table["status"] == "optimal").all()
     assert (
         table["weighted_gap_usd"].is_monotonic_decreasing
@@ -123,12 +123,37 @@ def test_run_report_has_the_frontier_section(run_dir):
     assert meta["frontier"] is not None
 
 
+def test_every_analysis_of_a_run_is_on_the_headline_scenario_set(run_dir):
+    from optimizer.run import OUT_OF_SAMPLE_SEED_OFFSET, load_run
+
+    record = load_run(run_dir)
+    headline = record.allocation
+    draws = json.loads((run_dir / "run.json").read_text())["analyses"]
+    assert set(draws) == {"headline", "out_of_sample", "frontier", "sensitivity", "stresses"}
+    for name, draw in draws.items():
+        seed = 5 + OUT_OF_SAMPLE_SEED_OFFSET if name == "out_of_sample" else 5
+        assert draw == {"n_scenarios": int(N), "seed": seed, "scenario_method": "mc",
+                        "dtype": "float64"}, name  # fmt: skip
+    # the frontier's x1 point is the case itself on the same scenarios: the headline
+    table = record.frontier.table
+    own = table.loc[table["value"] == 1.0]
+    assert len(own) == 1
+    assert own["weighted_gap_usd"].iloc[0] == pytest.approx(
+        headline.objective_weighted_gap_usd, rel=1e-6
+    )
+    # (its money columns are one stage-1 optimal vertex; the headline's is stage 2's choice)
+    assert own["gap_closed_usd"].iloc[0] == pytest.approx(headline.gap_closed_usd, rel=1e-2)
+    # the tornado starts from the headline, not from a smaller set's optimum
+    assert record.sensitivity.base_weighted_gap_usd == headline.objective_weighted_gap_usd
+    assert record.sensitivity.base_gap_closed_usd == headline.gap_closed_usd
+
+
 def test_run_report_has_the_sensitivity_tornado(run_dir):
-    from optimizer.run import SENSITIVITY_SCENARIOS, load_run
+    from optimizer.run import load_run
     from reports.formats import ColumnFormat, format_value
 
     sens = load_run(run_dir).sensitivity
-    assert sens is not None and (sens.n_scenarios, sens.seed) == (SENSITIVITY_SCENARIOS, 5)
+    assert sens is not None and (sens.n_scenarios, sens.seed) == (int(N), 5)
     assert len(sens.table) == 16 and sens.table["status"].str.startswith("optimal").all()
     html = (run_dir / "report.html").read_text()
     assert '<section id="sensitivity"' in html and "Sensitivity tornado" in html
@@ -137,7 +162,7 @@ def test_run_report_has_the_sensitivity_tornado(run_dir):
         assert format_value(value, ColumnFormat.USD_M) in html
     rows = list(load_workbook(run_dir / "report.xlsx", read_only=True)["Sensitivity"].values)
     header, body = rows[0], rows[1:]
-    low = [r[header.index("Gap change, low (US$ m)")] for r in body]
-    high = [r[header.index("Gap change, high (US$ m)")] for r in body]
+    low = [r[header.index("Weighted gap change, low (US$ m)")] for r in body]
+    high = [r[header.index("Weighted gap change, high (US$ m)")] for r in body]
     assert low == pytest.approx(list(t["low_change_usd"]), abs=1e-6)
     assert high == pytest.approx(list(t["high_change_usd"]), abs=1e-6)

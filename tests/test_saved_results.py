@@ -218,7 +218,7 @@ def _set(value, *path):
         ),
         (
             lambda d: d["frontier"]["table"]["__frame__"]["index"].pop(),
-            "run.json: frontier.table: 5 index labels for 6 rows",
+            "run.json: frontier.table: 6 index labels for 7 rows",
         ),
         (
             _set("sideways", "sensitivity", "table", "__frame__", "data", 0, 2),
@@ -229,7 +229,7 @@ def _set(value, *path):
             "run.json: frontier.sweep: sweep must be one of",
         ),
         (_set("relative/case.yaml", "case_file"), "is not an absolute path"),
-        (_set(1, "format_version"), "run.json: format version 1, this ppcfin reads version 2"),
+        (_set(1, "format_version"), "run.json: format version 1, this ppcfin reads version 3"),
     ],
     ids=lambda v: v if isinstance(v, str) else "",
 )
@@ -442,7 +442,8 @@ def test_equal_runs_write_byte_identical_files_whatever_the_jobs(cases, saved, t
     assert "timings_s" not in (saved / "result.json").read_text(encoding="utf-8")
     assert "seconds" not in (saved / "run.json").read_text(encoding="utf-8")
     timings = json.loads((saved / TIMINGS_FILE).read_text(encoding="utf-8"))
-    assert set(timings) == {"format_version", "run_s", "optimize_s", "frontier_points_s"}
+    assert set(timings) == {"format_version", "run_s", "optimize_s", "frontier_points_s",
+                            "frontier_workers", "frontier_compilations"}  # fmt: skip
     assert set(timings["run_s"]) >= {"simulate", "optimize", "frontier", "sensitivity"}
 
 
@@ -478,7 +479,8 @@ def test_saved_models_mirror_the_dataclasses_and_their_columns(record):
 
     assert set(ResultFile.model_fields) == names(Allocation) - {"timings_s"}
     assert set(EvaluationFile.model_fields) == names(Evaluation)
-    assert set(FrontierFile.model_fields) == names(Frontier)
+    # run.json leaves what depends on --jobs to timings.json
+    assert set(FrontierFile.model_fields) == names(Frontier) - {"workers", "compilations"}
     assert set(SensitivityFile.model_fields) == names(Sensitivity)
     assert set(StressFile.model_fields) == names(StressOutcome)
     assert [*FRONTIER_SAVED_COLUMNS, "seconds"] == list(FRONTIER_COLUMNS)

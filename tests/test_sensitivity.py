@@ -64,10 +64,33 @@ def test_a_factor_of_one_changes_nothing_exactly(case):
     # as the sweep solves a point, and must be the base, bit for bit
     base = _simulate_and_optimize(case, 150, 2, "mc")
     for input_id in INPUT_IDS:
-        row = _solve_point(case, 150, 2, "mc", input_id, "low", 1.0)
+        row = _solve_point(case, 150, 2, "mc", "float64", "auto", input_id, "low", 1.0)
         assert row["status"] == "optimal", input_id
         assert row["weighted_gap_usd"] == base.objective_weighted_gap_usd, input_id
         assert row["gap_closed_usd"] == base.gap_closed_usd, input_id
+
+
+def test_a_given_base_is_the_base_of_every_change(case):
+    from optimizer.solve import optimize
+
+    headline = optimize(case, simulate(case, 150, seed=2))
+    sens = sensitivity(case, 150, 2, inputs=["pd"], base=headline)
+    assert sens.base_weighted_gap_usd == headline.objective_weighted_gap_usd
+    assert sens.base_gap_closed_usd == headline.gap_closed_usd
+    own = sensitivity(case, 150, 2, inputs=["pd"])  # base solved by the sweep: the same optimum
+    assert own.base_weighted_gap_usd == pytest.approx(headline.objective_weighted_gap_usd, rel=1e-9)
+    assert np.allclose(sens.table["change_usd"], own.table["change_usd"], rtol=0, atol=USD_TOL)
+    with pytest.raises(ValueError, match=r"on 150 scenarios, not of .* on 200"):
+        sensitivity(case, 200, 2, inputs=["pd"], base=headline)
+
+
+def test_points_are_drawn_at_the_given_precision(case):
+    sens64 = sensitivity(case, 150, 2, inputs=["pd"])
+    sens32 = sensitivity(case, 150, 2, inputs=["pd"], dtype="float32")
+    # float32 losses (~1e-7 relative): the same optimum within the optimiser's tolerance
+    assert np.allclose(sens32.table["weighted_gap_usd"], sens64.table["weighted_gap_usd"],
+                       rtol=1e-5)  # fmt: skip
+    assert not np.array_equal(sens32.table["weighted_gap_usd"], sens64.table["weighted_gap_usd"])
 
 
 def test_the_table_has_every_input_low_then_high(case):
