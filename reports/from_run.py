@@ -124,6 +124,24 @@ def _sensitivity(record: RunRecord) -> Sensitivity | None:
     )
 
 
+_ANALYSIS_NAMES = {
+    "headline": "the allocation",
+    "out_of_sample": "the out-of-sample check",
+    "frontier": "the frontier",
+    "sensitivity": "the sensitivity sweep",
+    "stresses": "the stress tests",
+}
+
+
+def _scenario_sets(record: RunRecord) -> str:
+    """One sentence: the scenario set (count, seed, precision) behind each analysis."""
+    parts = [
+        f"{_ANALYSIS_NAMES[name]} {d.n_scenarios:,} (seed {d.seed}, {d.dtype})"
+        for name, d in record.analyses.items()
+    ]
+    return "Scenario sets (count, seed, precision): " + "; ".join(parts) + "."
+
+
 def report_context(record: RunRecord) -> ReportContext:
     """Build the report of one run."""
     case, res, scen = record.case, record.allocation, record.scenarios
@@ -271,7 +289,7 @@ def report_context(record: RunRecord) -> ReportContext:
         shadow_prices=prices,
         stress_tests=stresses,
         assumptions=assumptions,
-        method_notes=METHOD_NOTES,
+        method_notes=(*METHOD_NOTES, _scenario_sets(record)) if record.analyses else METHOD_NOTES,
         reproducibility=Reproducibility(
             case_file=printable(str(case.source_file)),
             case_sha256=str(case.content_sha256),

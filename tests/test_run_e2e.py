@@ -134,6 +134,9 @@ def test_every_analysis_of_a_run_is_on_the_headline_scenario_set(run_dir):
         seed = 5 + OUT_OF_SAMPLE_SEED_OFFSET if name == "out_of_sample" else 5
         assert draw == {"n_scenarios": int(N), "seed": seed, "scenario_method": "mc",
                         "dtype": "float64"}, name  # fmt: skip
+    html = (run_dir / "report.html").read_text()
+    assert "Scenario sets (count, seed, precision): the allocation 1,200 (seed 5, float64)" in html
+    assert "the sensitivity sweep 1,200 (seed 5, float64)" in html
     # the frontier's x1 point is the case itself on the same scenarios: the headline
     table = record.frontier.table
     own = table.loc[table["value"] == 1.0]
