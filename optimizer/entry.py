@@ -3,6 +3,7 @@ the heavy modules (numpy, scipy, cvxpy) are still importing is one line, not a t
 
 from __future__ import annotations
 
+import os
 import signal
 import sys
 import threading
@@ -20,7 +21,11 @@ def entry() -> None:
     except KeyboardInterrupt:
         _quiet_exit()
         sys.stderr.write("Interrupted (SIGINT) while starting: nothing was done.\n")
-        sys.exit(128 + signal.SIGINT)
+        sys.stderr.flush()
+        # Not sys.exit: an import cut short by the interrupt left the interpreter marked as
+        # interrupted, and its shutdown then killed the process with SIGINT (exit -2, not
+        # 130). Nothing was started (no worker, no file), so nothing needs shutting down.
+        os._exit(128 + signal.SIGINT)
     code = main()
     _quiet_exit()
     sys.exit(code)
