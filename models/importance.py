@@ -45,27 +45,12 @@ Reproducible: pilot i draws from ``SeedSequence([seed, PILOT_KEY, i])``, apart f
 ``SeedSequence(seed).spawn()`` children, in the calling process, so μ depends on (case, seed,
 tilt) only: not on the scenario count, the workers or the backend.
 
-The check (:func:`tail_diagnostic`), over the scenarios at or above the weighted α-VaR of the book
-loss: the tail's effective size (Σw)²/Σw² and the share of its probability carried by its largest
-weight. Below :data:`MIN_TAIL_ESS` = 30 effective scenarios, or above
-:data:`MAX_TAIL_WEIGHT_SHARE` = 20 % in one scenario (which implies fewer than 25), the tail rests
-on a few weights: the simulator warns and, when plain Monte Carlo's expected tail count S(1 − α)
-is larger than that effective size, draws the set again with plain Monte Carlo. Otherwise (too few
-scenarios for any method) it keeps the importance-sampled set, which is still the better one.
-The tail's effective size over S(1 − α) estimates the variance ratio MC/IS of the tail
-probability, so a tail effective size below :data:`MIN_TAIL_GAIN` (half) of S(1 − α) is
-unreliable too, at any count: plain Monte Carlo would do better (a shift away from the tail).
-
-What the check cannot see is a region of the tail that no scenario reached. The defensive share
-is the guard: the model's own draws visit every region at λ times plain Monte Carlo's rate, so
-a tail that one shift cannot serve (two chains of correlation −0.95, either of which sinks the
-book: the shift found is ≈ 0) costs at most about half of plain Monte Carlo's tail scenarios.
-With ``defensive_share=0`` nothing guards it, and the check can pass on a biased tail.
+The check of the weights, the warning and the fallback to plain Monte Carlo are in
+:mod:`models.tail_check`.
 """
 
 from __future__ import annotations
 
-import warnings
 from dataclasses import dataclass
 from typing import Any
 
@@ -82,19 +67,14 @@ __all__ = [
     "CE_MIN_TAIL_ESS",
     "CE_RARITY",
     "CE_TARGET_ITERATIONS",
-    "MAX_TAIL_WEIGHT_SHARE",
-    "MIN_TAIL_ESS",
-    "MIN_TAIL_GAIN",
     "PILOT_KEY",
     "PILOT_SCENARIOS",
     "SamplingPlan",
     "TailTilt",
     "Tilt",
     "book_exposure",
-    "check_tail",
     "sampling_plan",
     "search_shift",
-    "tail_diagnostic",
 ]
 
 PILOT_SCENARIOS = 16_384
@@ -109,12 +89,6 @@ CE_MAX_ITERATIONS = 10
 """Pilots at most (99.9 % takes 3, 99.99 % 4; the target is reached at ~10x per level)."""
 PILOT_KEY = 0x1517
 """Second entropy word of the pilots' seed sequences (issue 15, item 5)."""
-MIN_TAIL_ESS = 30.0
-"""Fewer effective tail scenarios than this: unreliable (warned; see :func:`check_tail`)."""
-MAX_TAIL_WEIGHT_SHARE = 0.2
-"""More of the tail's probability than this in one scenario: unreliable, likewise."""
-MIN_TAIL_GAIN = 0.5
-"""A tail effective size below this share of plain Monte Carlo's S(1 − α): unreliable too."""
 
 
 def _tilted_events(p: np.ndarray, scale: float, cap: float) -> np.ndarray:
@@ -148,6 +122,10 @@ class Tilt:
     def event_probability(self, p: np.ndarray) -> np.ndarray:
         """Sampling probabilities q of shape (E,) for model probabilities ``p`` (E,)."""
         return _tilted_events(p, self.event_scale, self.event_cap)
+
+    def tail(self, n_cells: int) -> tuple[float, np.ndarray]:
+        """The tail checked, α and book weights (n_cells,): 99.9 % of the equal-weighted book."""
+        return TailTilt.alpha, book_exposure(None, n_cells)
 
     def describe(self) -> dict[str, float]:
         """The settings as JSON-ready metadata."""
@@ -206,6 +184,10 @@ class TailTilt:
             if isinstance(value, bool) or not isinstance(value, int | float) or not ok(value):
                 raise SimulationError(f"TailTilt.{name} must be a number {valid}, got {value!r}")
         return book_exposure(self.exposure, n_cells)
+
+    def tail(self, n_cells: int) -> tuple[float, np.ndarray]:
+        """The tail checked, α and book weights (n_cells,), validated as :meth:`check`."""
+        return float(self.alpha), self.check(n_cells)
 
     def describe(self) -> dict[str, Any]:
         """The settings as JSON-ready metadata."""
@@ -393,94 +375,3 @@ def sampling_plan(
     shift, search = search_shift(model, tilt, tilt.check(model.n_cells), seed, granular)
     meta = {**tilt.describe(), **search, **events}
     return SamplingPlan(shift, q_event, float(tilt.defensive_share)), meta
-
-
-def tail_diagnostic(book: np.ndarray, probabilities: np.ndarray, alpha: float) -> dict[str, Any]:
-    """How far the α-tail of a weighted book loss can be trusted.
-
-    Parameters
-    ----------
-    book : ndarray of shape (S,)
-        Book loss per scenario.
-    probabilities : ndarray of shape (S,)
-        Scenario probabilities summing to 1.
-    alpha : float
-        Tail level in (0, 1).
-
-    Returns
-    -------
-    dict
-        ``tail_alpha``; ``tail_var``, the weighted α-VaR; ``tail_scenarios`` at or above it;
-        ``tail_ess`` = (Σw)²/Σw² and ``largest_tail_share`` = max w / Σw over those;
-        ``plain_tail_scenarios`` = S(1 − α), what plain Monte Carlo would expect (its tail
-        effective size: the ratio of the two estimates the variance ratio MC/IS of the tail
-        probability); ``reliable``: ``tail_ess >= MIN_TAIL_ESS``, ``largest_tail_share <=
-        MAX_TAIL_WEIGHT_SHARE`` and ``tail_ess >= MIN_TAIL_GAIN * plain_tail_scenarios``.
-    """
-    var = float(var_by_column(book[:, None], probabilities, alpha)[0])
-    w = probabilities[book >= var]
-    total = float(w.sum())
-    ess = total * total / float(w @ w)
-    share = float(w.max()) / total
-    plain = book.size * (1.0 - float(alpha))
-    return {
-        "tail_alpha": float(alpha),
-        "tail_var": var,
-        "tail_scenarios": int(w.size),
-        "tail_ess": ess,
-        "largest_tail_share": share,
-        "plain_tail_scenarios": plain,
-        "reliable": bool(
-            ess >= MIN_TAIL_ESS and share <= MAX_TAIL_WEIGHT_SHARE and ess >= MIN_TAIL_GAIN * plain
-        ),
-    }
-
-
-def check_tail(
-    losses: np.ndarray, probabilities: np.ndarray, tilt: TailTilt | Tilt, stacklevel: int = 2
-) -> dict[str, Any]:
-    """:func:`tail_diagnostic` of the tilt's book, with a warning and the fallback decision.
-
-    Parameters
-    ----------
-    losses : ndarray of shape (S, J)
-    probabilities : ndarray of shape (S,)
-    tilt : TailTilt or Tilt
-        Its ``alpha`` and ``exposure`` define the book and the tail (a :class:`Tilt`: 0.999
-        and equal weights).
-    stacklevel : int
-        Of the warning, so that it names the caller's line.
-
-    Returns
-    -------
-    dict
-        The diagnostic and ``fallback``: unreliable, and plain Monte Carlo's expected tail count
-        larger than the tail's effective size (then redraw plainly).
-    """
-    alpha = tilt.alpha if isinstance(tilt, TailTilt) else TailTilt.alpha
-    exposure = book_exposure(getattr(tilt, "exposure", None), losses.shape[1])
-    book = np.empty(losses.shape[0])
-    for lo in range(0, losses.shape[0], PILOT_SCENARIOS):  # never a float64 copy of float32
-        hi = lo + PILOT_SCENARIOS
-        book[lo:hi] = losses[lo:hi].astype(np.float64, copy=False) @ exposure
-    found = tail_diagnostic(book, probabilities, alpha)
-    found["fallback"] = not found["reliable"] and found["plain_tail_scenarios"] > found["tail_ess"]
-    if not found["reliable"]:
-        plain = found["plain_tail_scenarios"]
-        outcome = (
-            "the set is plain Monte Carlo of the same seed instead. If the shift misses the "
-            "tail (metadata['tilt']), give TailTilt the book's exposure, or use method 'mc'"
-            if found["fallback"]
-            else f"kept: plain Monte Carlo would expect only {plain:.1f} tail scenarios. Use "
-            "more scenarios or a lower TailTilt alpha"
-        )
-        warnings.warn(
-            f"importance sampling of the book's {alpha:.4g} tail rests on few weights: "
-            f"{found['tail_ess']:.1f} effective scenarios (reliable from {MIN_TAIL_ESS:g} and "
-            f"from {MIN_TAIL_GAIN:.0%} of plain Monte Carlo's {plain:.1f}), the largest "
-            f"carrying {found['largest_tail_share']:.1%} of the tail (reliable up to "
-            f"{MAX_TAIL_WEIGHT_SHARE:.0%}); {outcome}",
-            RuntimeWarning,
-            stacklevel=stacklevel + 1,
-        )
-    return found

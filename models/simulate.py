@@ -6,8 +6,8 @@ backend (loky processes, threads, or a dask.distributed cluster; see :mod:`model
 The same property makes a lost worker harmless: its chunks are drawn again, with the same
 numbers, or the run stops with :class:`~models.workers.WorkersLost`.
 
-Importance sampling (the shift search, the mixture weights and the check that falls back to
-plain Monte Carlo) is in :mod:`models.importance`.
+Importance sampling (the shift search and the mixture weights) is in :mod:`models.importance`,
+the check of its tail that falls back to plain Monte Carlo in :mod:`models.tail_check`.
 """
 
 from __future__ import annotations
@@ -25,10 +25,11 @@ from scipy.stats import qmc
 
 from models.cells import build_cells
 from models.errors import SimulationError
-from models.importance import SamplingPlan, TailTilt, Tilt, check_tail, sampling_plan
+from models.importance import SamplingPlan, TailTilt, Tilt, sampling_plan
 from models.loss_model import ROW_BLOCK, LossModel, build_loss_model, chunk_losses
 from models.scenarios import ScenarioSet
 from models.schema import Case
+from models.tail_check import check_tail
 from models.workers import Backend, WorkersLost, local_workers, run_in_order
 
 __all__ = [
@@ -221,10 +222,12 @@ def simulate(
     Warns
     -----
     RuntimeWarning
-        An importance-sampled tail that rests on a few weights (tail effective size below
-        ``MIN_TAIL_ESS`` = 30, or one scenario above ``MAX_TAIL_WEIGHT_SHARE`` = 20 % of the
-        tail's probability): the set returned is then the plain Monte Carlo set of the same
-        seed, ``method="mc"``, with ``metadata["importance"]["fallback"]`` true.
+        An importance-sampled tail that rests on a few weights (tail effective size below 30
+        or below half of plain Monte Carlo's S(1 − α), or one scenario above 20 % of the
+        tail's probability; :mod:`models.tail_check`). Where plain Monte Carlo would expect
+        more tail scenarios than that effective size, the set returned is the plain Monte
+        Carlo set of the same seed, ``method="mc"``, ``metadata["importance"]["fallback"]``
+        true; otherwise the importance-sampled set is kept.
     """
     method, backend = _check_arguments(n_scenarios, seed, method, n_jobs, backend)
     if np.dtype(dtype) not in (np.dtype(np.float64), np.dtype(np.float32)):
@@ -251,7 +254,7 @@ def simulate(
     probabilities /= probabilities.sum()
     importance = None
     if plan is not None:
-        importance = check_tail(losses, probabilities, tilt, stacklevel=3)
+        importance = check_tail(losses, probabilities, *tilt.tail(model.n_cells), stacklevel=3)
         if importance["fallback"]:  # warned: the plain Monte Carlo set of the same seed
             del losses, probabilities, factors, events
             method = Method.mc

