@@ -51,6 +51,8 @@ The check of the weights, the warning and the fallback to plain Monte Carlo are 
 
 from __future__ import annotations
 
+import numbers
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -98,6 +100,21 @@ def _tilted_events(p: np.ndarray, scale: float, cap: float) -> np.ndarray:
     return np.where((p <= 0.0) | (p >= cap), p, tilted)
 
 
+_EVENT_FIELDS = {
+    "event_scale": (lambda v: v >= 1.0, ">= 1"),
+    "event_cap": (lambda v: 0.0 < v <= 1.0, "in (0, 1]"),
+}
+
+
+def _check_fields(tilt: object, **bounds: tuple[Callable[[float], bool], str]) -> None:
+    """Refuse a field of ``tilt`` that is not a real number inside its bounds (NaN never is)."""
+    for name, (ok, valid) in bounds.items():
+        value = getattr(tilt, name)
+        if isinstance(value, bool) or not isinstance(value, numbers.Real) or not ok(value):
+            kind = type(tilt).__name__
+            raise SimulationError(f"{kind}.{name} must be a number {valid}, got {value!r}")
+
+
 @dataclass(frozen=True)
 class Tilt:
     """A fixed tilt: the macro factor alone shifted, a pure shift (no defensive mixture).
@@ -122,6 +139,17 @@ class Tilt:
     def event_probability(self, p: np.ndarray) -> np.ndarray:
         """Sampling probabilities q of shape (E,) for model probabilities ``p`` (E,)."""
         return _tilted_events(p, self.event_scale, self.event_cap)
+
+    def check(self) -> None:
+        """Validate the settings.
+
+        Raises
+        ------
+        SimulationError
+            Naming the field, the value and what would be valid.
+        """
+        finite = (lambda v: np.isfinite(v), "other than inf and nan")
+        _check_fields(self, macro_shift=finite, **_EVENT_FIELDS)
 
     def tail(self, n_cells: int) -> tuple[float, np.ndarray]:
         """The tail checked, α and book weights (n_cells,): 99.9 % of the equal-weighted book."""
@@ -173,16 +201,12 @@ class TailTilt:
         SimulationError
             Naming the field, the value and what would be valid.
         """
-        bounds = {
-            "alpha": (lambda v: 0.0 < v < 1.0, "in (0, 1)"),
-            "defensive_share": (lambda v: 0.0 <= v < 1.0, "in [0, 1)"),
-            "event_scale": (lambda v: v >= 1.0, ">= 1"),
-            "event_cap": (lambda v: 0.0 < v <= 1.0, "in (0, 1]"),
-        }
-        for name, (ok, valid) in bounds.items():
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int | float) or not ok(value):
-                raise SimulationError(f"TailTilt.{name} must be a number {valid}, got {value!r}")
+        _check_fields(
+            self,
+            alpha=(lambda v: 0.0 < v < 1.0, "in (0, 1)"),
+            defensive_share=(lambda v: 0.0 <= v < 1.0, "in [0, 1)"),
+            **_EVENT_FIELDS,
+        )
         return book_exposure(self.exposure, n_cells)
 
     def tail(self, n_cells: int) -> tuple[float, np.ndarray]:

@@ -236,8 +236,8 @@ def simulate(
         raise SimulationError(f"tilt must be a TailTilt or a Tilt, got {tilt!r:.60}")
     model = build_loss_model(case)
     tilt = (tilt or TailTilt()) if method is Method.importance else None
-    if isinstance(tilt, TailTilt):
-        tilt.check(model.n_cells)
+    if tilt is not None:
+        tilt.check(*((model.n_cells,) if isinstance(tilt, TailTilt) else ()))
     # local workers hold chunks in flight; a remote cluster's memory is not this machine's
     workers = 1 if scheduler is not None else local_workers(n_jobs)
     _check_memory(n_scenarios, model, dtype, workers)

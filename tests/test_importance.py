@@ -256,6 +256,12 @@ def test_the_shift_aims_at_the_given_exposure() -> None:
         (TailTilt(exposure=[0.0, np.nan]), "exposure must be finite and >= 0, got nan at cell 1"),
         (TailTilt(exposure=[0, 0]), "exposure must be positive in at least one cell"),
         (TailTilt(exposure=["a", "b"]), "exposure must be numbers"),
+        (TailTilt(alpha=np.nan), "TailTilt.alpha must be a number in (0, 1), got nan"),
+        (
+            Tilt(macro_shift=np.inf),
+            "Tilt.macro_shift must be a number other than inf and nan, got inf",
+        ),
+        (Tilt(event_scale=0.5), "Tilt.event_scale must be a number >= 1, got 0.5"),
         ("tail", "tilt must be a TailTilt or a Tilt, got 'tail'"),
     ],
 )
