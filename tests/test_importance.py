@@ -26,7 +26,7 @@ from sim_cases import make_case, one_cell_case, product, vasicek_quantile
 
 from models import load_case
 from models.errors import SimulationError
-from models.importance import PILOT_SCENARIOS, TailTilt, Tilt
+from models.importance import EVENT_RATIO_BOUND, PILOT_SCENARIOS, TailTilt, Tilt
 from models.risk_measures import conditional_value_at_risk, expected_loss, value_at_risk
 from models.simulate import simulate
 from models.tail_check import MIN_TAIL_ESS, MIN_TAIL_GAIN
@@ -354,8 +354,19 @@ def test_a_good_set_records_its_check_and_stays_quiet(recwarn) -> None:
     tilt = scen.metadata["tilt"]
     assert len(tilt["factor_shift"]) == len(scen.factor_names)
     assert tilt["factor_shift_norm"] > 1.0
+    # each event's q is its probability given the tail, P(E | L >= VaR) read off the set's own
+    # weighted tail, unless held at the bound [p/4, 1 - (1 - p)/4]
+    book = scen.losses.mean(axis=1)
+    tail = book >= value_at_risk(book, ALPHA, scen.probabilities).value
+    w = scen.probabilities[tail] / scen.probabilities[tail].sum()
+    given_tail = w @ scen.events[tail]
     events = load_case().risk_model.events
-    assert tilt["event_probability"] == {e.id: min(3 * e.probability, 0.5) for e in events}
+    assert list(tilt["event_probability"]) == [e.id for e in events]
+    for e, q, target in zip(events, tilt["event_probability"].values(), given_tail, strict=True):
+        low, high = e.probability / EVENT_RATIO_BOUND, 1 - (1 - e.probability) / EVENT_RATIO_BOUND
+        assert low <= q <= high
+        assert q == pytest.approx(float(np.clip(target, low, high)), abs=0.05), e.id
+    assert tilt["event_probability"]["amazon_climate_shock"] == pytest.approx(0.78)  # the bound
     assert not [w for w in recwarn if issubclass(w.category, RuntimeWarning)]
 
 

@@ -290,7 +290,10 @@ def test_random_event_mixes_the_two_states(method: str) -> None:
 def test_importance_sampling_oversamples_rare_events() -> None:
     p = 0.05
     scen = event_set([event("pandemic", p, pd_multiplier=2.0)], method="importance")
-    assert scen.events.mean() == pytest.approx(Tilt().event_probability(np.array([p]))[0], abs=0.01)
+    # at q in the tilted half of the scenarios, at p in the model's half (a defensive mixture)
+    q = scen.metadata["tilt"]["event_probability"]["pandemic"]
+    assert q > 2 * p
+    assert scen.events.mean() == pytest.approx((p + q) / 2, abs=0.01)
     assert_close(expected_loss(scen.events[:, 0].astype(float), scen.probabilities), p)
     assert_close(mean_loss(scen), PD * LGD * (1 + p))
 
