@@ -143,18 +143,18 @@ def _draw_chunk(
             lgd_normals = rng.standard_normal((count, n_p))
         mixing_u = rng.random(count) if model.t_dof is not None else None
 
-    if plan is not None:
-        # after the factors, events and LGD scores: those stay plain Monte Carlo's draws
-        component_u = rng.random(count) if plan.defensive_share > 0 else None
-        flags, log_lr = plan.apply(normals, event_u, p_event, component_u)
-    else:
-        flags = event_u < p_event
-
     mixing = None
     if model.t_dof is not None:
         from scipy.stats import chi2
 
         mixing = chi2.ppf(mixing_u, model.t_dof) / model.t_dof
+    if plan is not None:
+        # after the factors, events and LGD scores: those stay plain Monte Carlo's draws
+        component_u = rng.random(count) if plan.defensive_share > 0 else None
+        flags, log_lr = plan.apply(normals, event_u, p_event, component_u, mixing)
+    else:
+        flags = event_u < p_event
+
     losses = chunk_losses(
         model, normals, flags, mixing, lgd_normals, rng if granular else None, dtype
     )
