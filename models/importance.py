@@ -90,7 +90,7 @@ __all__ = [
     "Tilt",
     "book_exposure",
     "sampling_plan",
-    "search_shift",
+    "search_tilt",
 ]
 
 PILOT_SCENARIOS = 16_384
@@ -343,7 +343,7 @@ class SamplingPlan:
         return flags, log_lr
 
 
-def search_shift(
+def search_tilt(
     model: LossModel, tilt: TailTilt, exposure: np.ndarray, seed: int, granular: bool = False
 ) -> tuple[SamplingPlan, dict[str, Any]]:
     """Multilevel cross-entropy for μ ≈ E[Z | L ≥ ℓ_α] and q ≈ P(E | L ≥ ℓ_α) of the book loss.
@@ -363,10 +363,11 @@ def search_shift(
     Returns
     -------
     plan : SamplingPlan
-        The shift μ (F,), the events' q (E,) and λ.
+        The shift μ (F,), the events' q (E,), λ and the t copula's c.
     search : dict
-        JSON-ready: the shift and its norm, the last pilot's α-quantile of the book loss
-        (``pilot_threshold``), each iteration's level, the pilots run and their size.
+        JSON-ready: the shift and its norm, the t copula's ``mixing_scale`` c, the last
+        pilot's α-quantile of the book loss (``pilot_threshold``), each iteration's level, the
+        pilots run and their size.
     """
     n_f, n_e, n_p = model.n_factors, model.n_events, model.n_products
     p_event = model.event_probability
@@ -404,11 +405,11 @@ def search_shift(
         # kept within a ratio EVENT_RATIO_BOUND of p either way; p of 0 or 1 stays untilted
         q = np.clip(w_tail @ flags[tail], p_event / EVENT_RATIO_BOUND, q_high)
         q = np.where((p_event > 0.0) & (p_event < 1.0), q, p_event)
-        # later pilots sample the run's mixture: its weights are at most 1/λ, so no handful of
-        # scenarios drawn far from the shift can pull the next mean off the tail
         c = 1.0  # E[W] = 1 under the model, so CE's scale is E[W | tail]
         if mixing is not None:
             c = float(np.clip(w_tail @ mixing[tail], *MIXING_SCALE_BOUNDS))
+        # later pilots sample the run's mixture: its weights are at most 1/λ, so no handful of
+        # scenarios drawn far from the shift can pull the next mean off the tail
         plan = SamplingPlan(shift, q, lam, c, model.t_dof)
         at_target += level >= threshold
         if at_target >= CE_TARGET_ITERATIONS:
@@ -429,7 +430,7 @@ def sampling_plan(
 ) -> tuple[SamplingPlan, dict[str, Any]]:
     """The plan every chunk applies for ``tilt``, and the tilt's metadata.
 
-    A :class:`TailTilt` runs :func:`search_shift` here, in the calling process; a :class:`Tilt`
+    A :class:`TailTilt` runs :func:`search_tilt` here, in the calling process; a :class:`Tilt`
     shifts the macro factor alone. The metadata is the tilt's settings, the shift (a
     :class:`TailTilt`'s search) and ``event_probability``, the q of each event id (in the
     tilted share of the scenarios).
@@ -439,7 +440,7 @@ def sampling_plan(
         shift[0] = tilt.macro_shift
         plan, meta = SamplingPlan(shift, tilt.event_probability(model.event_probability)), {}
     else:
-        plan, meta = search_shift(model, tilt, tilt.check(model.n_cells), seed, granular)
+        plan, meta = search_tilt(model, tilt, tilt.check(model.n_cells), seed, granular)
     q_event = map(float, plan.event_probability)
     events = {"event_probability": dict(zip(model.event_ids, q_event, strict=True))}
     return plan, {**tilt.describe(), **meta, **events}
