@@ -5,6 +5,9 @@ Scenarios are made in fixed-size chunks; chunk i draws from the i-th child of
 backend (loky processes, threads, or a dask.distributed cluster; see :mod:`models.workers`).
 The same property makes a lost worker harmless: its chunks are drawn again, with the same
 numbers, or the run stops with :class:`~models.workers.WorkersLost`.
+
+Importance sampling (the shift search and the mixture weights) is in :mod:`models.importance`,
+the check of its tail that falls back to plain Monte Carlo in :mod:`models.tail_check`.
 """
 
 from __future__ import annotations
@@ -12,7 +15,6 @@ from __future__ import annotations
 import os
 import warnings
 from collections.abc import Callable
-from dataclasses import dataclass
 from enum import StrEnum
 from importlib import metadata as importlib_metadata
 from pathlib import Path
@@ -23,9 +25,11 @@ from scipy.stats import qmc
 
 from models.cells import build_cells
 from models.errors import SimulationError
+from models.importance import SamplingPlan, TailTilt, Tilt, sampling_plan
 from models.loss_model import ROW_BLOCK, LossModel, build_loss_model, chunk_losses
 from models.scenarios import ScenarioSet
 from models.schema import Case
+from models.tail_check import check_tail
 from models.workers import Backend, WorkersLost, local_workers, run_in_order
 
 __all__ = [
@@ -34,6 +38,7 @@ __all__ = [
     "MEMORY_LIMIT_ENV",
     "Backend",
     "Method",
+    "TailTilt",
     "Tilt",
     "WorkersLost",
     "available_memory_bytes",
@@ -60,30 +65,8 @@ class Method(StrEnum):
     sobol = "sobol"
     """Scrambled Sobol points for factors, events and LGD scores; equal probabilities."""
     importance = "importance"
-    """Macro factor and event probabilities tilted toward the tail; likelihood-ratio weights."""
-
-
-@dataclass(frozen=True)
-class Tilt:
-    """Importance-sampling tilt (Glasserman–Li style).
-
-    Attributes
-    ----------
-    macro_shift : float
-        Mean of the macro factor under the sampling measure (negative = downturn).
-    event_scale : float
-        Event probabilities are sampled at min(max(p, scale·p), event_cap).
-    event_cap : float
-    """
-
-    macro_shift: float = -1.0
-    event_scale: float = 3.0
-    event_cap: float = 0.5
-
-    def event_probability(self, p: np.ndarray) -> np.ndarray:
-        tilted = np.minimum(np.maximum(p, self.event_scale * p), self.event_cap)
-        # never tilt certain, impossible or already-frequent events
-        return np.where((p <= 0.0) | (p >= self.event_cap), p, tilted)
+    """Every factor shifted and events tilted toward the book's tail (a defensive mixture with
+    the model); likelihood-ratio weights. See :mod:`models.importance`."""
 
 
 def _check_arguments(
@@ -126,7 +109,7 @@ def _sobol_uniforms(dim: int, seed: int, start: int, count: int) -> np.ndarray:
 def _draw_chunk(
     model: LossModel,
     method: Method,
-    tilt: Tilt,
+    plan: SamplingPlan | None,
     seed: int,
     child: np.random.SeedSequence,
     start: int,
@@ -160,24 +143,18 @@ def _draw_chunk(
             lgd_normals = rng.standard_normal((count, n_p))
         mixing_u = rng.random(count) if model.t_dof is not None else None
 
-    if method is Method.importance:
-        mu = tilt.macro_shift
-        normals[:, 0] += mu
-        log_lr += -mu * normals[:, 0] + 0.5 * mu * mu
-        q_event = tilt.event_probability(p_event)
-        flags = event_u < q_event
-        with np.errstate(divide="ignore", invalid="ignore"):
-            ratio_hit = np.where(q_event > 0, p_event / q_event, 1.0)
-            ratio_miss = np.where(q_event < 1, (1 - p_event) / (1 - q_event), 1.0)
-        log_lr += np.where(flags, np.log(ratio_hit), np.log(ratio_miss)).sum(axis=1)
-    else:
-        flags = event_u < p_event
-
     mixing = None
     if model.t_dof is not None:
         from scipy.stats import chi2
 
         mixing = chi2.ppf(mixing_u, model.t_dof) / model.t_dof
+    if plan is not None:
+        # after the factors, events and LGD scores: those stay plain Monte Carlo's draws
+        component_u = rng.random(count) if plan.defensive_share > 0 else None
+        flags, log_lr = plan.apply(normals, event_u, p_event, component_u, mixing)
+    else:
+        flags = event_u < p_event
+
     losses = chunk_losses(
         model, normals, flags, mixing, lgd_normals, rng if granular else None, dtype
     )
@@ -194,7 +171,7 @@ def simulate(
     scheduler: str | None = None,
     granular: bool = False,
     dtype: type = np.float64,
-    tilt: Tilt | None = None,
+    tilt: TailTilt | Tilt | None = None,
     progress: Callable[[int], None] | None = None,
 ) -> ScenarioSet:
     """Simulate annual credit losses of every cell of a case.
@@ -216,15 +193,21 @@ def simulate(
         Binomial defaults in pools of gap_k / avg ticket loans instead of the large-pool limit.
     dtype : numpy float type
         float64 (default) or float32 for the loss matrix (halves memory; ~1e-7 relative error).
-    tilt : Tilt, optional
-        Importance-sampling tilt; default ``Tilt()``. Only used with ``method="importance"``.
+    tilt : TailTilt or Tilt, optional
+        Only used with ``method="importance"``. Default ``TailTilt()``: every factor shifted
+        toward the 99.9 % tail of the equal-weighted book, the shift found by seeded
+        cross-entropy pilots (:mod:`models.importance`). A :class:`Tilt` is the fixed macro-only
+        shift of earlier versions.
     progress : callable, optional
-        Called with the number of scenarios finished after each chunk.
+        Called with the number of scenarios finished after each chunk (counted again from the
+        start when an importance-sampled set falls back to plain Monte Carlo).
 
     Returns
     -------
     ScenarioSet
-        ``losses`` of shape (S, J) and ``probabilities`` of shape (S,).
+        ``losses`` of shape (S, J) and ``probabilities`` of shape (S,). Importance sampling
+        records its shift and ``metadata["importance"]``, the tail check of
+        :func:`models.importance.tail_diagnostic`.
 
     Raises
     ------
@@ -235,45 +218,51 @@ def simulate(
     WorkersLost
         Worker processes kept dying (a :class:`SimulationError`): a loky worker lost once is
         replaced and its chunks drawn again with the same numbers (``RuntimeWarning``).
+
+    Warns
+    -----
+    RuntimeWarning
+        An importance-sampled tail that rests on a few weights (tail effective size below 30
+        or below half of plain Monte Carlo's S(1 − α), or one scenario above 20 % of the
+        tail's probability; :mod:`models.tail_check`). Where plain Monte Carlo would expect
+        more tail scenarios than that effective size, the set returned is the plain Monte
+        Carlo set of the same seed, ``method="mc"``, ``metadata["importance"]["fallback"]``
+        true; otherwise the importance-sampled set is kept.
     """
     method, backend = _check_arguments(n_scenarios, seed, method, n_jobs, backend)
     if np.dtype(dtype) not in (np.dtype(np.float64), np.dtype(np.float32)):
         raise SimulationError(f"dtype must be float64 or float32, got {np.dtype(dtype)}")
-    tilt = tilt or Tilt()
+    if tilt is not None and not isinstance(tilt, TailTilt | Tilt):
+        raise SimulationError(f"tilt must be a TailTilt or a Tilt, got {tilt!r:.60}")
     model = build_loss_model(case)
+    tilt = (tilt or TailTilt()) if method is Method.importance else None
+    if tilt is not None:
+        tilt.check(*((model.n_cells,) if isinstance(tilt, TailTilt) else ()))
     # local workers hold chunks in flight; a remote cluster's memory is not this machine's
     workers = 1 if scheduler is not None else local_workers(n_jobs)
     _check_memory(n_scenarios, model, dtype, workers)
-    starts = list(range(0, n_scenarios, CHUNK_SCENARIOS))
-    children = np.random.SeedSequence(int(seed)).spawn(len(starts))
 
-    losses = np.empty((n_scenarios, model.n_cells), dtype=dtype)
-    log_lr = np.empty(n_scenarios)
-    factors = np.empty((n_scenarios, model.n_factors), dtype=np.float32)
-    events = np.empty((n_scenarios, model.n_events), dtype=bool)
-
-    chunks = run_in_order(
-        _draw_chunk,
-        (model, method, tilt, int(seed)),
-        [
-            (child, start, min(CHUNK_SCENARIOS, n_scenarios - start), granular, dtype)
-            for child, start in zip(children, starts, strict=True)
-        ],
-        backend,
-        n_jobs,
-        scheduler,
-        describe=lambda i: f"scenarios {starts[i]:,} to {n_scenarios - 1:,}",
+    plan, tilt_meta = None, None
+    if tilt is not None:  # in this process, before any chunk: a function of (case, seed, tilt)
+        plan, tilt_meta = sampling_plan(model, tilt, int(seed), granular)
+    where = (backend, n_jobs, scheduler)
+    losses, log_lr, factors, events = _draw_all(
+        model, method, plan, int(seed), n_scenarios, granular, dtype, where, progress
     )
-    # results come back in submission order, so each chunk lands in its own rows
-    for start, (chunk, chunk_lr, chunk_f, chunk_e) in zip(starts, chunks, strict=True):
-        stop = start + chunk.shape[0]
-        losses[start:stop], log_lr[start:stop] = chunk, chunk_lr
-        factors[start:stop], events[start:stop] = chunk_f, chunk_e
-        if progress is not None:
-            progress(stop)
+    log_lr -= log_lr.max()
+    probabilities = np.exp(log_lr, out=log_lr)
+    probabilities /= probabilities.sum()
+    importance = None
+    if plan is not None:
+        importance = check_tail(losses, probabilities, *tilt.tail(model.n_cells), stacklevel=3)
+        if importance["fallback"]:  # warned: the plain Monte Carlo set of the same seed
+            del losses, probabilities, factors, events
+            method = Method.mc
+            losses, _, factors, events = _draw_all(
+                model, method, None, int(seed), n_scenarios, granular, dtype, where, progress
+            )
+            probabilities = np.full(n_scenarios, 1.0 / n_scenarios)
 
-    weights = np.exp(log_lr - log_lr.max())
-    probabilities = weights / weights.sum()
     ess = float(1.0 / np.sum(probabilities**2))
     return ScenarioSet(
         losses=losses,
@@ -293,18 +282,54 @@ def simulate(
             "chunk_scenarios": CHUNK_SCENARIOS,
             "dtype": np.dtype(dtype).name,
             "effective_sample_size": ess,
-            "tilt": (
-                {
-                    "macro_shift": tilt.macro_shift,
-                    "event_scale": tilt.event_scale,
-                    "event_cap": tilt.event_cap,
-                }
-                if method is Method.importance
-                else None
-            ),
+            "tilt": tilt_meta,
+            **({"importance": importance} if importance is not None else {}),
             "versions": _versions(),
         },
     )
+
+
+def _draw_all(
+    model: LossModel,
+    method: Method,
+    plan: SamplingPlan | None,
+    seed: int,
+    n_scenarios: int,
+    granular: bool,
+    dtype: type,
+    where: tuple[Backend, int, str | None],
+    progress: Callable[[int], None] | None,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Every chunk, in order: losses (S, J), log likelihood ratio (S,), factors, events."""
+    backend, n_jobs, scheduler = where
+    starts = list(range(0, n_scenarios, CHUNK_SCENARIOS))
+    children = np.random.SeedSequence(seed).spawn(len(starts))
+
+    losses = np.empty((n_scenarios, model.n_cells), dtype=dtype)
+    log_lr = np.empty(n_scenarios)
+    factors = np.empty((n_scenarios, model.n_factors), dtype=np.float32)
+    events = np.empty((n_scenarios, model.n_events), dtype=bool)
+
+    chunks = run_in_order(
+        _draw_chunk,
+        (model, method, plan, seed),
+        [
+            (child, start, min(CHUNK_SCENARIOS, n_scenarios - start), granular, dtype)
+            for child, start in zip(children, starts, strict=True)
+        ],
+        backend,
+        n_jobs,
+        scheduler,
+        describe=lambda i: f"scenarios {starts[i]:,} to {n_scenarios - 1:,}",
+    )
+    # results come back in submission order, so each chunk lands in its own rows
+    for start, (chunk, chunk_lr, chunk_f, chunk_e) in zip(starts, chunks, strict=True):
+        stop = start + chunk.shape[0]
+        losses[start:stop], log_lr[start:stop] = chunk, chunk_lr
+        factors[start:stop], events[start:stop] = chunk_f, chunk_e
+        if progress is not None:
+            progress(stop)
+    return losses, log_lr, factors, events
 
 
 def _versions() -> dict[str, str]:

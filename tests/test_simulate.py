@@ -134,9 +134,10 @@ def test_antithetic_pairs_mirror_each_other(vasicek_sets) -> None:
     assert not np.array_equal(f[:half], -f[CHUNK_SCENARIOS : CHUNK_SCENARIOS + half])
 
 
-def test_importance_weights_are_the_likelihood_ratio(vasicek_sets) -> None:
-    """One cell, no events: π ∝ exp(−μ Z_m) with μ the macro shift, Z_m the drawn macro factor."""
-    scen = vasicek_sets["importance"]
+def test_importance_weights_are_the_likelihood_ratio() -> None:
+    """One cell, no events, the fixed macro-only ``Tilt`` (a pure shift): π ∝ exp(−μ Z_m) with μ
+    the macro shift, Z_m the drawn macro factor (the default tilt: tests/test_importance.py)."""
+    scen = simulate(one_cell_case(), N_VASICEK, seed=2024, method="importance", tilt=Tilt())
     mu = Tilt().macro_shift
     macro = scen.factors[:, 0].astype(np.float64)
     log_ratio = np.log(scen.probabilities) + mu * macro
@@ -148,7 +149,12 @@ def test_importance_weights_are_the_likelihood_ratio(vasicek_sets) -> None:
     # a normal mean shift μ has E[LR²] = exp(μ²): Kish size ≈ S · exp(−μ²)
     assert scen.effective_sample_size == pytest.approx(N_VASICEK * np.exp(-(mu**2)), rel=0.05)
     assert scen.metadata["effective_sample_size"] == pytest.approx(scen.effective_sample_size)
-    assert scen.metadata["tilt"] == {"macro_shift": -1.0, "event_scale": 3.0, "event_cap": 0.5}
+    assert scen.metadata["tilt"] == {
+        "macro_shift": -1.0,
+        "event_scale": 3.0,
+        "event_cap": 0.5,
+        "event_probability": {},
+    }
 
 
 def test_beta_pool_lgd_and_its_downturn_correlation() -> None:
@@ -284,7 +290,10 @@ def test_random_event_mixes_the_two_states(method: str) -> None:
 def test_importance_sampling_oversamples_rare_events() -> None:
     p = 0.05
     scen = event_set([event("pandemic", p, pd_multiplier=2.0)], method="importance")
-    assert scen.events.mean() == pytest.approx(Tilt().event_probability(np.array([p]))[0], abs=0.01)
+    # at q in the tilted half of the scenarios, at p in the model's half (a defensive mixture)
+    q = scen.metadata["tilt"]["event_probability"]["pandemic"]
+    assert q > 2 * p
+    assert scen.events.mean() == pytest.approx((p + q) / 2, abs=0.01)
     assert_close(expected_loss(scen.events[:, 0].astype(float), scen.probabilities), p)
     assert_close(mean_loss(scen), PD * LGD * (1 + p))
 
