@@ -45,3 +45,82 @@ def test_oracle_var_and_excess_weighted_scenarios_use_the_reference() -> None:
     ref = var_and_excess_by_column(losses, p, np.array([0.9, 0.99]))
     np.testing.assert_array_equal(var, ref[0])
     np.testing.assert_array_equal(excess, ref[1])
+
+
+# --- re-solving a changed problem from a base's cut pool -----------------------------------
+
+
+@pytest.fixture(scope="module")
+def base_problem():
+    from models import load_case, simulate
+    from optimizer.problem import build_problem
+    from optimizer.solve import solve_stage
+
+    case = load_case()
+    scenarios = simulate(case, 3_000, seed=7)
+    prob = build_problem(case, scenarios, "cuts")
+    log = solve_stage(prob, 1)
+    return case, scenarios, prob, prob.cut_master.snapshot(), log.timings["stage1_iterations"]
+
+
+def _relaxed_by_one_million(prob, source: str) -> np.ndarray:
+    """cvar_scale with ``source``'s CVaR limit US$1m (one unit) higher."""
+    measure = next(m for m in prob.cut_measures if m.name == source)
+    scale = np.array(prob.cvar_scale.value, dtype=float)
+    i = prob.cvar_limited.index(source)
+    limit = float(measure.limit.value) / scale[i]  # at scale 1
+    scale[i] = (scale[i] * limit + 1.0) / limit
+    return scale
+
+
+def _solve(prob, scale, pool=None) -> tuple[float, float, np.ndarray]:
+    from optimizer.solve import solve_stage
+
+    prob.cvar_scale.value = scale
+    if pool is None:
+        prob.cut_master.reset()
+    else:
+        prob.cut_master.start(pool)
+    log = solve_stage(prob, 1)
+    gap = float(prob.weighted_gap.value)
+    return gap, log.timings["stage1_iterations"], np.array(prob.expo.value, copy=True)
+
+
+def test_a_relaxed_limit_re_solved_from_the_base_pool_has_the_cold_optimum(base_problem) -> None:
+    _, _, prob, pool, base_iterations = base_problem
+    base_scale = np.array(prob.cvar_scale.value, dtype=float)
+    assert len(pool.rows) > 0 and len(pool.pool) > 0 and pool.basis is not None
+    try:
+        for source in ("PRIV_MFI", "PRIV_SENIOR"):  # both bind in the default case
+            scale = _relaxed_by_one_million(prob, source)
+            cold, cold_iterations, _ = _solve(prob, scale)
+            warm, warm_iterations, _ = _solve(prob, scale, pool)
+            assert warm == pytest.approx(cold, rel=1e-6)
+            assert warm < _solve(prob, base_scale, pool)[0]  # relaxing a binding limit pays
+            assert warm_iterations < min(cold_iterations, base_iterations)
+    finally:
+        prob.cvar_scale.value = base_scale
+
+
+def test_every_start_from_one_pool_gives_the_same_numbers(base_problem) -> None:
+    _, _, prob, pool, _ = base_problem
+    base_scale = np.array(prob.cvar_scale.value, dtype=float)
+    try:
+        first = _solve(prob, base_scale * 0.7, pool)
+        _solve(prob, base_scale * 1.6, pool)  # what ran in between leaves no trace
+        again = _solve(prob, base_scale * 0.7, pool)
+        assert first[0] == again[0] and first[1] == again[1]
+        np.testing.assert_array_equal(first[2], again[2])
+    finally:
+        prob.cvar_scale.value = base_scale
+
+
+def test_a_pool_from_another_problem_is_refused(base_problem) -> None:
+    from optimizer.cutting_plane import CutPool
+    from optimizer.errors import OptimizerError
+
+    _, _, prob, pool, _ = base_problem
+    k, block, coef, prob_tail = pool.pool[0]
+    alien = CutPool((), ((k, block, coef[:-1], prob_tail),), None)
+    with pytest.raises(OptimizerError, match="same case structure"):
+        prob.cut_master.start(alien)
