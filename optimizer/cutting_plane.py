@@ -411,6 +411,12 @@ class CutMaster:
 
         Only the rows binding at the last solve stay in the model; the others go to the pool.
         A basic row's removal leaves the basis valid, so the basis is kept for the rows kept.
+
+        Returns
+        -------
+        CutPool
+            Empty of rows (the pool only, no basis) when the model was not loaded since the
+            last :meth:`reset`.
         """
         if self.highs is None:
             return CutPool((), tuple(self.pool), None)
