@@ -4,7 +4,7 @@
 "one solve"); the frontier re-using one compiled problem (``frontier(..., n_jobs=1)``); the
 problem rebuilt at every point from a modified case (``build_problem`` + stage 1, the way a
 popular peer sweeps); and one independent ``optimize`` call per point. Target: the re-used
-frontier within 5x one solve.
+frontier within 3x one solve.
 
 (b) The same frontier on 2 workers: loky processes, and a dask.distributed LocalCluster of 2
 single-threaded worker processes (its start-up timed apart), against the serial frontier.
@@ -42,7 +42,8 @@ CSV_FIELDS = (
     "seconds", "startup_s", "per_point_s", "x_one_solve", "peak_mib", "worker_peak_mib",
     "compilations", "failed_points", "max_rel_diff",
 )  # fmt: skip
-TARGET_X_ONE_SOLVE = 5.0
+TARGET_X_ONE_SOLVE = 3.0
+"""Issue #15: a 20-point frontier within 3x one solve (it was 5x before)."""
 
 
 def worker(config: str, n_scenarios: int, points: int, sweep: str, method: str, seed: int):
@@ -63,7 +64,7 @@ def worker(config: str, n_scenarios: int, points: int, sweep: str, method: str, 
         method = "cutting_plane" if n_scenarios > AUTO_CUTS_ABOVE_SCENARIOS else "lp"
     out: dict[str, Any] = {"config": config, "method": method, "workers": 1, "startup_s": 0.0}
     gaps: list[float] = []
-    start = time.perf_counter()
+    start, cpu = time.perf_counter(), time.process_time()
     if config == "single":
         res = optimize(case, scen, method=method)
         gaps = [res.objective_weighted_gap_usd]
@@ -79,7 +80,7 @@ def worker(config: str, n_scenarios: int, points: int, sweep: str, method: str, 
                                    dashboard_address=None, processes=True)  # fmt: skip
             client = Client(cluster)
             out["startup_s"] = time.perf_counter() - start
-            start = time.perf_counter()
+            start, cpu = time.perf_counter(), time.process_time()
             kwargs = {"n_jobs": 2, "backend": "dask", "scheduler": cluster.scheduler_address}
         front = frontier(case, scen, sweep, values=values, method=method, **kwargs)
         seconds = time.perf_counter() - start
@@ -107,6 +108,7 @@ def worker(config: str, n_scenarios: int, points: int, sweep: str, method: str, 
             gaps.append(res.objective_weighted_gap_usd)
         out["compilations"] = 2 * len(values) if method == "lp" else len(values)
     out.setdefault("seconds", time.perf_counter() - start)
+    out["cpu_s"] = time.process_time() - cpu  # this process only (not loky or dask workers)
     out["gaps_usd"] = [float(g) for g in np.asarray(gaps, dtype=float)]
     out["peak_mib"] = maxrss_mib(resource.RUSAGE_SELF)
     out["worker_peak_mib"] = (
@@ -153,15 +155,16 @@ def main(argv: list[str] | None = None) -> None:
             rows.append(run_config(config, args))
     by = {r["config"]: r for r in rows if "error" not in r}
     one = by.get("single", {}).get("seconds")
+    one_cpu = by.get("single", {}).get("cpu_s")
     serial = by.get("reused", {})
     stamp = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
     print(f"\nDefault case, {args.scenarios:,} scenarios, {args.points} points of {args.sweep}, "
           f"method {next(iter(by.values()), {}).get('method', args.method)}\n")  # fmt: skip
     print(
-        "| config | workers | seconds | per point s | x one solve | start-up s | peak MiB "
-        "| worker peak MiB | compilations | max rel diff |"
+        "| config | workers | seconds | per point s | x one solve | CPU s | x one solve (CPU) "
+        "| start-up s | peak MiB | worker peak MiB | compilations | max rel diff |"
     )
-    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
     records = []
     for r in rows:
         if "error" in r:
@@ -186,6 +189,7 @@ def main(argv: list[str] | None = None) -> None:
 
         print(f"| {rec['config']} | {rec['workers']} | {rec['seconds']:.2f} | "
               f"{rec['per_point_s']:.2f} | {f(rec['x_one_solve'], '.2f')} | "
+              f"{r['cpu_s']:.2f} | {f(r['cpu_s'] / one_cpu if one_cpu else None, '.2f')} | "
               f"{rec['startup_s']:.2f} | {rec['peak_mib']:,.0f} | "
               f"{f(rec['worker_peak_mib'], ',.0f')} | {f(rec['compilations'], 'd')} | "
               f"{f(rec['max_rel_diff'], '.1e')} |")  # fmt: skip
@@ -200,7 +204,8 @@ def main(argv: list[str] | None = None) -> None:
         x = by["reused"]["seconds"] / one
         verdict = "meets" if x <= TARGET_X_ONE_SOLVE else "misses"
         print(f"re-used frontier / one solve: {x:.2f} ({verdict} the target of "
-              f"<= {TARGET_X_ONE_SOLVE:g}x)")  # fmt: skip
+              f"<= {TARGET_X_ONE_SOLVE:g}x); in CPU seconds "
+              f"{by['reused']['cpu_s'] / one_cpu:.2f}")  # fmt: skip
     print(f"rebuild every point / re-used: {ratio('rebuild', 'reused')}")
     print(f"independent optimize calls / re-used: {ratio('independent', 'reused')}")
     print(f"loky, 2 workers / serial: {ratio('loky', 'reused')}")

@@ -25,6 +25,22 @@ measured on the default case (both stages), Kelley's single cut took 113, 264 an
 iterations at 10^4, 10^5 and 10^6 scenarios; 16, 32 and 64 blocks take 24, 32 and 45. More
 blocks make the master's rows many and its solves slow, so the count grows with the scenarios
 (``cut_groups``), and cut rows idle for ``IDLE_SOLVES`` solves wait in a pool.
+
+Re-solving a changed problem from a base's cuts (:class:`CutPool`). Solve the base, take its
+pool, change parameters, start the master from the pool and solve again::
+
+    prob = build_problem(case, scenarios, "cuts")
+    solve_stage(prob, 1)                       # the base
+    pool = prob.cut_master.snapshot()          # its binding cuts and basis, the rest pooled
+    prob.cvar_scale.value = relaxed            # e.g. one CVaR limit US$1m higher
+    prob.cut_master.start(pool)                # instead of reset(): the base's state
+    solve_stage(prob, 1)
+
+A pool also starts a problem built again from an edited case on the same scenario set (same
+cells, sources and funds: the same measures); its basis is used when the model's size is the
+same. Measured on the default case, each CVaR limit relaxed by US$1m in turn: at 20,000
+scenarios 1-5 iterations (0.03-0.24 s CPU) against 17-21 from no cut (0.8-1.0 s); at 10^5,
+1-11 against 22-24 (0.07-1.4 s against 2.3-2.6 s); optima within 2e-8.
 """
 
 from __future__ import annotations
@@ -39,7 +55,7 @@ import scipy.sparse as sp
 from cvxpy import settings as status_codes
 from cvxpy.error import SolverError
 
-from optimizer.errors import SolverFailure
+from optimizer.errors import OptimizerError, SolverFailure
 from optimizer.tail_oracle import Cut, TailOracle
 
 
@@ -192,6 +208,32 @@ class CutReport:
     cuts: int
 
 
+@dataclass(frozen=True)
+class CutPool:
+    """The cuts of a solved master, to start another solve of the same compiled problem from.
+
+    A cut bounds the tail function of the exposures alone, so it stays valid whatever the
+    parameters (limits, amounts, objective): a changed problem solved from a base's pool needs
+    only the cuts its own optimum adds. Taken by :meth:`CutMaster.snapshot`, put back by
+    :meth:`CutMaster.start`. Nothing in it depends on what was solved after the base, so every
+    solve started from one pool begins in the same state (a frontier's points on any number of
+    workers).
+
+    Attributes
+    ----------
+    rows : tuple of (measure, block, coefficients, tail probability)
+        Cut rows loaded into the model: those binding at the base's optimum.
+    pool : tuple of the same
+        The other cuts: put back only when the master's point violates them.
+    basis : (column statuses, row statuses) or None
+        The base's optimal basis on the model with ``rows`` (HiGHS statuses), or None.
+    """
+
+    rows: tuple[tuple[int, int, np.ndarray, float], ...]
+    pool: tuple[tuple[int, int, np.ndarray, float], ...]
+    basis: tuple[tuple, tuple] | None
+
+
 class CutMaster:
     """The cvxpy problem's LP in a persistent HiGHS model, plus the cut rows found so far.
 
@@ -238,6 +280,7 @@ class CutMaster:
         self._n_base_rows = self._n_base_cols = 0
         self.group_col = np.zeros((len(measures), 0), dtype=np.int64)
         self.cold_restarts = 0
+        self._start_basis: tuple[tuple, tuple] | None = None  # a pool's, for the next load
         status = highspy.HighsModelStatus
         self._no_answer_statuses = {status.kUnknown, status.kSolveError, status.kPostsolveError}
         data = self._fetch()
@@ -271,6 +314,12 @@ class CutMaster:
             self._load(data, a, c, lower, b)
             if basis is not None and basis.valid:
                 self.highs.setBasis(basis)
+            elif basis is None and self._start_basis is not None:
+                cols, rows = self._start_basis
+                # a pool of another build of the problem may not fit: its cuts do, not its basis
+                if len(cols) == self.highs.getNumCol() and len(rows) == self.highs.getNumRow():
+                    self.highs.setBasis(self._basis(cols, rows))
+            self._start_basis = None
             self._data_key = key
         for name, value in options.items():
             self.highs.setOptionValue(name, value)
@@ -297,6 +346,12 @@ class CutMaster:
         if self.groups > 1:
             self._add_group_columns()
         self._add_rows(self.cut_rows)
+
+    def _basis(self, col_status: tuple, row_status: tuple):
+        basis = self._hs.HighsBasis()
+        basis.col_status, basis.row_status = list(col_status), list(row_status)
+        basis.valid = True
+        return basis
 
     def _add_group_columns(self) -> None:
         """``η_kg >= 0`` per measure and block, and ``η_k − Σ_g η_kg >= 0`` per measure."""
@@ -349,7 +404,57 @@ class CutMaster:
     def reset(self) -> None:
         """Forget every cut; the model is reloaded from the compiled problem at the next sync."""
         self.cut_rows, self._idle, self.highs = [], np.zeros(0, dtype=np.int64), None
-        self.pool, self._pool_rows = [], None
+        self.pool, self._pool_rows, self._start_basis = [], None, None
+
+    def snapshot(self) -> CutPool:
+        """The cuts of the last solve and its basis, to start other solves from (:meth:`start`).
+
+        Only the rows binding at the last solve stay in the model; the others go to the pool.
+        A basic row's removal leaves the basis valid, so the basis is kept for the rows kept.
+
+        Returns
+        -------
+        CutPool
+            Empty of rows (the pool only, no basis) when the model was not loaded since the
+            last :meth:`reset`.
+        """
+        if self.highs is None:
+            return CutPool((), tuple(self.pool), None)
+        first = self._n_base_rows + (len(self.measures) if self.groups > 1 else 0)
+        basis = self.highs.getBasis()
+        rows = list(basis.row_status)
+        cut_basic = np.array([s == self._hs.HighsBasisStatus.kBasic for s in rows[first:]])
+        keep = np.flatnonzero(~cut_basic) if cut_basic.size else np.zeros(0, dtype=np.int64)
+        active = tuple(self.cut_rows[i] for i in keep)
+        idle = tuple(row for i, row in enumerate(self.cut_rows) if cut_basic[i]) + tuple(self.pool)
+        status = (
+            tuple(basis.col_status),
+            tuple(rows[:first]) + tuple(rows[first + i] for i in keep),
+        )
+        return CutPool(active, idle, status if basis.valid else None)
+
+    def start(self, pool: CutPool) -> None:
+        """Forget the current cuts and start the next solve from ``pool``'s (see
+        :class:`CutPool`); the model is reloaded from the compiled problem at the next sync.
+
+        Raises
+        ------
+        OptimizerError
+            The pool's cuts belong to a problem with other CVaR measures or scenario blocks.
+        """
+        sizes = [m.cols.size for m in self.measures]
+        for k, block, coef, _ in pool.rows + pool.pool:
+            if k >= len(sizes) or coef.size != sizes[k] or block >= max(self.groups, 1):
+                raise OptimizerError(
+                    "this cut pool was taken from a problem with other CVaR measures or "
+                    "scenario blocks: take it from a problem built on the same case structure "
+                    "and scenario set (build_problem with the same scenarios)"
+                )
+        self.reset()
+        self.cut_rows = list(pool.rows)
+        self._idle = np.zeros(len(self.cut_rows), dtype=np.int64)
+        self.pool = list(pool.pool)
+        self._start_basis = pool.basis
 
     def drop_idle_cuts(self, after: int, at_least: int) -> int:
         """Delete cut rows whose slack has been basic (the cut inactive) for ``after``
