@@ -246,3 +246,22 @@ def test_an_allocation_of_other_scenarios_is_refused(marginal_result):
         marginal_values(case, other, res)
     with pytest.raises(ValueError, match="method must be"):
         marginal_values(case, scen, res, method="simplex")
+
+
+# --- the command line -----------------------------------------------------------------------------
+@pytest.mark.parametrize("skip", [False, True])
+def test_optimize_command_quotes_the_resolves_unless_told_not_to(
+    skip, minimal_case_dict, write_case, tmp_path, capsys
+):
+    from optimizer.cli import main
+
+    for src in minimal_case_dict["sources"]:  # money short of the gap: budgets bind
+        src["amount_usd"] /= 4
+    out = tmp_path / "opt"
+    args = ["optimize", str(write_case(minimal_case_dict)), "-n", "300", "--out", str(out)]
+    assert main(args + (["--no-marginal"] if skip else [])) == 0
+    printed = " ".join(capsys.readouterr().out.split())
+    result = Allocation.from_json((out / "result.json").read_text())
+    assert has_marginal_values(result) is not skip
+    assert ("(re-solved)" in printed) is not skip
+    assert ("(LP dual)" in printed) is skip
