@@ -250,8 +250,8 @@ def _with_columns(
             rows = [row_of[(family, s)] for s in subjects]
             up, down = block.relaxed[j], block.tightened[j]
             dual = float(binding["shadow_price"].to_numpy()[rows].sum()) * STEP_USD
-            gain = base.weighted_usd - up.weighted_usd
-            loss = down.weighted_usd - base.weighted_usd
+            gain = _usd(base.weighted_usd - up.weighted_usd)
+            loss = _usd(down.weighted_usd - base.weighted_usd)
             allowed = max(DISAGREE_REL * abs(dual), DISAGREE_ABS_USD)
             off = [not abs(v - dual) <= allowed for v in (gain, loss)]  # NaN counts as off
             notes = [f"relaxed: {up.note}" if up.note else "",
@@ -262,8 +262,8 @@ def _with_columns(
                 out["dual_gain_usd"][row] = dual
                 out["resolved_gain_usd"][row] = gain
                 out["resolved_loss_usd"][row] = loss
-                out["resolved_gain_gap_usd"][row] = base.unmet_usd - up.unmet_usd
-                out["resolved_loss_gap_usd"][row] = down.unmet_usd - base.unmet_usd
+                out["resolved_gain_gap_usd"][row] = _usd(base.unmet_usd - up.unmet_usd)
+                out["resolved_loss_gap_usd"][row] = _usd(down.unmet_usd - base.unmet_usd)
                 out["dual_disagrees"][row] = bool(any(off))
                 out["marginal_note"][row] = "; ".join(n for n in notes if n)
     frame = binding.drop(columns=[c for c in MARGINAL_COLUMNS if c in binding.columns])
@@ -272,6 +272,12 @@ def _with_columns(
     frame["marginal_group"] = frame["marginal_group"].astype(object)
     frame["marginal_note"] = frame["marginal_note"].astype(object)
     return frame
+
+
+def _usd(value: float) -> float:
+    """A difference of optima, with solver noise under US$1 (1e-6 of the problem's US$m
+    unit) read as none: a committee is not told of US$-0.0m."""
+    return 0.0 if abs(value) < 1.0 else value
 
 
 def committee_lines(binding: pd.DataFrame) -> pd.DataFrame:

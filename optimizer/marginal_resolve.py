@@ -230,7 +230,8 @@ class _Resolver:
         return self._solve()
 
     def _restore(self) -> None:
-        """Start from the base's stage-1 state: its cuts and basis, or a cold LP."""
+        """Start from the base's stage-1 state (its cuts and basis, the cuts of its stage 2 in
+        the pool), or a cold LP."""
         master = self.view.cut_master
         if master is None or self.snapshot is None:
             # cvxpy would warm-start HiGHS from the last point solved: another vertex, and
@@ -257,6 +258,14 @@ class _Resolver:
                 self.snapshot = (list(m.cut_rows), list(m.pool), m.highs.getBasis())
             view.set_stage(2, optimum * (1.0 + self.tol) + HOLD_SLACK_USD_M)
             solve_stage(view, 2, self.solver, self.time_limit_s, log)
+            if keep_state and view.cut_master is not None:
+                # the cuts stage 2 found wait in the pool: a re-solve's stage 2 takes them back
+                # without a pass over the scenarios when its point violates them (measured at
+                # 20,000 scenarios: 482 -> 300 passes over 64 re-solves, the step 39 -> 31 s)
+                m, (rows, pool, basis) = view.cut_master, self.snapshot
+                seen = {id(r) for r in rows} | {id(r) for r in pool}
+                extra = [r for r in [*m.cut_rows, *m.pool] if id(r) not in seen]
+                self.snapshot = (rows, pool + extra, basis)
         except InfeasibleCase:
             return _Point(math.nan, math.nan, "infeasible")
         except OptimizerError as exc:
