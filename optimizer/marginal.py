@@ -3,7 +3,7 @@
 ``Allocation.binding.shadow_price`` is the stage-1 dual of each binding row. The optimum is a
 degenerate vertex on the shipped case (several limits bind at once around one allocation), so a
 dual is only one of many valid ones: on 100,000 scenarios it said US$1m more money from
-PUB_GUAR closes US$12.5m of weighted gap, where a re-solve with that money closes nothing (the
+PUB_GUAR closes US$12.4m of weighted gap, where a re-solve with that money closes nothing (the
 fund's capital cap binds too). :func:`marginal_values` relaxes and tightens each binding limit
 by one step and re-solves the same problem on the SAME scenarios:
 

@@ -153,7 +153,15 @@ class BlockResult:
 class _Resolver:
     """The relaxable problem of one case, solved once at the base, then at each change."""
 
-    def __init__(self, case, scenarios, method, solver, tol, time_limit_s):
+    def __init__(
+        self,
+        case: Case,
+        scenarios: ScenarioSet,
+        method: str,
+        solver: str,
+        tol: float,
+        time_limit_s: float | None,
+    ):
         prob = build_problem(case, scenarios, "cuts" if method == "cutting_plane" else "lp")
         self.view, knobs = relaxable(prob)
         if not self.view.problem.is_dpp():  # what makes "compiled once" true
@@ -169,7 +177,10 @@ class _Resolver:
         self.snapshot = None
         self.base = self._solve(keep_state=True)
         if math.isnan(self.base.weighted_usd):
-            raise OptimizerError(f"the base case did not re-solve: {self.base.note}")
+            raise OptimizerError(
+                f"the base case did not re-solve for its marginal values ({self.base.note}): "
+                "skip them (--no-marginal), or try method='lp'"
+            )
         # the volumes each coefficient multiplies, at the base's returned allocation (US$m)
         self.volumes = {
             k.name: np.atleast_1d(np.asarray(k.volume.value, dtype=float))

@@ -382,7 +382,7 @@ SECTIONS: tuple[tuple[str, str], ...] = (
     ("guarantee-funds", "Guarantee funds"),
     ("frontier", "Efficient frontier"),
     ("sensitivity", "Sensitivity"),
-    ("shadow-prices", "Shadow prices"),
+    ("shadow-prices", "Marginal values of binding limits"),
     ("stress-tests", "Stress tests"),
     ("assumptions", "Assumptions register"),
     ("method-notes", "Method notes"),
