@@ -273,9 +273,10 @@ def print_allocation(console: Console, case: Case, result, oos=None) -> None:
                 by = f"US${r.excess / 1e6:,.2f}m" if r.unit == "US$" else f"{r.excess:.4f}"
                 console.print(f"[yellow]Out of sample:[/] {escape(r.owner)} {escape(r.what)} "
                               f"exceeds its limit by {by}{noise}")  # fmt: skip
+    from optimizer.marginal import has_marginal_values
     from optimizer.solve import PROGRAMME_FAMILIES  # here: `ppcfin validate` needs no cvxpy
 
-    if "resolved_gain_usd" in result.binding.columns:
+    if has_marginal_values(result):
         _print_marginal(console, result.binding)
         return
     binding = result.binding[result.binding["family"].isin(PROGRAMME_FAMILIES)]

@@ -224,9 +224,9 @@ class Allocation:
                 f"  {row.source:<14} CVaR{row.cvar_alpha * 100:g}% US${row.cvar_usd / m:,.2f}m "
                 f"(limit US${row.cvar_limit_usd / m:,.2f}m)"
             )
-        if "resolved_gain_usd" in self.binding.columns:
-            from optimizer.marginal import committee_lines  # it needs the solver's families
+        from optimizer.marginal import committee_lines, has_marginal_values  # needs cvxpy
 
+        if has_marginal_values(self):
             for row in committee_lines(self.binding).head(5).itertuples():
                 flag = f" (dual {row.dual_gain_usd / m:,.1f}m)" if row.dual_disagrees else ""
                 lines.append(

@@ -127,7 +127,9 @@ def _sensitivity(record: RunRecord) -> Sensitivity | None:
 def _prices(all_rows: pd.DataFrame, binding: pd.DataFrame) -> tuple[ShadowPrice, ...]:
     """The levers' lines: re-solved marginal values when the result has them (one per group,
     largest weighted gain first), else the LP duals of the binding programme rows."""
-    if "resolved_gain_usd" not in all_rows.columns:
+    from optimizer.marginal import MARGINAL_COLUMNS, committee_lines
+
+    if not set(MARGINAL_COLUMNS) <= set(all_rows.columns):
         return tuple(
             ShadowPrice(
                 constraint=row.label,
@@ -136,7 +138,6 @@ def _prices(all_rows: pd.DataFrame, binding: pd.DataFrame) -> tuple[ShadowPrice,
             )
             for row in binding.itertuples()
         )
-    from optimizer.marginal import committee_lines
 
     def number(value: float) -> float | None:
         return None if pd.isna(value) else float(value)

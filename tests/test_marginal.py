@@ -221,6 +221,7 @@ def test_the_json_file_carries_the_marginal_values(marginal_result):
     assert back == res
     assert list(back.binding.columns)[-len(MARGINAL_COLUMNS) :] == list(MARGINAL_COLUMNS)
     assert back.binding["dual_disagrees"].dtype == bool
+    assert "US$1m step closes" in back.summary()  # the summary quotes the re-solves
 
 
 def test_a_file_without_marginal_values_still_reads(marginal_result):
