@@ -42,6 +42,7 @@ import pandas as pd
 from models.scenarios import ScenarioSet
 from models.schema import Case
 from models.workers import Backend, run_in_order
+from optimizer.errors import OptimizerError
 from optimizer.marginal_resolve import STEP_USD, BlockResult, marginal_block
 from optimizer.result import Allocation
 from optimizer.solve import PROGRAMME_FAMILIES
@@ -158,12 +159,15 @@ def marginal_values(
         or a kink within the step) and ``marginal_note`` (why a figure is NaN). Its
         ``timings_s`` gains ``marginal_s``.
 
+        When the base does not re-solve (a solver failure, the time limit), the allocation
+        comes back without these columns and with a warning saying why.
+
     Raises
     ------
     ValueError
         Bad options, or an allocation of another case or scenario set.
-    OptimizerError
-        The base case does not re-solve.
+    WorkersLost
+        Worker processes kept dying.
     """
     from optimizer.frontier import BACKENDS
     from optimizer.solve import SOLVERS
@@ -209,9 +213,21 @@ def marginal_values(
         tasks = run_in_order(
             marginal_block, shared, blocks, Backend(backend), int(n_jobs), scheduler, describe
         )
-        with closing(tasks):
-            for i, block in enumerate(tasks):
-                results.append((block, splits[i]))
+        try:
+            with closing(tasks):
+                for i, block in enumerate(tasks):
+                    results.append((block, splits[i]))
+        except OptimizerError as exc:
+            # an add-on that fails must not lose the optimum: said on the result, which
+            # then quotes its LP duals
+            note = (
+                f"marginal values not computed: {exc}; the binding lines quote LP duals (give "
+                "the solver more time, time_limit_s, or skip them: --no-marginal)"
+            )
+            timings = {**allocation.timings_s, "marginal_s": time.perf_counter() - start}
+            return dataclasses.replace(
+                allocation, warnings=(*allocation.warnings, note), timings_s=timings
+            )
         base = results[0][0].base.weighted_usd
         gap = abs(base - allocation.objective_weighted_gap_usd)
         if gap > 1e-6 * max(abs(allocation.objective_weighted_gap_usd), 1.0):

@@ -177,10 +177,7 @@ class _Resolver:
         self.snapshot = None
         self.base = self._solve(keep_state=True)
         if math.isnan(self.base.weighted_usd):
-            raise OptimizerError(
-                f"the base case did not re-solve for its marginal values ({self.base.note}): "
-                "skip them (--no-marginal), or try method='lp'"
-            )
+            raise OptimizerError(f"the base did not re-solve: {self.base.note}")
         # the volumes each coefficient multiplies, at the base's returned allocation (US$m)
         self.volumes = {
             k.name: np.atleast_1d(np.asarray(k.volume.value, dtype=float))

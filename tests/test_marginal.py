@@ -240,6 +240,17 @@ def test_figures_do_not_depend_on_the_number_of_workers(marginal_result):
     assert threads.binding.equals(one.binding)
 
 
+@pytest.mark.filterwarnings("ignore:Solution may be inaccurate")  # cvxpy, on the time limit
+def test_a_base_that_does_not_resolve_is_a_warning_not_a_lost_optimum(marginal_result):
+    case, scen, _ = marginal_result
+    base = optimize(case, scen)
+    out = marginal_values(case, scen, base, time_limit_s=1e-9)  # HiGHS stops at once
+    assert not has_marginal_values(out)
+    assert out.binding.equals(base.binding) and out.allocation.equals(base.allocation)
+    assert "marginal values not computed" in out.warnings[-1]
+    assert "time limit" in out.warnings[-1]
+
+
 def test_an_allocation_of_other_scenarios_is_refused(marginal_result):
     case, scen, res = marginal_result
     other = synthetic_scenarios(case, 300, 9)
