@@ -152,6 +152,14 @@ MethodOpt = Annotated[
 Float32Opt = Annotated[
     bool, typer.Option(help="Keep losses as float32: half the memory, ~1e-7 relative error.")
 ]
+NoMarginalOpt = Annotated[
+    bool,
+    typer.Option(
+        "--no-marginal",
+        help="Skip the marginal values (each binding limit re-solved relaxed and tightened "
+        "by US$1m); the binding lines then quote the LP duals.",
+    ),
+]
 FORMATS = ("html", "pdf", "xlsx")
 
 
@@ -166,6 +174,7 @@ def optimize_command(
     out: OutOpt = Path("out"),
     force: ForceOpt = False,
     float32: Float32Opt = False,
+    no_marginal: NoMarginalOpt = False,
 ) -> None:
     """Simulate, optimize, check out of sample; write result.json and allocation.csv."""
     from models import simulate
@@ -185,6 +194,12 @@ def optimize_command(
                         scheduler=scheduler, dtype=dtype)  # fmt: skip
     with console.status(f"Optimizing ({method})…"):
         result = optimize_or_diagnose(loaded, scen, method=method)
+    if not no_marginal:
+        from optimizer.marginal import marginal_values
+
+        with console.status("Re-solving each binding limit (marginal values)…"):
+            result = marginal_values(loaded, scen, result, n_jobs=jobs, backend=backend,
+                                     scheduler=scheduler)  # fmt: skip
     with console.status("Checking out of sample…"):
         oos_scen = simulate(loaded, scenarios, seed=seed + OUT_OF_SAMPLE_SEED_OFFSET,
                             n_jobs=jobs, backend=backend, scheduler=scheduler,
@@ -285,6 +300,7 @@ def run_command(
     format: Annotated[str, typer.Option(help="Report formats, comma-separated.")] = "html,pdf,xlsx",
     method: MethodOpt = "auto",
     float32: Float32Opt = False,
+    no_marginal: NoMarginalOpt = False,
 ) -> None:
     """The whole job: simulate, optimize, out-of-sample and stress checks, reports."""
     from optimizer.atomic import staged_directory
@@ -298,6 +314,11 @@ def run_command(
         record = run_case(loaded, scenarios, seed, n_jobs=jobs, scheduler=scheduler,
                           dtype="float32" if float32 else "float64", optimize_method=method,
                           on_step=lambda name: status.update(f"{name.capitalize()}…"))  # fmt: skip
+        if not no_marginal:  # until run_case does it (optimizer.marginal.run_with_marginal)
+            from optimizer.marginal import run_with_marginal
+
+            status.update("Re-solving each binding limit (marginal values)…")
+            record = run_with_marginal(record, n_jobs=jobs, scheduler=scheduler)
         status.update("Writing the report…")
         with staged_directory(out, **_out_rule("run", force, loaded)) as stage:
             save_run(record, stage)

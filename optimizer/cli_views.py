@@ -273,15 +273,49 @@ def print_allocation(console: Console, case: Case, result, oos=None) -> None:
                 by = f"US${r.excess / 1e6:,.2f}m" if r.unit == "US$" else f"{r.excess:.4f}"
                 console.print(f"[yellow]Out of sample:[/] {escape(r.owner)} {escape(r.what)} "
                               f"exceeds its limit by {by}{noise}")  # fmt: skip
+    from optimizer.marginal import has_marginal_values
     from optimizer.solve import PROGRAMME_FAMILIES  # here: `ppcfin validate` needs no cvxpy
 
+    if has_marginal_values(result):
+        _print_marginal(console, result.binding)
+        return
     binding = result.binding[result.binding["family"].isin(PROGRAMME_FAMILIES)]
     for r in binding[binding["shadow_price"] > 1e-6].head(8).itertuples():
         console.print(
             f"Binding: {escape(r.label)} — {escape(r.relaxation.replace('US$1 ', 'US$1m '))} "
-            f"closes US${r.shadow_price:,.2f}m of weighted gap",
+            f"closes US${r.shadow_price:,.2f}m of weighted gap (LP dual)",
             highlight=False,
         )
+
+
+def _print_marginal(console: Console, binding: pd.DataFrame) -> None:
+    """Each lever's re-solved gain (weighted and plain credit gap), the dual only where it
+    disagrees (a degenerate vertex)."""
+    from optimizer.marginal import committee_lines
+
+    lines = committee_lines(binding)
+    for r in lines.head(8).itertuples():
+        step = "" if pd.isna(r.step_rate) else f" (a step of {r.step_rate:.3g} in its rate)"
+        if pd.isna(r.resolved_gain_usd):
+            gain = f"could not be re-solved ({escape(r.marginal_note)})"
+        else:
+            gain = (f"closes US${r.resolved_gain_usd / 1e6:,.1f}m of weighted gap, "
+                    f"US${r.resolved_gain_gap_usd / 1e6:,.1f}m of credit gap")  # fmt: skip
+        loss = (
+            ""
+            if pd.isna(r.resolved_loss_usd)
+            else f"; US$1m the other way opens US${r.resolved_loss_usd / 1e6:,.1f}m weighted"
+        )
+        flag = (f" [yellow]— the LP dual says US${r.dual_gain_usd / 1e6:,.1f}m: degenerate "
+                "vertex, trust the re-solve[/]" if r.dual_disagrees else "")  # fmt: skip
+        console.print(
+            f"Binding: {escape(r.label)} — {escape(r.relaxation.replace('US$1 ', 'US$1m '))}"
+            f"{step} {gain} (re-solved){loss}{flag}",
+            highlight=False,
+        )
+    if len(lines) > 8:
+        console.print(f"… and {len(lines) - 8} more levers in result.json (binding table)",
+                      highlight=False)  # fmt: skip
 
 
 def _usd_m_signed(value: float) -> str:

@@ -73,7 +73,10 @@ class Allocation:
         ``1 − ε``, empirical depletion probability ``P_π(C_g > capital)``.
     binding : DataFrame
         Binding constraint rows of stage 1: family, subject, label, relaxation, slack and
-        shadow price (weighted-gap US$ per US$ of relaxation).
+        shadow price (the dual: weighted-gap US$ per US$ of relaxation). With marginal values
+        (:func:`optimizer.marginal.marginal_values`) also what a re-solve with each limit
+        relaxed or tightened by one step closes or opens, in weighted and in plain credit gap,
+        and whether the dual disagrees (:data:`optimizer.marginal.MARGINAL_COLUMNS`).
     euler : DataFrame
         For each CVaR-limited source, each cell's Euler contribution to its CVaR; they sum to
         the source's CVaR.
@@ -221,10 +224,20 @@ class Allocation:
                 f"  {row.source:<14} CVaR{row.cvar_alpha * 100:g}% US${row.cvar_usd / m:,.2f}m "
                 f"(limit US${row.cvar_limit_usd / m:,.2f}m)"
             )
-        for row in self.binding.head(5).itertuples():
-            lines.append(
-                f"  binding: {row.label} — {row.shadow_price:.3f} weighted-gap US$ per US$"
-            )
+        from optimizer.marginal import committee_lines, has_marginal_values  # needs cvxpy
+
+        if has_marginal_values(self):
+            for row in committee_lines(self.binding).head(5).itertuples():
+                flag = f" (dual {row.dual_gain_usd / m:,.1f}m)" if row.dual_disagrees else ""
+                lines.append(
+                    f"  binding: {row.label} — US$1m step closes US${row.resolved_gain_usd / m:,.1f}m "
+                    f"weighted gap, US${row.resolved_gain_gap_usd / m:,.1f}m credit gap{flag}"
+                )
+        else:
+            for row in self.binding.head(5).itertuples():
+                lines.append(
+                    f"  binding: {row.label} — {row.shadow_price:.3f} weighted-gap US$ per US$"
+                )
         lines += [f"  fallback: {f}" for f in self.fallbacks]
         lines += [f"  WARNING: {w}" for w in self.warnings]
         return "\n".join(lines)

@@ -81,7 +81,11 @@ ALLOCATION_COLUMNS: dict[str, dict[str, str]] = {
     "sources": columns_of(_SOURCES.format(var_se="")),
     "funds": columns_of(_FUNDS.format(o="?")),  # an empty table has only FUND_COLUMNS
     "binding": columns_of(
-        "family:id subject:id label:id relaxation:id slack_usd:value shadow_price:value"
+        "family:id subject:id label:id relaxation:id slack_usd:value shadow_price:value "
+        # re-solved marginal values (optimizer.marginal), absent when not computed
+        "marginal_group:id? step_usd:value? step_rate:number? dual_gain_usd:value? "
+        "resolved_gain_usd:number? resolved_loss_usd:number? resolved_gain_gap_usd:number? "
+        "resolved_loss_gap_usd:number? dual_disagrees:bool? marginal_note:text?"
     ),
     "euler": columns_of(
         "source:id product:id segment:id contribution_usd:value share_of_cvar:number"

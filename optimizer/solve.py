@@ -76,6 +76,7 @@ def optimize(
     gap_tolerance: float | None = None,
     time_limit_s: float | None = None,
     method: str = "auto",
+    marginal: bool = False,
 ) -> Allocation:
     """Allocate the case's money to minimise the weighted unmet credit gap within every limit.
 
@@ -100,6 +101,9 @@ def optimize(
         blocks, :func:`~optimizer.cutting_plane.cut_groups`); same optimum, far faster at many
         scenarios. ``"auto"`` picks the cutting plane above
         ``AUTO_CUTS_ABOVE_SCENARIOS`` scenarios. The method used is recorded on the result.
+    marginal : bool, default False
+        Also re-solve each binding limit relaxed and tightened by US$1m (in this process):
+        :func:`optimizer.marginal.marginal_values`, whose columns the binding table gains.
 
     Returns
     -------
@@ -147,7 +151,7 @@ def optimize(
         method = "lp"
         prob, optimum, binding = _two_stages(case, scenarios, method, name, tol, time_limit_s, log)
     tables = build_tables(prob, _solution(prob))
-    return Allocation(
+    result = Allocation(
         **tables,
         binding=binding,
         objective_weighted_gap_usd=optimum * USD_PER_UNIT,
@@ -159,6 +163,13 @@ def optimize(
         n_scenarios=scenarios.n_scenarios,
         case_name=case.name,
         method=method,
+    )
+    if not marginal:
+        return result
+    from optimizer.marginal import marginal_values  # it builds on this module
+
+    return marginal_values(
+        case, scenarios, result, solver=name, gap_tolerance=tol, time_limit_s=time_limit_s
     )
 
 

@@ -261,17 +261,44 @@ class Sensitivity:
 class ShadowPrice:
     """What relaxing one binding constraint buys.
 
-    Read as: ``relaxation`` closes ``gap_closed_usd`` of credit gap, e.g. relaxation = "One more
-    US$ 1 m of climate first-loss capital", gap_closed_usd = 3.2e6.
+    Read as: ``relaxation`` closes ``gap_closed_usd`` of weighted gap by the LP dual, e.g.
+    relaxation = "One more US$ 1 m of climate first-loss capital", gap_closed_usd = 3.2e6. With
+    re-solved marginal values (``resolved_gain_usd`` not None) the re-solve is quoted instead:
+    weighted gap closed, plain credit gap closed, weighted gap opened by the same step the
+    other way; ``dual_disagrees`` says the dual is off (a degenerate vertex).
     """
 
     constraint: str
     relaxation: str
     gap_closed_usd: float
+    resolved_gain_usd: float | None = None
+    resolved_gain_gap_usd: float | None = None
+    resolved_loss_usd: float | None = None
+    dual_disagrees: bool = False
 
     @property
     def sentence(self) -> str:
-        return f"{self.relaxation} would close {money_m(self.gap_closed_usd)} of the credit gap."
+        if self.resolved_gain_usd is None:
+            return (
+                f"{self.relaxation} would close {money_m(self.gap_closed_usd)} of the weighted "
+                "gap (LP dual)."
+            )
+        text = (
+            f"{self.relaxation} closes {money_m(self.resolved_gain_usd)} of the weighted gap "
+            f"({_money_or_na(self.resolved_gain_gap_usd)} of the credit gap), re-solved on the "
+            f"same scenarios; the same step the other way opens "
+            f"{_money_or_na(self.resolved_loss_usd)} of weighted gap."
+        )
+        if self.dual_disagrees:
+            text += (
+                f" The LP dual says {money_m(self.gap_closed_usd)}: the optimum is a degenerate "
+                "vertex, so the dual misstates this limit's worth."
+            )
+        return text
+
+
+def _money_or_na(value: float | None) -> str:
+    return "n/a" if value is None or value != value else money_m(value)  # NaN != NaN
 
 
 @dataclass(frozen=True)
@@ -355,7 +382,7 @@ SECTIONS: tuple[tuple[str, str], ...] = (
     ("guarantee-funds", "Guarantee funds"),
     ("frontier", "Efficient frontier"),
     ("sensitivity", "Sensitivity"),
-    ("shadow-prices", "Shadow prices"),
+    ("shadow-prices", "Marginal values of binding limits"),
     ("stress-tests", "Stress tests"),
     ("assumptions", "Assumptions register"),
     ("method-notes", "Method notes"),

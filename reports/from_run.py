@@ -142,6 +142,38 @@ def _scenario_sets(record: RunRecord) -> str:
     return "Scenario sets (count, seed, precision): " + "; ".join(parts) + "."
 
 
+def _prices(all_rows: pd.DataFrame, binding: pd.DataFrame) -> tuple[ShadowPrice, ...]:
+    """The levers' lines: re-solved marginal values when the result has them (one per group,
+    largest weighted gain first), else the LP duals of the binding programme rows."""
+    from optimizer.marginal import MARGINAL_COLUMNS, committee_lines
+
+    if not set(MARGINAL_COLUMNS) <= set(all_rows.columns):
+        return tuple(
+            ShadowPrice(
+                constraint=row.label,
+                relaxation=row.relaxation.replace("US$1 ", "US$1m "),
+                gap_closed_usd=float(row.shadow_price) * 1e6,
+            )
+            for row in binding.itertuples()
+        )
+
+    def number(value: float) -> float | None:
+        return None if pd.isna(value) else float(value)
+
+    return tuple(
+        ShadowPrice(
+            constraint=row.label,
+            relaxation=row.relaxation.replace("US$1 ", "US$1m "),
+            gap_closed_usd=float(row.dual_gain_usd),
+            resolved_gain_usd=number(row.resolved_gain_usd),
+            resolved_gain_gap_usd=number(row.resolved_gain_gap_usd),
+            resolved_loss_usd=number(row.resolved_loss_usd),
+            dual_disagrees=bool(row.dual_disagrees),
+        )
+        for row in committee_lines(all_rows).itertuples()
+    )
+
+
 def report_context(record: RunRecord) -> ReportContext:
     """Build the report of one run."""
     case, res, scen = record.case, record.allocation, record.scenarios
@@ -253,14 +285,7 @@ def report_context(record: RunRecord) -> ReportContext:
             )
         )
 
-    prices = tuple(
-        ShadowPrice(
-            constraint=row.label,
-            relaxation=row.relaxation.replace("US$1 ", "US$1m "),
-            gap_closed_usd=float(row.shadow_price) * 1e6,
-        )
-        for row in binding.itertuples()
-    )
+    prices = _prices(res.binding, binding)
     stresses = tuple(
         StressResult(
             name=o.name,

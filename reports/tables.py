@@ -240,18 +240,40 @@ def sensitivity_table(se: Sensitivity) -> Table:
 
 
 def shadow_table(prices: tuple[ShadowPrice, ...]) -> Table:
+    if not any(p.resolved_gain_usd is not None for p in prices):
+        frame = pd.DataFrame(
+            {
+                "Constraint": [p.constraint for p in prices],
+                "Relaxation": [p.relaxation for p in prices],
+                "Weighted gap closed, LP dual (US$ m)": [p.gap_closed_usd for p in prices],
+            }
+        )
+        return Table(
+            frame,
+            {"Weighted gap closed, LP dual (US$ m)": F.USD_M},
+            caption="Shadow prices of binding limits (LP duals)",
+            sheet="Shadow prices",
+        )
+    money = {
+        "Weighted gap closed (US$ m)": [p.resolved_gain_usd for p in prices],
+        "Credit gap closed (US$ m)": [p.resolved_gain_gap_usd for p in prices],
+        "Weighted gap opened, step back (US$ m)": [p.resolved_loss_usd for p in prices],
+        "LP dual (US$ m)": [p.gap_closed_usd for p in prices],
+    }
     frame = pd.DataFrame(
         {
             "Constraint": [p.constraint for p in prices],
             "Relaxation": [p.relaxation for p in prices],
-            "Gap closed (US$ m)": [p.gap_closed_usd for p in prices],
+            **money,
+            "Dual disagrees": ["yes" if p.dual_disagrees else "" for p in prices],
         }
-    )
+    ).astype({c: float for c in money})
     return Table(
         frame,
-        {"Gap closed (US$ m)": F.USD_M},
-        caption="Shadow prices of binding limits",
-        sheet="Shadow prices",
+        dict.fromkeys(money, F.USD_M),
+        caption="Marginal values of binding limits, re-solved on the same scenarios (the LP "
+        "dual alongside; 'yes' where it disagrees: a degenerate vertex)",
+        sheet="Marginal values",
     )
 
 

@@ -508,7 +508,9 @@ def test_key_figures_and_numbers_are_formatted(html):
         "US$ 3.12 of private lending per US$ 1",
         "every limit holds on 100,000 fresh scenarios",
         "The 99% CVaR limit of Private senior notes binds.",
-        "One more US$ 1 m of climate first-loss capital would close US$ 8.7 m of the credit gap.",
+        # a dual is weighted gap (w = 1 + priority x pressure), and says it is the LP dual
+        "One more US$ 1 m of climate first-loss capital would close US$ 8.7 m of the weighted "
+        "gap (LP dual).",
         "Generated 2025-11-24 01:45:00 UTC",
     ):
         assert expected in text
