@@ -313,12 +313,8 @@ def run_command(
     with console.status("Starting…") as status:
         record = run_case(loaded, scenarios, seed, n_jobs=jobs, scheduler=scheduler,
                           dtype="float32" if float32 else "float64", optimize_method=method,
+                          marginal=not no_marginal,
                           on_step=lambda name: status.update(f"{name.capitalize()}…"))  # fmt: skip
-        if not no_marginal:  # until run_case does it (optimizer.marginal.run_with_marginal)
-            from optimizer.marginal import run_with_marginal
-
-            status.update("Re-solving each binding limit (marginal values)…")
-            record = run_with_marginal(record, n_jobs=jobs, scheduler=scheduler)
         status.update("Writing the report…")
         with staged_directory(out, **_out_rule("run", force, loaded)) as stage:
             save_run(record, stage)

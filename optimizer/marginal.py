@@ -48,7 +48,7 @@ from optimizer.result import Allocation
 from optimizer.solve import PROGRAMME_FAMILIES
 
 if TYPE_CHECKING:
-    from optimizer.run import RunRecord
+    pass
 
 __all__ = [
     "DISAGREE_ABS_USD",
@@ -59,7 +59,6 @@ __all__ = [
     "has_marginal_values",
     "marginal_groups",
     "marginal_values",
-    "run_with_marginal",
 ]
 
 GROUPED_FAMILIES = ("segment_gap", "cover_total", "uptake", "must_cover")
@@ -308,21 +307,3 @@ def committee_lines(binding: pd.DataFrame) -> pd.DataFrame:
     return frame.sort_values(
         "resolved_gain_usd", ascending=False, kind="stable", na_position="last"
     )
-
-
-def run_with_marginal(
-    record: RunRecord, *, n_jobs: int = 1, scheduler: str | None = None
-) -> RunRecord:
-    """The run with marginal values on its allocation (unchanged when it has them already).
-
-    What ``ppcfin run`` computes by default, on the run's own in-sample scenarios; the
-    workers run as the run's simulation does (dask with a ``scheduler``, else loky).
-    """
-    if has_marginal_values(record.allocation):
-        return record
-    allocation = marginal_values(
-        record.case, record.scenarios, record.allocation, n_jobs=n_jobs,
-        backend="dask" if scheduler else "loky", scheduler=scheduler,
-    )  # fmt: skip
-    timings = {**record.timings_s, "marginal values": allocation.timings_s["marginal_s"]}
-    return dataclasses.replace(record, allocation=allocation, timings_s=timings)

@@ -21,6 +21,7 @@ from models.loader import DEFAULT_CASE
 from optimizer.errors import OptimizerError
 from optimizer.evaluate import Evaluation, evaluate
 from optimizer.frontier import Frontier, frontier
+from optimizer.marginal import marginal_values
 from optimizer.persist import SavedRunError, parse_saved, read_saved_text, to_plain
 from optimizer.result import Allocation
 from optimizer.saved import (
@@ -116,6 +117,7 @@ def run_case(
     on_step: Callable[[str], None] | None = None,
     dtype: str = "float64",
     optimize_method: str = "auto",
+    marginal: bool = True,
 ) -> RunRecord:
     """Simulate, optimize, evaluate out of sample and under stress.
 
@@ -136,6 +138,10 @@ def run_case(
         Loss matrix precision of every scenario set of the run (float32: half the memory).
     optimize_method : {"auto", "lp", "cutting_plane"}
         Passed to :func:`optimizer.optimize` for the allocation.
+    marginal : bool
+        Re-solve each binding limit relaxed and tightened by its step on the headline's
+        scenarios (:func:`optimizer.marginal.marginal_values`): the allocation's ``binding``
+        table then carries the re-solved gains the report quotes.
     """
     step = on_step or (lambda _: None)
     timings: dict[str, float] = {}
@@ -154,6 +160,11 @@ def run_case(
 
     scen = timed("simulate", lambda: draw(n_scenarios, seed))
     allocation = timed("optimize", lambda: optimize(case, scen, method=optimize_method))
+    if marginal:
+        allocation = timed("marginal values", lambda: marginal_values(
+            case, scen, allocation, n_jobs=n_jobs, backend="dask" if scheduler else "loky",
+            scheduler=scheduler,
+        ))  # fmt: skip
     oos = None
     if out_of_sample:
         oos_scen = timed(
