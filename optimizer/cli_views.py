@@ -273,6 +273,8 @@ def print_allocation(console: Console, case: Case, result, oos=None) -> None:
                 by = f"US${r.excess / 1e6:,.2f}m" if r.unit == "US$" else f"{r.excess:.4f}"
                 console.print(f"[yellow]Out of sample:[/] {escape(r.owner)} {escape(r.what)} "
                               f"exceeds its limit by {by}{noise}")  # fmt: skip
+    if getattr(result, "confidence", None) is not None:
+        print_margins(console, result.confidence)
     from optimizer.solve import PROGRAMME_FAMILIES  # here: `ppcfin validate` needs no cvxpy
 
     binding = result.binding[result.binding["family"].isin(PROGRAMME_FAMILIES)]
@@ -282,6 +284,34 @@ def print_allocation(console: Console, case: Case, result, oos=None) -> None:
             f"closes US${r.shadow_price:,.2f}m of weighted gap",
             highlight=False,
         )
+
+
+def print_margins(console: Console, conf) -> None:
+    """The margin each binding risk limit was held to (US$ m and SEs) and its cost in gap."""
+    binding = conf.margins[conf.margins["binding"]]
+    console.print(
+        f"Limits held at {conf.confidence:.0%} confidence (z = {conf.z:.3f}; "
+        f"{conf.solves} margined solve(s){'' if conf.converged else ', margins not yet stable'}"
+        f"): {len(binding)} binding; cost US${conf.cost_weighted_gap_usd / 1e6:,.1f}m of "
+        f"weighted gap, US${conf.cost_gap_closed_usd / 1e6:,.1f}m of gap closed",
+        highlight=False,
+    )
+    if binding.empty:
+        return
+    table = Table(title="Confidence margins on binding limits (US$ m)", box=box.SIMPLE_HEAD)
+    for col in ("owner", "limit", "value", "se", "margin", "margin in se"):
+        table.add_column(col, justify="left" if col == "owner" else "right", no_wrap=True)
+    for r in binding.itertuples():
+        _add_row(table, f"{r.owner} {r.what}", f"{r.limit_usd / 1e6:,.2f}",
+                 f"{r.value_usd / 1e6:,.2f}", f"{r.std_error_usd / 1e6:,.3f}",
+                 f"{r.margin_usd / 1e6:,.3f}", f"{r.margin_in_se:.2f}")  # fmt: skip
+    console.print(table)
+
+
+def print_replications(console: Console, reps) -> None:
+    """``gap closed US$ X m +- Y m (R replications)`` and the scenario-count advice."""
+    for line in reps.headline().splitlines():
+        console.print(escape(line), highlight=False)
 
 
 def _usd_m_signed(value: float) -> str:

@@ -181,7 +181,36 @@ def _sensitivity_rows(table: SplitFrame) -> SplitFrame:
     return table
 
 
+MARGIN_SAVED_COLUMNS = columns_of(
+    "family:id owner_kind:id owner:id what:id bound:id value_usd:value limit_usd:value "
+    "std_error_usd:value margin_usd:value margin_in_se:value upper_bound_usd:value "
+    "binding:bool holds:bool"
+)
+"""The margins table of result.json's ``confidence`` (:mod:`optimizer.confidence`)."""
+
+
 # --- the files -------------------------------------------------------------------------------
+class ConfidenceFile(StrictModel):
+    """result.json's ``confidence``: :class:`optimizer.confidence.LimitConfidence`."""
+
+    confidence: Annotated[FiniteFloat, Field(ge=0.5, lt=1.0)]
+    z: FiniteFloat
+    solves: Count
+    converged: StrictBool
+    margins: table("margins", MARGIN_SAVED_COLUMNS, dtypes=True)  # type: ignore[valid-type]
+    unmargined_weighted_gap_usd: FiniteFloat
+    unmargined_gap_closed_usd: FiniteFloat
+    cost_weighted_gap_usd: FiniteFloat
+    cost_gap_closed_usd: FiniteFloat
+
+    def build_confidence(self) -> Any:
+        from optimizer.confidence import LimitConfidence
+
+        values = {name: getattr(self, name) for name in type(self).model_fields}
+        values["margins"] = self.margins.frame(MARGIN_SAVED_COLUMNS)
+        return LimitConfidence(**values)
+
+
 class ResultFile(StrictModel):
     """result.json: :meth:`optimizer.result.Allocation.to_json`."""
 
@@ -208,6 +237,7 @@ class ResultFile(StrictModel):
     case_name: Text
     case_sha256: Sha256 | None
     method: Literal["lp", "cutting_plane"]
+    confidence: ConfidenceFile | None = None  # absent in files written before it existed
 
 
 class EvaluationFile(StrictModel):

@@ -1,0 +1,453 @@
+"""Limits that hold out of sample: tighten each risk limit by its Monte Carlo error, re-solve.
+
+An optimum sits exactly on its binding limits as the scenarios measure them; the true risk of
+that allocation is the in-sample figure plus Monte Carlo error (and the optimiser leans on the
+scenarios that happen to be mild), so about half of the binding limits break on an independent
+scenario set. :func:`optimize_with_confidence` asks instead that the one-sided upper confidence
+bound of every risk figure be within its limit,
+
+    value + z(c) · SE <= limit        (z(0.95) = 1.645),
+
+by tightening each limit of the case by ``z · SE`` measured at the current optimum and solving
+again, until the margins are stable (two or three solves): a fixed point of "margin = z times
+the standard error of the allocation it produces".
+
+The limits concerned are the random ones (see :data:`LIMIT_FAMILIES`): CVaR limits, expected-loss
+limits, private return hurdles (their net income subtracts an expected loss) and fund depletion
+(claims CVaR at ``1 − ε`` within capital). The tightened limits are written back into a case
+(the same validated :class:`~models.schema.Case`, limits changed), so every solver, fallback and
+warning of :func:`optimizer.optimize` applies unchanged; the answer's risk tables are then priced
+against the case's own limits.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from scipy import stats
+
+from models.risk_measures import conditional_value_at_risk
+from models.scenarios import ScenarioSet
+from models.schema import Case
+from optimizer.errors import InfeasibleCase
+from optimizer.evaluate import BREACH_ATOL_USD, BREACH_RTOL, Evaluation, evaluate, holdings_of
+from optimizer.exposures import check_cells, fund_claims, owner_losses
+from optimizer.problem import depletion_floor
+from optimizer.result import Allocation
+
+DEFAULT_CONFIDENCE = 0.95
+"""Used when neither the caller nor ``case.policy.confidence`` says otherwise."""
+MAX_SOLVES = 6
+"""Margined solves at most; margins are usually stable after two."""
+STABLE_SE = 0.1
+"""Margins are stable when each is within this many standard errors of ``z · SE`` at the
+allocation it produced (a tenth of an SE moves the confidence level by under 4 points)."""
+LIMIT_FAMILIES = ("cvar_limit", "expected_loss_limit", "return_hurdle", "fund_depletion")
+"""The limits whose figure is a Monte Carlo estimate, as :mod:`optimizer.problem` names them."""
+MARGIN_COLUMNS = (
+    "family",
+    "owner_kind",
+    "owner",
+    "what",
+    "bound",
+    "value_usd",
+    "limit_usd",
+    "std_error_usd",
+    "margin_usd",
+    "margin_in_se",
+    "upper_bound_usd",
+    "binding",
+    "holds",
+)
+
+
+@dataclass(frozen=True, eq=False)
+class LimitConfidence:
+    """How the allocation was held to its limits at a confidence level, and what it cost.
+
+    Attributes
+    ----------
+    confidence : float
+        e.g. 0.95: each risk limit holds with this confidence on independent scenarios.
+    z : float
+        The one-sided normal quantile of ``confidence`` (1.645 at 0.95).
+    solves : int
+        Margined solves done after the unmargined one.
+    converged : bool
+        The margins were stable (within :data:`STABLE_SE` SEs) at the last solve.
+    margins : DataFrame
+        One row per risk limit of the case (columns :data:`MARGIN_COLUMNS`), at the returned
+        allocation and in US$: ``value_usd`` (in-sample figure), ``limit_usd`` (the case's own
+        limit), ``std_error_usd`` (its Monte Carlo SE), ``margin_usd`` (how much tighter than
+        ``limit_usd`` the last solve held it; for a ``"min"`` row, the hurdle raised by as
+        much), ``margin_in_se``, ``upper_bound_usd = value + z · SE`` (``value − z · SE`` for
+        ``"min"``), ``binding`` (the tightened limit is met with equality) and ``holds``
+        (the confidence bound is within the limit, up to :data:`STABLE_SE` SEs).
+    unmargined_weighted_gap_usd, unmargined_gap_closed_usd : float
+        The optimum without margins: stage-1 weighted gap and plain gap closed, US$.
+    cost_weighted_gap_usd, cost_gap_closed_usd : float
+        What the margins cost: weighted gap added, plain gap closed given up, US$ (>= 0 up to
+        the stage-2 tolerance).
+    """
+
+    confidence: float
+    z: float
+    solves: int
+    converged: bool
+    margins: pd.DataFrame
+    unmargined_weighted_gap_usd: float
+    unmargined_gap_closed_usd: float
+    cost_weighted_gap_usd: float
+    cost_gap_closed_usd: float
+
+    __hash__ = None  # type: ignore[assignment]  # holds a DataFrame
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, LimitConfidence):
+            return NotImplemented
+        return all(
+            a.equals(b) if isinstance(a, pd.DataFrame) else a == b
+            for a, b in (
+                (getattr(self, f.name), getattr(other, f.name)) for f in dataclasses.fields(self)
+            )
+        )
+
+
+class ConfidenceInfeasible(InfeasibleCase):
+    """The case is feasible, but not with its limits tightened by their Monte Carlo margins."""
+
+    def __init__(self, case_name: str, confidence: float, margins: pd.DataFrame, detail: str):
+        super().__init__(case_name, 1, "HIGHS", detail)
+        widest = margins.sort_values("margin_usd", ascending=False).head(3)
+        named = ", ".join(
+            f"{r.owner} {r.what} by US${r.margin_usd / 1e6:,.2f}m" for r in widest.itertuples()
+        )
+        self.args = (
+            f"case {case_name!r} is feasible, but not with its risk limits tightened to hold at "
+            f"{confidence:.0%} confidence (widest margins: {named}): lower policy.confidence "
+            "(or --confidence), or use more scenarios (margins shrink like 1/sqrt(n))",
+        )
+
+
+def resolve_confidence(case: Case, confidence: float | None) -> float:
+    """The confidence to use: ``confidence`` if given, else the case's; 0 means off.
+
+    Raises
+    ------
+    ValueError
+        ``confidence`` is neither 0 nor in [0.5, 0.9999].
+    """
+    from models.schema import MAX_CONFIDENCE, MIN_CONFIDENCE
+
+    if confidence is None:
+        value = case.policy.confidence
+        return 0.0 if value is None else float(value)
+    value = float(confidence)
+    if value == 0.0 or MIN_CONFIDENCE <= value <= MAX_CONFIDENCE:
+        return value
+    raise ValueError(
+        f"confidence must be 0 (off) or between {MIN_CONFIDENCE} and {MAX_CONFIDENCE}, got "
+        f"{confidence!r}: e.g. 0.95 holds each risk limit with 95 % confidence out of sample"
+    )
+
+
+def optimize_with_confidence(
+    case: Case,
+    scenarios: ScenarioSet,
+    confidence: float | None = None,
+    *,
+    solve: Callable[..., Allocation] | None = None,
+    **options: Any,
+) -> Allocation:
+    """:func:`optimizer.optimize` with every risk limit holding at ``confidence`` out of sample.
+
+    Parameters
+    ----------
+    case : Case
+    scenarios : ScenarioSet
+        Losses of shape (n_scenarios, n_cells) for ``case``, with probabilities.
+    confidence : float, optional
+        0 (off: the plain optimum) or in [0.5, 0.9999]; default ``case.policy.confidence``
+        (0.95 unless the case says otherwise).
+    solve : callable, optional
+        ``solve(case, scenarios, **options) -> Allocation``; default :func:`optimizer.optimize`
+        (the CLI passes :func:`optimizer.diagnose.optimize_or_diagnose`).
+    **options
+        Passed to ``solve`` (``solver``, ``method``, ``gap_tolerance``, ``time_limit_s``).
+
+    Returns
+    -------
+    Allocation
+        The margined allocation, its tables priced against the case's own limits, with
+        ``confidence`` set to a :class:`LimitConfidence` (None when off). If the margins were
+        not stable after :data:`MAX_SOLVES` solves, a warning says so.
+
+    Raises
+    ------
+    InfeasibleCase
+        The case itself is infeasible (from the unmargined solve).
+    ConfidenceInfeasible
+        The case is feasible but not with its limits tightened by their margins.
+    """
+    level = resolve_confidence(case, confidence)
+    if solve is None:
+        from optimizer.solve import optimize as solve
+    base = solve(case, scenarios, **options)
+    if level == 0.0:
+        return base
+    z = float(stats.norm.ppf(level))
+    claims = fund_claims(case, scenarios)
+    cells = check_cells(case, scenarios)
+    current, ev = base, evaluate(case, base, scenarios)
+    targets = _targets(ev, z)
+    applied: dict[tuple[str, str], float] = {}
+    converged, solves = False, 0
+    while solves < MAX_SOLVES:
+        tightened = _tightened_case(case, ev, targets, scenarios, claims, cells, current)
+        try:
+            current = solve(tightened, scenarios, **options)
+        except InfeasibleCase as exc:
+            raise ConfidenceInfeasible(
+                case.name, level, _table(ev, targets, {}, z), str(exc)
+            ) from exc
+        solves += 1
+        ev = evaluate(case, current, scenarios)
+        applied = _applied(tightened, ev, scenarios, claims, cells, current)
+        targets = _targets(ev, z)
+        if _stable(ev, targets, applied):
+            converged = True
+            break
+    margins = _table(ev, targets, applied, z)
+    report = LimitConfidence(
+        confidence=level,
+        z=z,
+        solves=solves,
+        converged=converged,
+        margins=margins,
+        unmargined_weighted_gap_usd=base.objective_weighted_gap_usd,
+        unmargined_gap_closed_usd=base.gap_closed_usd,
+        cost_weighted_gap_usd=current.objective_weighted_gap_usd - base.objective_weighted_gap_usd,
+        cost_gap_closed_usd=base.gap_closed_usd - current.gap_closed_usd,
+    )
+    warnings = current.warnings
+    if not converged:
+        warnings += (
+            f"the confidence margins were still moving after {MAX_SOLVES} solves (by more "
+            f"than {STABLE_SE:g} standard errors): the limits hold at about {level:.0%} "
+            "confidence, not exactly; more scenarios steady them",
+        )
+    # the tightened case's own limits stay out of the tables: they are priced against the case's
+    return dataclasses.replace(
+        current,
+        sources=ev.sources[list(current.sources.columns)],
+        funds=ev.funds[list(current.funds.columns)] if len(current.funds) else current.funds,
+        warnings=warnings,
+        case_sha256=case.content_sha256,
+        confidence=report,
+    )
+
+
+# --- one risk limit per row -------------------------------------------------------------------
+def _family(what: str, owner_kind: str) -> str | None:
+    """The problem family of an evaluation check row, or None if it is not a random limit."""
+    if owner_kind == "source":
+        if what.startswith("cvar"):
+            return "cvar_limit"
+        return {"expected_loss": "expected_loss_limit", "return_hurdle": "return_hurdle"}.get(what)
+    return "fund_depletion" if what.startswith("claims_cvar") else None
+
+
+def _limit_rows(ev: Evaluation) -> pd.DataFrame:
+    checks = ev.checks
+    family = [_family(w, k) for w, k in zip(checks["what"], checks["owner_kind"], strict=True)]
+    out = checks.assign(family=family)
+    return out[out["family"].notna()].reset_index(drop=True)
+
+
+def _key(row: Any) -> tuple[str, str]:
+    return (row.family, row.owner)
+
+
+def _targets(ev: Evaluation, z: float) -> dict[tuple[str, str], float]:
+    """``z · SE`` of each random limit at the evaluated allocation, US$."""
+    return {_key(r): z * float(r.std_error) for r in _limit_rows(ev).itertuples()}
+
+
+def _tightened_case(
+    case: Case,
+    ev: Evaluation,
+    margins: dict[tuple[str, str], float],
+    scenarios: ScenarioSet,
+    claims: Any,
+    cells: pd.DataFrame,
+    allocation: Allocation,
+) -> Case:
+    """``case`` with each random limit tighter by its margin (US$ at ``ev``'s allocation).
+
+    Limits written as a share or a rate (CVaR share of commitment, EL and hurdle rates of
+    lending) move by the margin over the volume they scale with, so the margin is exact at
+    this allocation and scales with it; a fund's depletion level ε moves to the ε' whose
+    claims CVaR is the margin above the ε one (on these claims).
+    """
+    raw = case.model_dump()
+    src = ev.sources.set_index("source")
+    for s in raw["sources"]:
+        sid = s["id"]
+        lend = float(src.at[sid, "lending_usd"])
+        m = margins.get(("cvar_limit", sid), 0.0)
+        if m > 0 and s["cvar_limit_usd"] is not None:
+            s["cvar_limit_usd"] = max(s["cvar_limit_usd"] - m, 0.0)
+        elif m > 0 and s["cvar_limit_share"] is not None:
+            limit = float(src.at[sid, "cvar_limit_usd"])
+            s["cvar_limit_share"] *= max(1.0 - m / limit, 0.0) if limit > 0 else 1.0
+        m = margins.get(("expected_loss_limit", sid), 0.0)
+        if m > 0 and lend > 0:
+            s["expected_loss_limit_rate"] = max(s["expected_loss_limit_rate"] - m / lend, 0.0)
+        m = margins.get(("return_hurdle", sid), 0.0)
+        if m > 0 and lend > 0:
+            s["return_hurdle_rate"] = min(s["return_hurdle_rate"] + m / lend, 2.0)
+    fund_claim = None
+    for g, f in enumerate(raw["funds"]):
+        m = margins.get(("fund_depletion", f["id"]), 0.0)
+        if m <= 0:
+            continue
+        if fund_claim is None:
+            fund_claim = _fund_losses(case, allocation, scenarios, claims, cells)
+        f["max_depletion_probability"] = _depletion_level(
+            fund_claim[:, g], f["max_depletion_probability"], m, scenarios.probabilities
+        )
+    return Case.model_validate(raw)
+
+
+def _fund_losses(case, allocation, scenarios, claims, cells) -> np.ndarray:
+    """Each fund's scenario claims under ``allocation``, shape (n_scenarios, n_funds), US$."""
+    h = holdings_of(case, allocation, cells)
+    return owner_losses(scenarios.losses, claims, h.lending, h.covered)[1]
+
+
+def _depletion_level(claim: np.ndarray, eps: float, margin_usd: float, p: np.ndarray) -> float:
+    """The ε' <= ε with ``CVaR_{1−ε'}(claim) = CVaR_{1−ε}(claim) + margin`` (bisection).
+
+    The worst scenario (ε' at the smallest scenario probability) is as tight as these
+    scenarios can hold the fund; a margin beyond it is taken there.
+    """
+    p = np.asarray(p, dtype=np.float64)
+    floor = max(depletion_floor(p), 1e-15)
+    target = conditional_value_at_risk(claim, 1.0 - eps, p).value + margin_usd
+
+    def cvar(level: float) -> float:
+        return float(conditional_value_at_risk(claim, 1.0 - level, p).value)
+
+    lo, hi = floor, eps  # CVaR(lo) is the largest; CVaR decreases as ε grows
+    if eps <= floor or cvar(lo) <= target:
+        return min(floor, eps)
+    for _ in range(60):  # on log ε: a relative width of 1e-9 within 60 halvings
+        mid = math.sqrt(lo * hi)
+        if cvar(mid) > target:
+            lo = mid
+        else:
+            hi = mid
+        if hi / lo < 1.0 + 1e-9:
+            break
+    return hi
+
+
+def _applied(
+    tightened: Case,
+    ev: Evaluation,
+    scenarios: ScenarioSet,
+    claims: Any,
+    cells: pd.DataFrame,
+    allocation: Allocation,
+) -> dict[tuple[str, str], float]:
+    """The margin each tightened limit held at ``ev``'s allocation, US$ (limit minus tightened)."""
+    out: dict[tuple[str, str], float] = {}
+    tight = evaluate(tightened, allocation, scenarios)
+    t_rows = {(_family(r.what, r.owner_kind), r.owner): r for r in tight.checks.itertuples()}
+    fund_claim = None
+    for r in _limit_rows(ev).itertuples():
+        key = _key(r)
+        t = t_rows.get(key)
+        if r.family == "fund_depletion":
+            g = [f.id for f in tightened.funds].index(r.owner)
+            eps_t = tightened.funds[g].max_depletion_probability
+            if fund_claim is None:
+                fund_claim = _fund_losses(tightened, allocation, scenarios, claims, cells)
+            p = scenarios.probabilities
+            out[key] = (
+                float(conditional_value_at_risk(fund_claim[:, g], 1 - eps_t, p).value) - r.value
+            )
+        elif t is None:
+            out[key] = 0.0
+        elif r.bound == "max":
+            out[key] = float(r.limit - t.limit)
+        else:
+            out[key] = float(t.limit - r.limit)
+    return out
+
+
+def _room(r: Any) -> float:
+    """How far the figure is inside its limit, US$ (negative: beyond it)."""
+    return -float(r.excess)
+
+
+def _tolerance(r: Any) -> float:
+    return BREACH_RTOL * abs(float(r.limit)) + BREACH_ATOL_USD
+
+
+def _stable(
+    ev: Evaluation,
+    targets: dict[tuple[str, str], float],
+    applied: dict[tuple[str, str], float],
+) -> bool:
+    """Each limit that is in play (its room within its margin) holds a margin near ``z · SE``."""
+    for r in _limit_rows(ev).itertuples():
+        key = _key(r)
+        want, held = targets.get(key, 0.0), applied.get(key, 0.0)
+        slack = STABLE_SE * float(r.std_error) + _tolerance(r)
+        if _room(r) > max(want, held) + slack:
+            continue  # far inside its limit: its margin does not shape the allocation
+        if abs(want - held) > slack:
+            return False
+    return True
+
+
+def _table(
+    ev: Evaluation,
+    targets: dict[tuple[str, str], float],
+    applied: dict[tuple[str, str], float],
+    z: float,
+) -> pd.DataFrame:
+    rows = []
+    for r in _limit_rows(ev).itertuples():
+        key = _key(r)
+        se = float(r.std_error)
+        margin = applied.get(key, targets.get(key, 0.0))
+        sign = 1.0 if r.bound == "max" else -1.0
+        upper = float(r.value) + sign * z * se
+        slack = STABLE_SE * se + _tolerance(r)
+        rows.append(
+            {
+                "family": r.family,
+                "owner_kind": r.owner_kind,
+                "owner": r.owner,
+                "what": r.what,
+                "bound": r.bound,
+                "value_usd": float(r.value),
+                "limit_usd": float(r.limit),
+                "std_error_usd": se,
+                "margin_usd": margin,
+                "margin_in_se": margin / se if se > 0 else 0.0,
+                "upper_bound_usd": upper,
+                "binding": bool(margin > 0 and abs(_room(r) - margin) <= slack),
+                "holds": bool(sign * (upper - float(r.limit)) <= slack),
+            }
+        )
+    frame = pd.DataFrame(rows, columns=list(MARGIN_COLUMNS))
+    return frame.astype({"binding": bool, "holds": bool})
