@@ -311,7 +311,7 @@ def print_margins(console: Console, conf) -> None:
 def print_replications(console: Console, reps) -> None:
     """``gap closed US$ X m +- Y m (R replications)`` and the scenario-count advice."""
     for line in reps.headline().splitlines():
-        console.print(escape(line), highlight=False)
+        console.print(escape(line), highlight=False, soft_wrap=True)  # one line, grep-able
 
 
 def _usd_m_signed(value: float) -> str:

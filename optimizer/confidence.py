@@ -9,8 +9,11 @@ bound of every risk figure be within its limit,
     value + z(c) · SE <= limit        (z(0.95) = 1.645),
 
 by tightening each limit of the case by ``z · SE`` measured at the current optimum and solving
-again, until the margins are stable (two or three solves): a fixed point of "margin = z times
-the standard error of the allocation it produces".
+again, until the margins are stable: a fixed point of "margin = z times the standard error of
+the allocation it produces" (one or two margined solves). Should the standard errors themselves
+be too noisy for that (few tail scenarios), after :data:`FREE_SOLVES` solves a margin is only
+ever raised, never lowered, and the loop stops once every limit holds at the confidence: a
+margin may so end up somewhat above ``z`` SEs, never below.
 
 The limits concerned are the random ones (see :data:`LIMIT_FAMILIES`): CVaR limits, expected-loss
 limits, private return hurdles (their net income subtracts an expected loss) and fund depletion
@@ -45,9 +48,11 @@ DEFAULT_CONFIDENCE = 0.95
 """Used when neither the caller nor ``case.policy.confidence`` says otherwise."""
 MAX_SOLVES = 6
 """Margined solves at most; margins are usually stable after two."""
+FREE_SOLVES = 2
+"""Margined solves whose margins may move either way; later ones only raise them."""
 STABLE_SE = 0.1
-"""Margins are stable when each is within this many standard errors of ``z · SE`` at the
-allocation it produced (a tenth of an SE moves the confidence level by under 4 points)."""
+"""A margin is stable within this many standard errors of ``z · SE`` (a tenth of an SE moves
+the confidence level by under 4 points)."""
 LIMIT_FAMILIES = ("cvar_limit", "expected_loss_limit", "return_hurdle", "fund_depletion")
 """The limits whose figure is a Monte Carlo estimate, as :mod:`optimizer.problem` names them."""
 MARGIN_COLUMNS = (
@@ -80,7 +85,7 @@ class LimitConfidence:
     solves : int
         Margined solves done after the unmargined one.
     converged : bool
-        The margins were stable (within :data:`STABLE_SE` SEs) at the last solve.
+        Every limit held at the confidence (within :data:`STABLE_SE` SEs) after the last solve.
     margins : DataFrame
         One row per risk limit of the case (columns :data:`MARGIN_COLUMNS`), at the returned
         allocation and in US$: ``value_usd`` (in-sample figure), ``limit_usd`` (the case's own
@@ -220,9 +225,12 @@ def optimize_with_confidence(
         ev = evaluate(case, current, scenarios)
         applied = _applied(tightened, ev, scenarios, claims, cells, current)
         targets = _targets(ev, z)
-        if _stable(ev, targets, applied):
+        ratchet = solves >= FREE_SOLVES
+        if _stable(ev, targets, applied, exact=not ratchet):
             converged = True
             break
+        if ratchet:  # a margin no longer falls: the next solve holds the larger of the two
+            targets = {k: max(v, applied.get(k, 0.0)) for k, v in targets.items()}
     margins = _table(ev, targets, applied, z)
     report = LimitConfidence(
         confidence=level,
@@ -238,9 +246,9 @@ def optimize_with_confidence(
     warnings = current.warnings
     if not converged:
         warnings += (
-            f"the confidence margins were still moving after {MAX_SOLVES} solves (by more "
-            f"than {STABLE_SE:g} standard errors): the limits hold at about {level:.0%} "
-            "confidence, not exactly; more scenarios steady them",
+            f"the confidence margins were still short of z standard errors after {MAX_SOLVES} "
+            f"solves: some limits hold at less than {level:.0%} confidence (see the margins); "
+            "more scenarios steady their standard errors",
         )
     # the tightened case's own limits stay out of the tables: they are priced against the case's
     return dataclasses.replace(
@@ -405,16 +413,19 @@ def _stable(
     ev: Evaluation,
     targets: dict[tuple[str, str], float],
     applied: dict[tuple[str, str], float],
+    exact: bool,
 ) -> bool:
-    """Each limit that is in play (its room within its margin) holds a margin near ``z · SE``."""
+    """Each limit holds at the confidence: its room is at least ``z · SE`` (less
+    :data:`STABLE_SE` SEs); if ``exact``, a limit the solve held to its margin was also not
+    held more than that much above ``z · SE`` (the margin is at its fixed point)."""
     for r in _limit_rows(ev).itertuples():
         key = _key(r)
-        want, held = targets.get(key, 0.0), applied.get(key, 0.0)
+        want, held, room = targets.get(key, 0.0), applied.get(key, 0.0), _room(r)
         slack = STABLE_SE * float(r.std_error) + _tolerance(r)
-        if _room(r) > max(want, held) + slack:
-            continue  # far inside its limit: its margin does not shape the allocation
-        if abs(want - held) > slack:
+        if want - room > slack:
             return False
+        if exact and room <= held + slack and held - want > slack:
+            return False  # tight on a margin wider than its standard error now asks
     return True
 
 
