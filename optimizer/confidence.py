@@ -212,14 +212,15 @@ def optimize_with_confidence(
     current, ev = base, evaluate(case, base, scenarios)
     targets = _targets(ev, z)
     applied: dict[tuple[str, str], float] = {}
-    converged, solves = False, 0
-    while solves < MAX_SOLVES:
+    # every limit may already have z SEs of room (none binds): nothing to re-solve
+    converged, solves = _stable(ev, targets, applied, exact=True), 0
+    while not converged and solves < MAX_SOLVES:
         tightened = _tightened_case(case, ev, targets, scenarios, claims, cells, current)
         try:
             current = solve(tightened, scenarios, **options)
         except InfeasibleCase as exc:
             raise ConfidenceInfeasible(
-                case.name, level, _table(ev, targets, {}, z), str(exc)
+                case.name, level, _table(ev, targets, targets, z), str(exc)
             ) from exc
         solves += 1
         ev = evaluate(case, current, scenarios)
@@ -439,7 +440,7 @@ def _table(
     for r in _limit_rows(ev).itertuples():
         key = _key(r)
         se = float(r.std_error)
-        margin = applied.get(key, targets.get(key, 0.0))
+        margin = applied.get(key, 0.0)
         sign = 1.0 if r.bound == "max" else -1.0
         upper = float(r.value) + sign * z * se
         slack = STABLE_SE * se + _tolerance(r)

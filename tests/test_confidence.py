@@ -12,7 +12,7 @@ import math
 
 import numpy as np
 import pytest
-from optimizer_cases import modified, random_case, synthetic_scenarios
+from optimizer_cases import modified, one_cell_case, random_case, synthetic_scenarios
 from pydantic import ValidationError
 
 from models.risk_measures import conditional_value_at_risk
@@ -87,6 +87,18 @@ def test_confidence_zero_is_the_plain_optimum(solved):
     case, scen, plain, _ = solved
     off = optimize_with_confidence(case, scen, 0)
     assert off.confidence is None and off == plain
+
+
+def test_limits_with_room_to_spare_are_not_re_solved():
+    case = one_cell_case(10e6, 5e6, cvar_alpha=0.95, cvar_limit_usd=9e6)
+    scen = synthetic_scenarios(case, 400, 2)
+    res = optimize_with_confidence(case, scen, 0.95)
+    assert res.confidence.solves == 0 and res.confidence.converged
+    assert res.confidence.cost_weighted_gap_usd == 0.0
+    assert (res.confidence.margins["margin_usd"] == 0).all() and res.confidence.margins[
+        "holds"
+    ].all()
+    assert res.allocation.equals(optimize(case, scen).allocation)
 
 
 def test_the_case_confidence_is_the_default():
