@@ -15,7 +15,7 @@ be too noisy for that (few tail scenarios), after :data:`FREE_SOLVES` solves a m
 ever raised, never lowered, and the loop stops once every limit holds at the confidence: a
 margin may so end up somewhat above ``z`` SEs, never below.
 
-The limits concerned are the random ones (see :data:`LIMIT_FAMILIES`): CVaR limits, expected-loss
+The limits concerned are the random ones (:data:`optimizer.margins.LIMIT_FAMILIES`): CVaR limits, expected-loss
 limits, private return hurdles (their net income subtracts an expected loss) and fund depletion
 (claims CVaR at ``1 − ε`` within capital). The tightened limits are written back into a case
 (the same validated :class:`~models.schema.Case`, limits changed), so every solver, fallback and
@@ -26,26 +26,27 @@ against the case's own limits.
 from __future__ import annotations
 
 import dataclasses
-import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-import numpy as np
 import pandas as pd
 from scipy import stats
 
-from models.risk_measures import conditional_value_at_risk
 from models.scenarios import ScenarioSet
 from models.schema import Case
 from optimizer.errors import InfeasibleCase
-from optimizer.evaluate import BREACH_ATOL_USD, BREACH_RTOL, Evaluation, evaluate, holdings_of
-from optimizer.exposures import check_cells, fund_claims, owner_losses
-from optimizer.problem import depletion_floor
+from optimizer.evaluate import BREACH_ATOL_USD, BREACH_RTOL, Evaluation, evaluate
+from optimizer.exposures import check_cells, fund_claims
+from optimizer.margins import (
+    applied_margins,
+    limit_key,
+    limit_rows,
+    margin_targets,
+    tightened_case,
+)
 from optimizer.result import Allocation
 
-DEFAULT_CONFIDENCE = 0.95
-"""Used when neither the caller nor ``case.policy.confidence`` says otherwise."""
 MAX_SOLVES = 6
 """Margined solves at most; margins are usually stable after two."""
 FREE_SOLVES = 2
@@ -53,8 +54,6 @@ FREE_SOLVES = 2
 STABLE_SE = 0.1
 """A margin is stable within this many standard errors of ``z · SE`` (a tenth of an SE moves
 the confidence level by under 4 points)."""
-LIMIT_FAMILIES = ("cvar_limit", "expected_loss_limit", "return_hurdle", "fund_depletion")
-"""The limits whose figure is a Monte Carlo estimate, as :mod:`optimizer.problem` names them."""
 MARGIN_COLUMNS = (
     "family",
     "owner_kind",
@@ -210,12 +209,12 @@ def optimize_with_confidence(
     claims = fund_claims(case, scenarios)
     cells = check_cells(case, scenarios)
     current, ev = base, evaluate(case, base, scenarios)
-    targets = _targets(ev, z)
+    targets = margin_targets(ev, z)
     applied: dict[tuple[str, str], float] = {}
     # every limit may already have z SEs of room (none binds): nothing to re-solve
     converged, solves = _stable(ev, targets, applied, exact=True), 0
     while not converged and solves < MAX_SOLVES:
-        tightened = _tightened_case(case, ev, targets, scenarios, claims, cells, current)
+        tightened = tightened_case(case, ev, targets, scenarios, claims, cells, current)
         try:
             current = solve(tightened, scenarios, **options)
         except InfeasibleCase as exc:
@@ -224,8 +223,8 @@ def optimize_with_confidence(
             ) from exc
         solves += 1
         ev = evaluate(case, current, scenarios)
-        applied = _applied(tightened, ev, scenarios, claims, cells, current)
-        targets = _targets(ev, z)
+        applied = applied_margins(tightened, ev, scenarios, claims, cells, current)
+        targets = margin_targets(ev, z)
         ratchet = solves >= FREE_SOLVES
         if _stable(ev, targets, applied, exact=not ratchet):
             converged = True
@@ -262,145 +261,6 @@ def optimize_with_confidence(
     )
 
 
-# --- one risk limit per row -------------------------------------------------------------------
-def _family(what: str, owner_kind: str) -> str | None:
-    """The problem family of an evaluation check row, or None if it is not a random limit."""
-    if owner_kind == "source":
-        if what.startswith("cvar"):
-            return "cvar_limit"
-        return {"expected_loss": "expected_loss_limit", "return_hurdle": "return_hurdle"}.get(what)
-    return "fund_depletion" if what.startswith("claims_cvar") else None
-
-
-def _limit_rows(ev: Evaluation) -> pd.DataFrame:
-    checks = ev.checks
-    family = [_family(w, k) for w, k in zip(checks["what"], checks["owner_kind"], strict=True)]
-    out = checks.assign(family=family)
-    return out[out["family"].notna()].reset_index(drop=True)
-
-
-def _key(row: Any) -> tuple[str, str]:
-    return (row.family, row.owner)
-
-
-def _targets(ev: Evaluation, z: float) -> dict[tuple[str, str], float]:
-    """``z · SE`` of each random limit at the evaluated allocation, US$."""
-    return {_key(r): z * float(r.std_error) for r in _limit_rows(ev).itertuples()}
-
-
-def _tightened_case(
-    case: Case,
-    ev: Evaluation,
-    margins: dict[tuple[str, str], float],
-    scenarios: ScenarioSet,
-    claims: Any,
-    cells: pd.DataFrame,
-    allocation: Allocation,
-) -> Case:
-    """``case`` with each random limit tighter by its margin (US$ at ``ev``'s allocation).
-
-    Limits written as a share or a rate (CVaR share of commitment, EL and hurdle rates of
-    lending) move by the margin over the volume they scale with, so the margin is exact at
-    this allocation and scales with it; a fund's depletion level ε moves to the ε' whose
-    claims CVaR is the margin above the ε one (on these claims).
-    """
-    raw = case.model_dump()
-    src = ev.sources.set_index("source")
-    for s in raw["sources"]:
-        sid = s["id"]
-        lend = float(src.at[sid, "lending_usd"])
-        m = margins.get(("cvar_limit", sid), 0.0)
-        if m > 0 and s["cvar_limit_usd"] is not None:
-            s["cvar_limit_usd"] = max(s["cvar_limit_usd"] - m, 0.0)
-        elif m > 0 and s["cvar_limit_share"] is not None:
-            limit = float(src.at[sid, "cvar_limit_usd"])
-            s["cvar_limit_share"] *= max(1.0 - m / limit, 0.0) if limit > 0 else 1.0
-        m = margins.get(("expected_loss_limit", sid), 0.0)
-        if m > 0 and lend > 0:
-            s["expected_loss_limit_rate"] = max(s["expected_loss_limit_rate"] - m / lend, 0.0)
-        m = margins.get(("return_hurdle", sid), 0.0)
-        if m > 0 and lend > 0:
-            s["return_hurdle_rate"] = min(s["return_hurdle_rate"] + m / lend, 2.0)
-    fund_claim = None
-    for g, f in enumerate(raw["funds"]):
-        m = margins.get(("fund_depletion", f["id"]), 0.0)
-        if m <= 0:
-            continue
-        if fund_claim is None:
-            fund_claim = _fund_losses(case, allocation, scenarios, claims, cells)
-        f["max_depletion_probability"] = _depletion_level(
-            fund_claim[:, g], f["max_depletion_probability"], m, scenarios.probabilities
-        )
-    return Case.model_validate(raw)
-
-
-def _fund_losses(case, allocation, scenarios, claims, cells) -> np.ndarray:
-    """Each fund's scenario claims under ``allocation``, shape (n_scenarios, n_funds), US$."""
-    h = holdings_of(case, allocation, cells)
-    return owner_losses(scenarios.losses, claims, h.lending, h.covered)[1]
-
-
-def _depletion_level(claim: np.ndarray, eps: float, margin_usd: float, p: np.ndarray) -> float:
-    """The ε' <= ε with ``CVaR_{1−ε'}(claim) = CVaR_{1−ε}(claim) + margin`` (bisection).
-
-    The worst scenario (ε' at the smallest scenario probability) is as tight as these
-    scenarios can hold the fund; a margin beyond it is taken there.
-    """
-    p = np.asarray(p, dtype=np.float64)
-    floor = max(depletion_floor(p), 1e-15)
-    target = conditional_value_at_risk(claim, 1.0 - eps, p).value + margin_usd
-
-    def cvar(level: float) -> float:
-        return float(conditional_value_at_risk(claim, 1.0 - level, p).value)
-
-    lo, hi = floor, eps  # CVaR(lo) is the largest; CVaR decreases as ε grows
-    if eps <= floor or cvar(lo) <= target:
-        return min(floor, eps)
-    for _ in range(60):  # on log ε: a relative width of 1e-9 within 60 halvings
-        mid = math.sqrt(lo * hi)
-        if cvar(mid) > target:
-            lo = mid
-        else:
-            hi = mid
-        if hi / lo < 1.0 + 1e-9:
-            break
-    return hi
-
-
-def _applied(
-    tightened: Case,
-    ev: Evaluation,
-    scenarios: ScenarioSet,
-    claims: Any,
-    cells: pd.DataFrame,
-    allocation: Allocation,
-) -> dict[tuple[str, str], float]:
-    """The margin each tightened limit held at ``ev``'s allocation, US$ (limit minus tightened)."""
-    out: dict[tuple[str, str], float] = {}
-    tight = evaluate(tightened, allocation, scenarios)
-    t_rows = {(_family(r.what, r.owner_kind), r.owner): r for r in tight.checks.itertuples()}
-    fund_claim = None
-    for r in _limit_rows(ev).itertuples():
-        key = _key(r)
-        t = t_rows.get(key)
-        if r.family == "fund_depletion":
-            g = [f.id for f in tightened.funds].index(r.owner)
-            eps_t = tightened.funds[g].max_depletion_probability
-            if fund_claim is None:
-                fund_claim = _fund_losses(tightened, allocation, scenarios, claims, cells)
-            p = scenarios.probabilities
-            out[key] = (
-                float(conditional_value_at_risk(fund_claim[:, g], 1 - eps_t, p).value) - r.value
-            )
-        elif t is None:
-            out[key] = 0.0
-        elif r.bound == "max":
-            out[key] = float(r.limit - t.limit)
-        else:
-            out[key] = float(t.limit - r.limit)
-    return out
-
-
 def _room(r: Any) -> float:
     """How far the figure is inside its limit, US$ (negative: beyond it)."""
     return -float(r.excess)
@@ -419,8 +279,8 @@ def _stable(
     """Each limit holds at the confidence: its room is at least ``z · SE`` (less
     :data:`STABLE_SE` SEs); if ``exact``, a limit the solve held to its margin was also not
     held more than that much above ``z · SE`` (the margin is at its fixed point)."""
-    for r in _limit_rows(ev).itertuples():
-        key = _key(r)
+    for r in limit_rows(ev).itertuples():
+        key = limit_key(r)
         want, held, room = targets.get(key, 0.0), applied.get(key, 0.0), _room(r)
         slack = STABLE_SE * float(r.std_error) + _tolerance(r)
         if want - room > slack:
@@ -437,8 +297,8 @@ def _table(
     z: float,
 ) -> pd.DataFrame:
     rows = []
-    for r in _limit_rows(ev).itertuples():
-        key = _key(r)
+    for r in limit_rows(ev).itertuples():
+        key = limit_key(r)
         se = float(r.std_error)
         margin = applied.get(key, 0.0)
         sign = 1.0 if r.bound == "max" else -1.0

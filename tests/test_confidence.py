@@ -22,13 +22,12 @@ from optimizer.confidence import (
     FREE_SOLVES,
     STABLE_SE,
     ConfidenceInfeasible,
-    _depletion_level,
-    _limit_rows,
     optimize_with_confidence,
     resolve_confidence,
 )
 from optimizer.errors import InfeasibleCase
 from optimizer.evaluate import evaluate
+from optimizer.margins import depletion_level, limit_rows
 from optimizer.result import Allocation
 
 Z95 = 1.6448536269514722
@@ -53,7 +52,7 @@ def test_binding_limits_carry_z_standard_errors_and_hold_at_the_bound(solved):
     assert conf.solves <= FREE_SOLVES
     assert np.allclose(binding["margin_in_se"], Z95, atol=STABLE_SE)
     # recomputed independently: every random limit's 95 % upper bound is within the limit
-    for r in _limit_rows(evaluate(case, res, scen)).itertuples():
+    for r in limit_rows(evaluate(case, res, scen)).itertuples():
         sign = 1.0 if r.bound == "max" else -1.0
         bound = r.value + sign * Z95 * r.std_error
         assert sign * (bound - r.limit) <= STABLE_SE * r.std_error + 1e-6 * abs(r.limit) + 1
@@ -144,13 +143,13 @@ def test_a_depletion_margin_moves_epsilon_to_the_level_with_that_much_more_cvar(
     claims = rng.gamma(2.0, 1e5, size=4_000)
     p = np.full(claims.size, 1 / claims.size)
     base = conditional_value_at_risk(claims, 0.95, p).value
-    eps = _depletion_level(claims, 0.05, 50_000.0, p)
+    eps = depletion_level(claims, 0.05, 50_000.0, p)
     assert eps < 0.05
     assert conditional_value_at_risk(claims, 1 - eps, p).value == pytest.approx(
         base + 5e4, rel=1e-6
     )
     # beyond the worst scenario: as tight as the scenarios can hold it
-    assert _depletion_level(claims, 0.05, 1e12, p) == pytest.approx(1 / claims.size)
+    assert depletion_level(claims, 0.05, 1e12, p) == pytest.approx(1 / claims.size)
 
 
 @pytest.mark.slow
@@ -172,11 +171,11 @@ def test_binding_limits_breach_their_true_value_rarely_with_the_option_and_often
         on = optimize_with_confidence(case, scen, 0.95)
         at_limit = {
             (r.family, r.owner)
-            for r in _limit_rows(evaluate(case, off, scen)).itertuples()
+            for r in limit_rows(evaluate(case, off, scen)).itertuples()
             if r.excess > -1e-6 * abs(r.limit) - 1
         }
         for name, res in (("off", off), ("on", on)):
-            for r in _limit_rows(evaluate(case, res, truth)).itertuples():
+            for r in limit_rows(evaluate(case, res, truth)).itertuples():
                 if (r.family, r.owner) in at_limit:
                     counts[name][0] += 1
                     counts[name][1] += bool(r.breached)
