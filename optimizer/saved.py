@@ -237,7 +237,7 @@ class ResultFile(StrictModel):
     case_name: Text
     case_sha256: Sha256 | None
     method: Literal["lp", "cutting_plane"]
-    confidence: ConfidenceFile | None = None  # absent in files written before it existed
+    confidence: ConfidenceFile | None
 
 
 class EvaluationFile(StrictModel):
