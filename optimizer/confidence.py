@@ -15,9 +15,9 @@ be too noisy for that (few tail scenarios), after :data:`FREE_SOLVES` solves a m
 ever raised, never lowered, and the loop stops once every limit holds at the confidence: a
 margin may so end up somewhat above ``z`` SEs, never below.
 
-The limits concerned are the random ones (:data:`optimizer.margins.LIMIT_FAMILIES`): CVaR limits, expected-loss
-limits, private return hurdles (their net income subtracts an expected loss) and fund depletion
-(claims CVaR at ``1 − ε`` within capital). The tightened limits are written back into a case
+The limits concerned are the random ones (:data:`optimizer.margins.LIMIT_FAMILIES`): CVaR
+limits, expected-loss limits, private return hurdles (their net income subtracts an expected
+loss) and fund depletion (claims CVaR at ``1 − ε`` within capital). The tightened limits are written back into a case
 (the same validated :class:`~models.schema.Case`, limits changed), so every solver, fallback and
 warning of :func:`optimizer.optimize` applies unchanged; the answer's risk tables are then priced
 against the case's own limits.
