@@ -239,6 +239,12 @@ class Allocation:
             lines.append(
                 f"  binding: {row.label} — {row.shadow_price:.3f} weighted-gap US$ per US$"
             )
+        if self.confidence is not None:
+            c = self.confidence
+            lines.append(
+                f"  limits held at {c.confidence:.0%} confidence: {int(c.margins['binding'].sum())}"
+                f" binding, cost US${c.cost_weighted_gap_usd / m:,.1f}m of weighted gap"
+            )
         lines += [f"  fallback: {f}" for f in self.fallbacks]
         lines += [f"  WARNING: {w}" for w in self.warnings]
         return "\n".join(lines)

@@ -120,6 +120,7 @@ def test_a_bad_policy_confidence_is_refused_with_what_is_valid(bad):
 
 def test_margins_survive_result_json(solved):
     res = solved[3]
+    assert "limits held at 95% confidence: 1 binding" in res.summary()
     back = Allocation.from_json(res.to_json())
     assert back == res and back.confidence.margins.equals(res.confidence.margins)
     assert Allocation.from_json(solved[2].to_json()).confidence is None
