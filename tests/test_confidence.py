@@ -8,8 +8,6 @@ how often a binding limit's true value (a large independent scenario set) exceed
 
 from __future__ import annotations
 
-import math
-
 import numpy as np
 import pytest
 from optimizer_cases import modified, one_cell_case, random_case, synthetic_scenarios
@@ -181,7 +179,10 @@ def test_binding_limits_breach_their_true_value_rarely_with_the_option_and_often
                     counts[name][0] += 1
                     counts[name][1] += bool(r.breached)
     n, off_breaches = counts["off"]
+    on_breaches = counts["on"][1]
     assert n >= 40 and counts["on"][0] == n
-    assert off_breaches / n >= 0.4  # about half or more: the plain optimum sits on its limits
-    assert counts["on"][1] / n <= 0.15  # near 5 %: 2 SEs of a binomial over 40 above it
-    assert math.isfinite(off_breaches)
+    # measured 30 of 40 without: the plain optimum sits on its limits, and the optimiser's
+    # curse puts the true risk about 0.65 SE above the in-sample figure
+    assert off_breaches / n >= 0.5
+    # measured 6 of 40 with: the nominal 5 % plus that bias (z - 0.65 SE of margin left)
+    assert on_breaches / n <= 0.2 and on_breaches <= off_breaches / 3
