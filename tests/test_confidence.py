@@ -159,7 +159,8 @@ def test_binding_limits_breach_their_true_value_rarely_with_the_option_and_often
     the optimisation's) exceeds the limit. That set stands for the true risk, which is what a
     confidence statement is about; an independent set of the optimisation's own size would add
     its own noise (a breach there is a coin flip even for an allocation exactly on its true
-    limit). SEN's CVaR is taken at 95 % so the tail holds 200 of the 4,000 scenarios.
+    limit). SEN's CVaR is taken at 95 % so the tail holds 200 of the 4,000 scenarios. About
+    80 s on a quiet 2-core machine.
     """
     case = modified(random_case(5), sources={"SEN": {"cvar_alpha": 0.95}})
     truth = synthetic_scenarios(case, 400_000, 4242)
