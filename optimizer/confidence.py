@@ -261,6 +261,26 @@ def optimize_with_confidence(
     )
 
 
+def held_case(case: Case, scenarios: ScenarioSet, allocation: Allocation) -> Case:
+    """The case with the limits a margined allocation was held to, for analyses that re-solve
+    around it (marginal values, a sensitivity base): :func:`optimizer.optimize` on it gives
+    the allocation's optimum again.
+
+    ``case`` itself when the allocation carries no margins (``confidence`` None or none taken).
+    """
+    conf = allocation.confidence
+    if conf is None or not (conf.margins["margin_usd"] > 0).any():
+        return case
+    ev = evaluate(case, allocation, scenarios)
+    margins = {
+        (r.family, r.owner): float(r.margin_usd)
+        for r in conf.margins.itertuples()
+        if r.margin_usd > 0
+    }
+    claims, cells = fund_claims(case, scenarios), check_cells(case, scenarios)
+    return tightened_case(case, ev, margins, scenarios, claims, cells, allocation)
+
+
 def _room(r: Any) -> float:
     """How far the figure is inside its limit, US$ (negative: beyond it)."""
     return -float(r.excess)

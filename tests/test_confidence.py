@@ -20,6 +20,7 @@ from optimizer.confidence import (
     FREE_SOLVES,
     STABLE_SE,
     ConfidenceInfeasible,
+    held_case,
     optimize_with_confidence,
     resolve_confidence,
 )
@@ -78,6 +79,18 @@ def test_the_cost_is_the_gap_given_up_against_the_plain_optimum(solved):
     assert conf.cost_gap_closed_usd == pytest.approx(plain.gap_closed_usd - res.gap_closed_usd)
     # tighter limits never close more gap; here the binding CVaR limit costs real money
     assert conf.cost_weighted_gap_usd > 1e5
+
+
+def test_the_held_case_re_solves_to_the_margined_optimum(solved):
+    case, scen, plain, res = solved
+    held = held_case(case, scen, res)
+    sen = held.finance_source("SEN").cvar_limit_usd
+    assert sen < case.finance_source("SEN").cvar_limit_usd  # the margin written back
+    again = optimize(held, scen)
+    assert again.objective_weighted_gap_usd == pytest.approx(
+        res.objective_weighted_gap_usd, rel=1e-6, abs=1.0
+    )
+    assert held_case(case, scen, plain) is case  # no margins: the case itself
 
 
 def test_confidence_zero_is_the_plain_optimum(solved):
