@@ -394,6 +394,20 @@ class RiskModel(Tagged):
     basel_benchmark: Literal["other_retail", "none"] = "other_retail"
 
 
+MIN_CONFIDENCE, MAX_CONFIDENCE = 0.5, 0.9999
+"""A confidence below 1/2 would loosen the limits; above 0.9999 the margin (z > 3.7 SEs) rests
+on a normal tail the Monte Carlo error no longer follows."""
+
+
+def _confidence(value: float) -> float:
+    if value == 0.0 or MIN_CONFIDENCE <= value <= MAX_CONFIDENCE:
+        return value
+    raise ValueError(
+        f"confidence must be 0 or null (off) or between {MIN_CONFIDENCE} and {MAX_CONFIDENCE}, "
+        f"got {value!r}: e.g. 0.95 holds each risk limit out of sample with 95 % confidence"
+    )
+
+
 class Policy(Tagged):
     """Programme-level rules and objective weights."""
 
@@ -413,6 +427,11 @@ class Policy(Tagged):
         0.0, description="Share of climate lending that must reach high-pressure segments."
     )
     climate_earmark_min_pressure: Share = 0.5
+    confidence: Annotated[Number, AfterValidator(_confidence)] | None = Field(
+        0.95,
+        description="Limits hold out of sample at this confidence: each risk limit is "
+        "tightened by z(confidence) Monte Carlo standard errors; 0 or null = off.",
+    )
 
 
 class StressInfo(Frozen):

@@ -18,7 +18,7 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 
-from models import DEFAULT_SCENARIOS, Case, CaseError, load_case
+from models import DEFAULT_SCENARIOS, RUN_REPLICATIONS, Case, CaseError, load_case
 from models.errors import ScenarioFileError, SimulationError
 from models.workers import WorkersLost
 from optimizer.outputs import MANIFEST_NAME, OutputError, OutputRefused
@@ -160,6 +160,20 @@ NoMarginalOpt = Annotated[
         "by US$1m); the binding lines then quote the LP duals.",
     ),
 ]
+ConfidenceOpt = Annotated[
+    float | None,
+    typer.Option(
+        help="Each risk limit holds out of sample at this confidence (margins of z standard "
+        "errors, re-solved): 0 = off; omitted = the case's policy.confidence (0.95 by default)."
+    ),
+]
+ReplicationsOpt = Annotated[
+    int,
+    typer.Option(
+        help="Re-draw and re-optimise R independent scenario sets: gap closed ± its Monte "
+        "Carlo error and the scenario count for 1 % precision; 0 = off."
+    ),
+]
 FORMATS = ("html", "pdf", "xlsx")
 
 
@@ -175,11 +189,14 @@ def optimize_command(
     force: ForceOpt = False,
     float32: Float32Opt = False,
     no_marginal: NoMarginalOpt = False,
+    confidence: ConfidenceOpt = None,
+    replications: ReplicationsOpt = 0,
 ) -> None:
     """Simulate, optimize, check out of sample; write result.json and allocation.csv."""
     from models import simulate
     from optimizer.atomic import staged_directory
-    from optimizer.cli_views import print_allocation
+    from optimizer.cli_views import print_allocation, print_replications
+    from optimizer.confidence import hold_limits, resolve_confidence
     from optimizer.diagnose import optimize_or_diagnose
     from optimizer.evaluate import evaluate
     from optimizer.persist import to_plain
@@ -187,33 +204,56 @@ def optimize_command(
 
     loaded = _load(case)
     _check_out(out, "optimize", force, loaded)
+    level = resolve_confidence(loaded, confidence)  # a bad value is refused before simulating
+    if replications < 0 or replications == 1:
+        raise ValueError(f"--replications must be 0 (off) or at least 2, got {replications}")
     backend = "dask" if scheduler else "loky"
     with console.status("Simulating scenarios…"):
         dtype = "float32" if float32 else "float64"
         scen = simulate(loaded, scenarios, seed=seed, n_jobs=jobs, backend=backend,
                         scheduler=scheduler, dtype=dtype)  # fmt: skip
-    with console.status(f"Optimizing ({method})…"):
-        result = optimize_or_diagnose(loaded, scen, method=method)
+    what = f"{method}, limits at {level:.0%} confidence" if level else method
+    with console.status(f"Optimizing ({what})…"):
+        solved = hold_limits(loaded, scen, level, solve=optimize_or_diagnose, method=method)
+        result = solved.allocation
     if not no_marginal:
         from optimizer.marginal import marginal_values
 
         with console.status("Re-solving each binding limit (marginal values)…"):
-            result = marginal_values(loaded, scen, result, n_jobs=jobs, backend=backend,
+            # around the limits the allocation was held to (the case's, less the margins)
+            result = marginal_values(solved.case, scen, result, n_jobs=jobs, backend=backend,
                                      scheduler=scheduler)  # fmt: skip
     with console.status("Checking out of sample…"):
         oos_scen = simulate(loaded, scenarios, seed=seed + OUT_OF_SAMPLE_SEED_OFFSET,
                             n_jobs=jobs, backend=backend, scheduler=scheduler,
                             dtype=dtype)  # fmt: skip
         oos = evaluate(loaded, result, oos_scen)
+    reps = None
+    if replications:
+        from optimizer.cli_views import progress_bar
+        from optimizer.replicate import replicate
+
+        with progress_bar(console, "Replications", replications) as advance:
+            reps = replicate(loaded, scenarios, seed, replications, n_jobs=jobs, backend=backend,
+                             scheduler=scheduler, dtype=dtype, optimize_method=method,
+                             confidence=level, on_replication=advance)  # fmt: skip
+    written = ["result.json", "allocation.csv", "out_of_sample.json"]
     with staged_directory(out, **_out_rule("optimize", force, loaded)) as stage:
         (stage / "result.json").write_text(result.to_json(), encoding="utf-8")
         result.allocation.to_csv(stage / "allocation.csv", index=False)
         import json
 
         (stage / "out_of_sample.json").write_text(json.dumps(to_plain(oos)), encoding="utf-8")
+        if reps is not None:
+            reps.table.to_csv(stage / "replications.csv", index=False)
+            (stage / "replications.json").write_text(json.dumps(to_plain(reps)),
+                                                     encoding="utf-8")  # fmt: skip
+            written += ["replications.csv", "replications.json"]
     print_allocation(console, loaded, result, oos)
-    console.print(f"Written to {shown(out)}/: result.json, allocation.csv, out_of_sample.json, "
-                  f"{MANIFEST_NAME}", highlight=False)  # fmt: skip
+    if reps is not None:
+        print_replications(console, reps)
+    console.print(f"Written to {shown(out)}/: {', '.join(written)}, {MANIFEST_NAME}",
+                  highlight=False)  # fmt: skip
 
 
 @app.command("frontier")
@@ -301,6 +341,14 @@ def run_command(
     method: MethodOpt = "auto",
     float32: Float32Opt = False,
     no_marginal: NoMarginalOpt = False,
+    confidence: ConfidenceOpt = None,
+    replications: Annotated[
+        int,
+        typer.Option(
+            help="Independent scenario sets re-optimised for the gap closed's error bar "
+            "(at least 2; 0 = off)."
+        ),
+    ] = RUN_REPLICATIONS,
 ) -> None:
     """The whole job: simulate, optimize, out-of-sample and stress checks, reports."""
     from optimizer.atomic import staged_directory
@@ -313,7 +361,8 @@ def run_command(
     with console.status("Starting…") as status:
         record = run_case(loaded, scenarios, seed, n_jobs=jobs, scheduler=scheduler,
                           dtype="float32" if float32 else "float64", optimize_method=method,
-                          marginal=not no_marginal,
+                          marginal=not no_marginal, confidence=confidence,
+                          replications=replications,
                           on_step=lambda name: status.update(f"{name.capitalize()}…"))  # fmt: skip
         status.update("Writing the report…")
         with staged_directory(out, **_out_rule("run", force, loaded)) as stage:
@@ -321,6 +370,10 @@ def run_command(
             record.allocation.allocation.to_csv(stage / "allocation.csv", index=False)
             written = _render(record, stage, formats)
     print_allocation(console, loaded, record.allocation, record.out_of_sample)
+    if record.replications is not None:
+        from optimizer.cli_views import print_replications
+
+        print_replications(console, record.replications)
     files = ["result.json", "allocation.csv", "run.json", "timings.json", "scenarios.npz",
              *written, MANIFEST_NAME]  # fmt: skip
     console.print(f"Written to {shown(out)}/: {', '.join(files)}", highlight=False)

@@ -274,6 +274,9 @@ def print_allocation(console: Console, case: Case, result, oos=None) -> None:
                 console.print(f"[yellow]Out of sample:[/] {escape(r.owner)} {escape(r.what)} "
                               f"exceeds its limit by {by}{noise}")  # fmt: skip
     from optimizer.marginal import has_marginal_values
+
+    if getattr(result, "confidence", None) is not None:
+        print_margins(console, result.confidence)
     from optimizer.solve import PROGRAMME_FAMILIES  # here: `ppcfin validate` needs no cvxpy
 
     if has_marginal_values(result):
@@ -316,6 +319,34 @@ def _print_marginal(console: Console, binding: pd.DataFrame) -> None:
     if len(lines) > 8:
         console.print(f"… and {len(lines) - 8} more levers in result.json (binding table)",
                       highlight=False)  # fmt: skip
+
+
+def print_margins(console: Console, conf) -> None:
+    """The margin each binding risk limit was held to (US$ m and SEs) and its cost in gap."""
+    binding = conf.margins[conf.margins["binding"]]
+    console.print(
+        f"Limits held at {conf.confidence:.0%} confidence (z = {conf.z:.3f}; "
+        f"{conf.solves} margined solve(s){'' if conf.converged else ', margins not yet stable'}"
+        f"): {len(binding)} binding; cost US${conf.cost_weighted_gap_usd / 1e6:,.1f}m of "
+        f"weighted gap, US${conf.cost_gap_closed_usd / 1e6:,.1f}m of gap closed",
+        highlight=False,
+    )
+    if binding.empty:
+        return
+    table = Table(title="Confidence margins on binding limits (US$ m)", box=box.SIMPLE_HEAD)
+    for col in ("owner", "limit", "value", "se", "margin", "margin in se"):
+        table.add_column(col, justify="left" if col == "owner" else "right", no_wrap=True)
+    for r in binding.itertuples():
+        _add_row(table, f"{r.owner} {r.what}", f"{r.limit_usd / 1e6:,.2f}",
+                 f"{r.value_usd / 1e6:,.2f}", f"{r.std_error_usd / 1e6:,.3f}",
+                 f"{r.margin_usd / 1e6:,.3f}", f"{r.margin_in_se:.2f}")  # fmt: skip
+    console.print(table)
+
+
+def print_replications(console: Console, reps) -> None:
+    """``gap closed US$ X m +- Y m (R replications)`` and the scenario-count advice."""
+    for line in reps.headline().splitlines():
+        console.print(escape(line), highlight=False, soft_wrap=True)  # one line, grep-able
 
 
 def _usd_m_signed(value: float) -> str:

@@ -25,6 +25,7 @@ from models.risk_measures import (
 from optimizer.exposures import cell_contributions, fund_table, owner_losses
 
 if TYPE_CHECKING:
+    from optimizer.confidence import LimitConfidence
     from optimizer.problem import AllocationProblem
 
 FORMAT_VERSION = 2
@@ -101,6 +102,10 @@ class Allocation:
     case_sha256 : str or None
         ``content_sha256`` of the case solved (None for a case built in Python): a saved
         result is refused for any other case.
+    confidence : LimitConfidence or None
+        Set by :func:`optimizer.confidence.optimize_with_confidence`: the margin taken on each
+        risk limit so it holds at that confidence out of sample, and its cost in gap; None for
+        an unmargined optimum.
     """
 
     allocation: pd.DataFrame
@@ -126,6 +131,7 @@ class Allocation:
     case_name: str
     method: str = "lp"
     case_sha256: str | None = None
+    confidence: LimitConfidence | None = None
     format_version: int = field(default=FORMAT_VERSION)
 
     __hash__ = None  # type: ignore[assignment]  # holds DataFrames
@@ -155,6 +161,12 @@ class Allocation:
             value = getattr(self, f.name)
             if isinstance(value, pd.DataFrame):
                 out[f.name] = _frame_to_dict(value)
+            elif f.name == "confidence" and value is not None:
+                out[f.name] = {
+                    k.name: _frame_to_dict(v) if isinstance(v, pd.DataFrame) else _nan_to_none(v)
+                    for k in fields(value)
+                    for v in [getattr(value, k.name)]
+                }
             elif isinstance(value, tuple):
                 out[f.name] = list(value)
             else:
@@ -196,6 +208,8 @@ class Allocation:
                 kwargs[name] = value.frame(ALLOCATION_COLUMNS[name])
             elif name in ("fallbacks", "warnings"):
                 kwargs[name] = tuple(value)
+            elif name == "confidence":
+                kwargs[name] = None if value is None else value.build_confidence()
             else:
                 kwargs[name] = math.nan if value is None and name != "case_sha256" else value
         return cls(**kwargs, timings_s=dict(timings_s or {}))
@@ -238,6 +252,12 @@ class Allocation:
                 lines.append(
                     f"  binding: {row.label} — {row.shadow_price:.3f} weighted-gap US$ per US$"
                 )
+        if self.confidence is not None:
+            c = self.confidence
+            lines.append(
+                f"  limits held at {c.confidence:.0%} confidence: {int(c.margins['binding'].sum())}"
+                f" binding, cost US${c.cost_weighted_gap_usd / m:,.1f}m of weighted gap"
+            )
         lines += [f"  fallback: {f}" for f in self.fallbacks]
         lines += [f"  WARNING: {w}" for w in self.warnings]
         return "\n".join(lines)

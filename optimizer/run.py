@@ -15,14 +15,16 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from models import DEFAULT_SCENARIOS, Case, ScenarioSet, load_case, simulate
+from models import DEFAULT_SCENARIOS, RUN_REPLICATIONS, Case, ScenarioSet, load_case, simulate
 from models.cells import build_cells
 from models.loader import DEFAULT_CASE
+from optimizer.confidence import hold_limits, resolve_confidence
 from optimizer.errors import OptimizerError
 from optimizer.evaluate import Evaluation, evaluate
 from optimizer.frontier import Frontier, frontier
 from optimizer.marginal import marginal_values
 from optimizer.persist import SavedRunError, parse_saved, read_saved_text, to_plain
+from optimizer.replicate import Replications, replicate
 from optimizer.result import Allocation
 from optimizer.saved import (
     RUN_FORMAT_VERSION,
@@ -33,7 +35,6 @@ from optimizer.saved import (
     made_from,
 )
 from optimizer.sensitivity_analysis import Sensitivity, sensitivity, sensitivity_points
-from optimizer.solve import optimize
 from optimizer.stress_testing import STRESS_DIR, StressOutcome, shipped_stresses, stress_outcomes
 
 __all__ = [
@@ -60,7 +61,8 @@ OUT_OF_SAMPLE_SEED_OFFSET = 1_000_003
 """The out-of-sample set uses seed + this offset: independent of the in-sample draws."""
 
 
-ANALYSES = ("headline", "out_of_sample", "frontier", "sensitivity", "stresses")
+ANALYSES = ("headline", "out_of_sample", "frontier", "sensitivity", "stresses", "replications")
+
 """The analyses of a run, each with the scenario set it was computed on (:class:`Draw`)."""
 
 
@@ -101,7 +103,9 @@ class RunRecord:
     sensitivity: Sensitivity | None = None
     sensitivity_error: str = ""
     analyses: dict[str, Draw] = field(default_factory=dict)
-    """Analysis name (:data:`ANALYSES`, those that ran) → the scenario set it used."""
+    """Analysis name (:data:`ANALYSES`, those that ran) → the scenario set it used (for
+    ``replications``, the seed their own seeds are spawned from)."""
+    replications: Replications | None = None
 
 
 def run_case(
@@ -118,6 +122,8 @@ def run_case(
     dtype: str = "float64",
     optimize_method: str = "auto",
     marginal: bool = True,
+    confidence: float | None = None,
+    replications: int = RUN_REPLICATIONS,
 ) -> RunRecord:
     """Simulate, optimize, evaluate out of sample and under stress.
 
@@ -142,6 +148,15 @@ def run_case(
         Re-solve each binding limit relaxed and tightened by its step on the headline's
         scenarios (:func:`optimizer.marginal.marginal_values`): the allocation's ``binding``
         table then carries the re-solved gains the report quotes.
+    confidence : float, optional
+        Each risk limit held out of sample at this confidence
+        (:func:`optimizer.confidence.optimize_with_confidence`); default the case's
+        ``policy.confidence``, 0 = off. The marginal values, the frontier and the sensitivity
+        sweep then work around the limits the allocation was held to (the case's, less their
+        margins), so the frontier's x1 point and the tornado's base are the headline.
+    replications : int
+        Independent scenario sets of the headline's size re-optimised as the headline was
+        (:func:`optimizer.replicate.replicate`): the gap closed's error bar; 0 = none.
     """
     step = on_step or (lambda _: None)
     timings: dict[str, float] = {}
@@ -159,11 +174,15 @@ def run_case(
         return value
 
     scen = timed("simulate", lambda: draw(n_scenarios, seed))
-    allocation = timed("optimize", lambda: optimize(case, scen, method=optimize_method))
+    level = resolve_confidence(case, confidence)  # a bad value is refused before any work
+    if replications < 0 or replications == 1:
+        raise ValueError(f"replications must be 0 (none) or at least 2, got {replications}")
+    backend = "dask" if scheduler else "loky"
+    solved = timed("optimize", lambda: hold_limits(case, scen, level, method=optimize_method))
+    allocation, held = solved.allocation, solved.case  # held: the case less its margins
     if marginal:
         allocation = timed("marginal values", lambda: marginal_values(
-            case, scen, allocation, n_jobs=n_jobs, backend="dask" if scheduler else "loky",
-            scheduler=scheduler,
+            held, scen, allocation, n_jobs=n_jobs, backend=backend, scheduler=scheduler,
         ))  # fmt: skip
     oos = None
     if out_of_sample:
@@ -177,15 +196,15 @@ def run_case(
         )
         stresses = shipped_stresses() if is_default else []
     front = timed("frontier", lambda: frontier(
-        case, scen, "cvar_scale", points=FRONTIER_POINTS, method=optimize_method,
-        n_jobs=n_jobs, backend="dask" if scheduler else "loky", scheduler=scheduler,
+        held, scen, "cvar_scale", points=FRONTIER_POINTS, method=optimize_method,
+        n_jobs=n_jobs, backend=backend, scheduler=scheduler,
     ))  # fmt: skip
     sens, sens_error = None, ""
     if with_sensitivity:
         points = sensitivity_points(case)
         try:
             sens = timed("sensitivity", lambda: sensitivity(
-                case, n_scenarios, seed, method=method, n_jobs=n_jobs, scheduler=scheduler,
+                held, n_scenarios, seed, method=method, n_jobs=n_jobs, scheduler=scheduler,
                 dtype=dtype, optimize_method=optimize_method, base=allocation,
                 on_point=lambda done: step(f"sensitivity: {done} of {points} points solved"),
             ))  # fmt: skip
@@ -195,6 +214,13 @@ def run_case(
         case, allocation, stresses, n_scenarios, seed, method, n_jobs, scheduler, on_step,
         dtype=dtype,
     ))  # fmt: skip
+    reps = None
+    if replications:
+        reps = timed("replications", lambda: replicate(
+            case, n_scenarios, seed, replications, n_jobs=n_jobs, backend=backend,
+            scheduler=scheduler, method=method, dtype=dtype, optimize_method=optimize_method,
+            confidence=level,
+        ))  # fmt: skip
     same = Draw(int(n_scenarios), int(seed), str(method), str(dtype))
     analyses = {"headline": same, "frontier": same}
     if oos is not None:
@@ -203,6 +229,8 @@ def run_case(
         analyses["sensitivity"] = same
     if outcomes:
         analyses["stresses"] = same
+    if reps is not None:
+        analyses["replications"] = same
     return RunRecord(
         case=case,
         scenarios=scen,
@@ -217,6 +245,7 @@ def run_case(
         sensitivity=sens,
         sensitivity_error=sens_error,
         analyses={name: analyses[name] for name in ANALYSES if name in analyses},
+        replications=reps,
     )
 
 
@@ -259,6 +288,7 @@ def save_run(record: RunRecord, folder: Path) -> None:
         "sensitivity": None if record.sensitivity is None else to_plain(record.sensitivity),
         "sensitivity_error": record.sensitivity_error,
         "stresses": [to_plain(o) for o in record.stresses],
+        "replications": None if record.replications is None else to_plain(record.replications),
         "analyses": {name: dataclasses.asdict(d) for name, d in record.analyses.items()},
     }
     (folder / RUN_FILE).write_text(json.dumps(meta, indent=1, allow_nan=False), encoding="utf-8")
@@ -346,6 +376,7 @@ def load_run(folder: Path) -> RunRecord:
         sensitivity=None if run.sensitivity is None else run.sensitivity.build(Sensitivity),
         sensitivity_error=run.sensitivity_error,
         analyses={name: Draw(**d.model_dump()) for name, d in run.analyses.items()},
+        replications=None if run.replications is None else run.replications.build(Replications),
     )
 
 

@@ -11,6 +11,7 @@ level in (0, 1)), the column says so, so that a folder that loads also renders.
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, ClassVar, Literal
 
@@ -112,6 +113,10 @@ SENSITIVITY_SAVED_COLUMNS = columns_of(
     "input:id label:id direction:id factor:number setting:text weighted_gap_usd:number "
     "gap_closed_usd:number change_usd:number status:id reason:text"
 )
+REPLICATION_SAVED_COLUMNS = columns_of(
+    "replication:int seed:int weighted_gap_closed_usd:number gap_closed_usd:number status:id "
+    "reason:text"
+)
 UNIQUE_KEYS: dict[str, tuple[str, ...]] = {
     "allocation": ("source", "product", "segment"),
     "guarantees": ("source", "fund"),
@@ -186,7 +191,36 @@ def _sensitivity_rows(table: SplitFrame) -> SplitFrame:
     return table
 
 
+MARGIN_SAVED_COLUMNS = columns_of(
+    "family:id owner_kind:id owner:id what:id bound:id value_usd:value limit_usd:value "
+    "std_error_usd:value margin_usd:value margin_in_se:value upper_bound_usd:value "
+    "binding:bool holds:bool"
+)
+"""The margins table of result.json's ``confidence`` (:mod:`optimizer.confidence`)."""
+
+
 # --- the files -------------------------------------------------------------------------------
+class ConfidenceFile(StrictModel):
+    """result.json's ``confidence``: :class:`optimizer.confidence.LimitConfidence`."""
+
+    confidence: Annotated[FiniteFloat, Field(ge=0.5, lt=1.0)]
+    z: FiniteFloat
+    solves: Count
+    converged: StrictBool
+    margins: table("margins", MARGIN_SAVED_COLUMNS, dtypes=True)  # type: ignore[valid-type]
+    unmargined_weighted_gap_usd: FiniteFloat
+    unmargined_gap_closed_usd: FiniteFloat
+    cost_weighted_gap_usd: FiniteFloat
+    cost_gap_closed_usd: FiniteFloat
+
+    def build_confidence(self) -> Any:
+        from optimizer.confidence import LimitConfidence
+
+        values = {name: getattr(self, name) for name in type(self).model_fields}
+        values["margins"] = self.margins.frame(MARGIN_SAVED_COLUMNS)
+        return LimitConfidence(**values)
+
+
 class ResultFile(StrictModel):
     """result.json: :meth:`optimizer.result.Allocation.to_json`."""
 
@@ -213,6 +247,7 @@ class ResultFile(StrictModel):
     case_name: Text
     case_sha256: Sha256 | None
     method: Literal["lp", "cutting_plane"]
+    confidence: ConfidenceFile | None
 
 
 class EvaluationFile(StrictModel):
@@ -260,6 +295,34 @@ class SensitivityFile(StrictModel):
     method: Text
 
 
+class ReplicationsFile(StrictModel):
+    """An :class:`optimizer.replicate.Replications` inside run.json (null statistics: NaN, as
+    when fewer than two replications solved)."""
+
+    tables: ClassVar[dict[str, dict[str, str]]] = {"table": REPLICATION_SAVED_COLUMNS}
+
+    table: _run_table("replications", REPLICATION_SAVED_COLUMNS)  # type: ignore[valid-type]
+    gap_closed_usd: FiniteFloat | None
+    gap_closed_se_usd: FiniteFloat | None
+    weighted_gap_closed_usd: FiniteFloat | None
+    weighted_gap_closed_se_usd: FiniteFloat | None
+    mean_se_usd: FiniteFloat | None
+    target_relative_se: Annotated[FiniteFloat, Field(gt=0)]
+    advised_n_scenarios: Count
+    advised_weighted_n_scenarios: Count
+    n_scenarios: PositiveCount
+    seed: Count
+    replications: PositiveCount
+    solved: Count
+    confidence: Annotated[FiniteFloat, Field(ge=0, lt=1)]
+
+    def build(self, cls: type[Any]) -> Any:
+        built = super().build(cls)
+        nan = {k: float("nan") for k, v in type(self).model_fields.items()
+               if getattr(self, k) is None}  # fmt: skip
+        return dataclasses.replace(built, **nan) if nan else built
+
+
 class StressFile(StrictModel):
     """A :class:`optimizer.stress_testing.StressOutcome` inside run.json."""
 
@@ -292,8 +355,10 @@ class RunFile(StrictModel):
     sensitivity: SensitivityFile | None
     sensitivity_error: StrictStr
     stresses: list[StressFile]
+    replications: ReplicationsFile | None
     analyses: dict[
-        Literal["headline", "out_of_sample", "frontier", "sensitivity", "stresses"], DrawFile
+        Literal["headline", "out_of_sample", "frontier", "sensitivity", "stresses", "replications"],
+        DrawFile,
     ]
 
 

@@ -61,6 +61,7 @@ class ExecutiveSummary:
     ``out_of_sample_breaches`` names the limits breached on a fresh scenario set: ``()`` when
     every limit holds, ``None`` when no out-of-sample check was run.
     ``warnings`` are shown prominently (solver fallbacks, inaccurate solutions …).
+    ``gap_closed_error`` and ``confidence_note`` are whole phrases, ``""`` when not computed.
     """
 
     unmet_need_usd: float
@@ -71,6 +72,13 @@ class ExecutiveSummary:
     out_of_sample_breaches: tuple[str, ...] | None = None
     out_of_sample_scenarios: int | None = None
     warnings: tuple[str, ...] = ()
+    gap_closed_se_usd: float | None = None
+    """Standard deviation of the gap closed over independent replications, US$."""
+    gap_closed_error: str = ""
+    """The gap closed's Monte Carlo error bar, e.g. "± US$14.1m (SD over 4 replications of
+    100,000 scenarios)"; ``""`` when no replications were run."""
+    confidence_note: str = ""
+    """How the risk limits were held out of sample (margins, their cost); ``""`` when off."""
 
     def __post_init__(self) -> None:
         if self.unmet_need_usd < 0 or self.gap_closed_usd < 0:

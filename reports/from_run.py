@@ -16,6 +16,7 @@ from models.text import printable
 from optimizer.evaluate import Evaluation
 from optimizer.fixed import scenario_exposures
 from optimizer.frontier_sweep import FAILED_STATUSES, sweep_kind
+from optimizer.result import Allocation
 from optimizer.run import RunRecord
 from optimizer.solve import PROGRAMME_FAMILIES
 from reports.context import (
@@ -130,6 +131,7 @@ _ANALYSIS_NAMES = {
     "frontier": "the frontier",
     "sensitivity": "the sensitivity sweep",
     "stresses": "the stress tests",
+    "replications": "each replication",
 }
 
 
@@ -174,6 +176,39 @@ def _prices(all_rows: pd.DataFrame, binding: pd.DataFrame) -> tuple[ShadowPrice,
     )
 
 
+def _gap_closed_error(record: RunRecord) -> str:
+    """ "± US$Ym (SD over R replications of N scenarios)", or "" without replications."""
+    reps = record.replications
+    if reps is None or not reps.solved >= 2:
+        return ""
+    return (
+        f"± US${reps.gap_closed_se_usd / 1e6:,.1f}m (standard deviation over {reps.solved} "
+        f"independent replications of {reps.n_scenarios:,} scenarios; "
+        f"{reps.advised_n_scenarios:,} scenarios would bring it within "
+        f"{reps.target_relative_se:.0%} of the gap closed)"
+    )
+
+
+def _confidence_note(res: Allocation) -> str:
+    """How the risk limits were held out of sample, and what it cost; "" when off."""
+    conf = res.confidence
+    if conf is None:
+        return ""
+    binding = conf.margins[conf.margins["binding"]]
+    spread = (
+        f", each tightened by {binding['margin_in_se'].min():.2f}–"
+        f"{binding['margin_in_se'].max():.2f} standard errors"
+        if len(binding)
+        else ""
+    )
+    return (
+        f"Risk limits held at {conf.confidence:.0%} confidence out of sample: "
+        f"{len(binding)} binding limit(s){spread}; this costs US${conf.cost_gap_closed_usd / 1e6:,.1f}m "
+        f"of gap closed (US${conf.cost_weighted_gap_usd / 1e6:,.1f}m of weighted gap) against "
+        "the optimum that sits exactly on its limits."
+    )
+
+
 def report_context(record: RunRecord) -> ReportContext:
     """Build the report of one run."""
     case, res, scen = record.case, record.allocation, record.scenarios
@@ -201,6 +236,13 @@ def report_context(record: RunRecord) -> ReportContext:
             )
         ),
         out_of_sample_scenarios=None if oos is None else oos.n_scenarios,
+        gap_closed_se_usd=(
+            record.replications.gap_closed_se_usd
+            if record.replications is not None and record.replications.solved >= 2
+            else None
+        ),
+        gap_closed_error=_gap_closed_error(record),
+        confidence_note=_confidence_note(res),
         warnings=tuple(res.warnings)
         + tuple(f"Fallback: {f}" for f in res.fallbacks)
         + ((f"Sensitivity: {record.sensitivity_error}",) if record.sensitivity_error else ()),

@@ -40,6 +40,11 @@ def summary_table(s: ExecutiveSummary) -> Table:
         ("Unmet credit need before the programme", s.unmet_need_usd, "US$"),
         ("Gap closed", s.gap_closed_usd, "US$"),
         ("Gap closed, share of need", s.gap_closed_share, "share"),
+        *(
+            (("Gap closed, Monte Carlo error (SD over replications)", s.gap_closed_se_usd, "US$"),)
+            if s.gap_closed_se_usd is not None
+            else ()
+        ),
         ("Remaining gap", s.remaining_gap_usd, "US$"),
         *((f"Committed: {kind}", v, "US$") for kind, v in s.money_by_kind_usd.items()),
         ("Private US$ per concessional US$", s.private_per_concessional, "US$ per US$"),

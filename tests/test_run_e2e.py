@@ -129,7 +129,8 @@ def test_every_analysis_of_a_run_is_on_the_headline_scenario_set(run_dir):
     record = load_run(run_dir)
     headline = record.allocation
     draws = json.loads((run_dir / "run.json").read_text())["analyses"]
-    assert set(draws) == {"headline", "out_of_sample", "frontier", "sensitivity", "stresses"}
+    assert set(draws) == {"headline", "out_of_sample", "frontier", "sensitivity", "stresses",
+                          "replications"}  # fmt: skip
     for name, draw in draws.items():
         seed = 5 + OUT_OF_SAMPLE_SEED_OFFSET if name == "out_of_sample" else 5
         assert draw == {"n_scenarios": int(N), "seed": seed, "scenario_method": "mc",
@@ -149,6 +150,29 @@ def test_every_analysis_of_a_run_is_on_the_headline_scenario_set(run_dir):
     # the tornado starts from the headline, not from a smaller set's optimum
     assert record.sensitivity.base_weighted_gap_usd == headline.objective_weighted_gap_usd
     assert record.sensitivity.base_gap_closed_usd == headline.gap_closed_usd
+
+
+def test_run_holds_limits_at_95_percent_and_gives_the_gap_closed_its_error_bar(run_dir):
+    from optimizer.replicate import replication_seeds
+    from optimizer.run import load_run
+
+    record = load_run(run_dir)
+    conf = record.allocation.confidence
+    assert conf is not None and conf.confidence == 0.95
+    assert conf.cost_gap_closed_usd == pytest.approx(
+        conf.unmargined_gap_closed_usd - record.allocation.gap_closed_usd, abs=1.0
+    )
+    reps = record.replications
+    assert (reps.replications, reps.n_scenarios, reps.confidence) == (4, int(N), 0.95)
+    assert reps.table["seed"].tolist() == replication_seeds(5, 4)
+    sd = reps.table["gap_closed_usd"].std(ddof=1)  # recomputed from the replications
+    assert reps.gap_closed_se_usd == pytest.approx(sd, rel=1e-12)
+    html = (run_dir / "report.html").read_text()
+    assert f"± US${sd / 1e6:,.1f}m (standard deviation over 4 independent replications" in html
+    assert "Risk limits held at 95% confidence out of sample" in html
+    rows = list(load_workbook(run_dir / "report.xlsx", read_only=True)["Summary"].values)
+    se_rows = [r for r in rows if r[0] == "Gap closed, Monte Carlo error (SD over replications)"]
+    assert len(se_rows) == 1 and se_rows[0][1] == pytest.approx(sd, rel=1e-9)
 
 
 def test_run_report_has_the_sensitivity_tornado(run_dir):
