@@ -28,9 +28,11 @@ if TYPE_CHECKING:
     from optimizer.confidence import LimitConfidence
     from optimizer.problem import AllocationProblem
 
-FORMAT_VERSION = 2
+FORMAT_VERSION = 3
 """Bumped whenever the JSON layout changes; other versions are refused on reading. Version 2
-records the case's ``content_sha256`` and leaves ``timings_s`` out (they go to timings.json)."""
+records the case's ``content_sha256`` and leaves ``timings_s`` out (they go to timings.json);
+3 adds ``confidence`` (the margins the limits were held to) and the marginal-value columns of
+``binding``."""
 FRAMES = (
     "allocation",
     "guarantees",

@@ -224,7 +224,7 @@ class ConfidenceFile(StrictModel):
 class ResultFile(StrictModel):
     """result.json: :meth:`optimizer.result.Allocation.to_json`."""
 
-    format_version: Literal[2]
+    format_version: Literal[3]
     allocation: _result_table("allocation", prefix=COVER_PREFIX)  # type: ignore[valid-type]
     guarantees: _result_table("guarantees")  # type: ignore[valid-type]
     segments: _result_table("segments")  # type: ignore[valid-type]

@@ -95,11 +95,11 @@ def test_json_round_trip_is_exact(small_result):
     assert back.to_json() == text
     assert back.allocation.dtypes.equals(small_result.allocation.dtypes)
     assert back.fallbacks == small_result.fallbacks
-    assert back.format_version == 2 and back.method == "lp"
+    assert back.format_version == 3 and back.method == "lp"
 
 
 def test_json_of_another_version_is_refused(small_result):
-    text = small_result.to_json().replace('"format_version": 2', '"format_version": 99')
+    text = small_result.to_json().replace('"format_version": 3', '"format_version": 99')
     with pytest.raises(ValueError, match="format version 99"):
         Allocation.from_json(text)
 

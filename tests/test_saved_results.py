@@ -305,7 +305,7 @@ def test_scenario_values_out_of_range_are_refused(folder):
         ("", "not valid JSON"),
         ("[]", "holds a JSON list, not an object"),
         ("{}", "format version 'missing'"),
-        ('{"format_version": 2}', "allocation: missing"),
+        ('{"format_version": 3}', "allocation: missing"),
         ('{"format_version": true}', "format version true"),
     ],
 )
@@ -382,7 +382,7 @@ def test_result_json_records_the_case_it_was_made_from(saved, record):
     doc = json.loads((saved / "result.json").read_text(encoding="utf-8"))
     assert doc["case_sha256"] == record.case.content_sha256
     assert doc["case_name"] == record.case.name
-    assert doc["format_version"] == 2
+    assert doc["format_version"] == 3
 
 
 def test_an_older_result_json_without_the_hash_is_refused_with_rerun(folder):
@@ -393,7 +393,7 @@ def test_an_older_result_json_without_the_hash_is_refused_with_rerun(folder):
 
     _edit_json(folder / "result.json", older)
     with pytest.raises(
-        SavedRunError, match=r"format version 1, this ppcfin reads version 2 .*re-run"
+        SavedRunError, match=r"format version 1, this ppcfin reads version 3 .*re-run"
     ):
         load_run(folder)
 
