@@ -10,12 +10,19 @@ from __future__ import annotations
 
 import copy
 import shutil
+import signal
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
+
+# A test run started as a background job (`pytest &` in a script, nohup) inherits SIGINT
+# ignored, and ppcfin rightly leaves an ignored signal ignored: the Ctrl-C tests (here and in
+# the processes they start, which inherit it across exec) need SIGINT as a terminal gives it.
+if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+    signal.signal(signal.SIGINT, signal.default_int_handler)
 
 REPO = Path(__file__).resolve().parent.parent
 INPUTS = REPO / "inputs"
