@@ -150,7 +150,7 @@ def run_case(
         table then carries the re-solved gains the report quotes.
     confidence : float, optional
         Each risk limit held out of sample at this confidence
-        (:func:`optimizer.confidence.optimize_with_confidence`); default the case's
+        (:func:`optimizer.confidence.hold_limits`); default the case's
         ``policy.confidence``, 0 = off. The marginal values, the frontier and the sensitivity
         sweep then work around the limits the allocation was held to (the case's, less their
         margins), so the frontier's x1 point and the tornado's base are the headline.
@@ -158,13 +158,17 @@ def run_case(
         Independent scenario sets of the headline's size re-optimised as the headline was
         (:func:`optimizer.replicate.replicate`): the gap closed's error bar; 0 = none.
     """
+    level = resolve_confidence(case, confidence)  # bad values are refused before any work
+    if replications < 0 or replications == 1:
+        raise ValueError(f"replications must be 0 (none) or at least 2, got {replications}")
     step = on_step or (lambda _: None)
     timings: dict[str, float] = {}
+    backend = "dask" if scheduler else "loky"
 
     def draw(n: int, draw_seed: int) -> ScenarioSet:
         # every scenario set of the run shares method and workers; only size and seed differ
         return simulate(case, n, seed=draw_seed, method=method, n_jobs=n_jobs, dtype=dtype,
-                        backend="dask" if scheduler else "loky", scheduler=scheduler)  # fmt: skip
+                        backend=backend, scheduler=scheduler)  # fmt: skip
 
     def timed(name: str, fn):
         step(name)
@@ -174,10 +178,6 @@ def run_case(
         return value
 
     scen = timed("simulate", lambda: draw(n_scenarios, seed))
-    level = resolve_confidence(case, confidence)  # a bad value is refused before any work
-    if replications < 0 or replications == 1:
-        raise ValueError(f"replications must be 0 (none) or at least 2, got {replications}")
-    backend = "dask" if scheduler else "loky"
     solved = timed("optimize", lambda: hold_limits(case, scen, level, method=optimize_method))
     allocation, held = solved.allocation, solved.case  # held: the case less its margins
     if marginal:

@@ -193,3 +193,20 @@ def test_run_report_has_the_sensitivity_tornado(run_dir):
     high = [r[header.index("Weighted gap change, high (US$ m)")] for r in body]
     assert low == pytest.approx(list(t["low_change_usd"]), abs=1e-6)
     assert high == pytest.approx(list(t["high_change_usd"]), abs=1e-6)
+
+
+def test_run_refuses_a_bad_confidence_or_replication_count_before_simulating(
+    monkeypatch, capsys, tmp_path
+):
+    import optimizer.run as run
+    from models import load_case
+
+    monkeypatch.setattr(run, "simulate", lambda *a, **k: pytest.fail("simulated first"))
+    case = load_case()
+    with pytest.raises(ValueError, match="confidence must be 0"):
+        run.run_case(case, 100, confidence=0.3)
+    with pytest.raises(ValueError, match="replications must be 0"):
+        run.run_case(case, 100, replications=1)
+    assert main(["run", "-n", "100", "--replications", "1", "--out", str(tmp_path / "o")]) == 2
+    assert not (tmp_path / "o").exists()
+    assert "replications must be 0 (none) or at least 2, got 1" in capsys.readouterr().err
