@@ -205,8 +205,9 @@ def optimize_command(
     loaded = _load(case)
     _check_out(out, "optimize", force, loaded)
     level = resolve_confidence(loaded, confidence)  # a bad value is refused before simulating
-    if replications < 0 or replications == 1:
-        raise ValueError(f"--replications must be 0 (off) or at least 2, got {replications}")
+    from optimizer.replicate import check_replications
+
+    check_replications(replications)
     backend = "dask" if scheduler else "loky"
     with console.status("Simulating scenarios…"):
         dtype = "float32" if float32 else "float64"

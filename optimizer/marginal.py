@@ -45,7 +45,7 @@ from models.workers import Backend, run_in_order
 from optimizer.errors import OptimizerError
 from optimizer.marginal_resolve import STEP_USD, BlockResult, marginal_block
 from optimizer.result import Allocation
-from optimizer.solve import PROGRAMME_FAMILIES
+from optimizer.solve import PROGRAMME_FAMILIES, solver_and_tolerance
 
 if TYPE_CHECKING:
     pass
@@ -169,7 +169,6 @@ def marginal_values(
         Worker processes kept dying.
     """
     from optimizer.frontier import BACKENDS
-    from optimizer.solve import SOLVERS
 
     if allocation.case_sha256 is not None and allocation.case_sha256 != case.content_sha256:
         raise ValueError("allocation was solved for another case: re-optimize this case first")
@@ -185,12 +184,7 @@ def marginal_values(
     if method not in ("cutting_plane", "lp", "same"):
         raise ValueError(f"method must be 'cutting_plane', 'lp' or 'same', got {method!r}")
     method = allocation.method if method == "same" else method
-    name = str(solver).upper()
-    if name not in SOLVERS:
-        raise ValueError(f"solver must be one of {', '.join(SOLVERS)}, got {solver!r}")
-    tol = case.policy.gap_tolerance_share if gap_tolerance is None else float(gap_tolerance)
-    if not 0.0 <= tol <= 0.1:
-        raise ValueError(f"gap_tolerance must be in [0, 0.1], got {gap_tolerance}")
+    name, tol = solver_and_tolerance(case, solver, gap_tolerance)
     start = time.perf_counter()
     binding = allocation.binding.reset_index(drop=True)
     groups = marginal_groups(binding)

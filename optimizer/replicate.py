@@ -114,6 +114,21 @@ def replication_seeds(seed: int, replications: int) -> list[int]:
     return [int(c.generate_state(1, dtype=np.uint32)[0]) for c in children]
 
 
+def check_replications(replications: object) -> int:
+    """A replication count for a run or a command line: 0 (none) or 2 to
+    :data:`MAX_REPLICATIONS`; ValueError otherwise, before any work is done."""
+    if (
+        isinstance(replications, bool)
+        or not isinstance(replications, int)
+        or not (replications == 0 or 2 <= replications <= MAX_REPLICATIONS)
+    ):
+        raise ValueError(
+            f"replications must be 0 (none) or at least 2, got {replications!r} (at most "
+            f"{MAX_REPLICATIONS:,}; a spread needs two draws)"
+        )
+    return replications
+
+
 def replicate(
     case: Case,
     n_scenarios: int,

@@ -24,7 +24,7 @@ from optimizer.evaluate import Evaluation, evaluate
 from optimizer.frontier import Frontier, frontier
 from optimizer.marginal import marginal_values
 from optimizer.persist import SavedRunError, parse_saved, read_saved_text, to_plain
-from optimizer.replicate import Replications, replicate
+from optimizer.replicate import Replications, check_replications, replicate
 from optimizer.result import Allocation
 from optimizer.saved import (
     RUN_FORMAT_VERSION,
@@ -159,8 +159,7 @@ def run_case(
         (:func:`optimizer.replicate.replicate`): the gap closed's error bar; 0 = none.
     """
     level = resolve_confidence(case, confidence)  # bad values are refused before any work
-    if replications < 0 or replications == 1:
-        raise ValueError(f"replications must be 0 (none) or at least 2, got {replications}")
+    check_replications(replications)
     step = on_step or (lambda _: None)
     timings: dict[str, float] = {}
     backend = "dask" if scheduler else "loky"

@@ -68,6 +68,20 @@ class SolveLog:
         self.timings[key] = self.timings.get(key, 0.0) + float(seconds)
 
 
+def solver_and_tolerance(case: Case, solver: str, gap_tolerance: float | None) -> tuple[str, float]:
+    """The solver's name and the stage-2 gap tolerance (share), or ValueError naming what is valid.
+
+    ``gap_tolerance`` None means the case's ``policy.gap_tolerance_share``.
+    """
+    name = str(solver).upper()
+    if name not in SOLVERS:
+        raise ValueError(f"solver must be one of {', '.join(SOLVERS)}, got {solver!r}")
+    tol = case.policy.gap_tolerance_share if gap_tolerance is None else float(gap_tolerance)
+    if not 0.0 <= tol <= 0.1:
+        raise ValueError(f"gap_tolerance must be in [0, 0.1], got {gap_tolerance}")
+    return name, tol
+
+
 def optimize(
     case: Case,
     scenarios: ScenarioSet,
@@ -118,12 +132,7 @@ def optimize(
     ScenarioMismatch
         The scenario set belongs to another case.
     """
-    name = str(solver).upper()
-    if name not in SOLVERS:
-        raise ValueError(f"solver must be one of {', '.join(SOLVERS)}, got {solver!r}")
-    tol = case.policy.gap_tolerance_share if gap_tolerance is None else float(gap_tolerance)
-    if not 0.0 <= tol <= 0.1:
-        raise ValueError(f"gap_tolerance must be in [0, 0.1], got {gap_tolerance}")
+    name, tol = solver_and_tolerance(case, solver, gap_tolerance)
     if time_limit_s is not None and not time_limit_s > 0:
         raise ValueError(f"time_limit_s must be > 0 seconds, got {time_limit_s}")
     if method not in ("auto", "lp", "cutting_plane"):
