@@ -16,6 +16,7 @@ from models.text import printable
 from optimizer.evaluate import Evaluation
 from optimizer.fixed import scenario_exposures
 from optimizer.frontier_sweep import FAILED_STATUSES, sweep_kind
+from optimizer.replicate import Replications
 from optimizer.result import Allocation
 from optimizer.run import RunRecord
 from optimizer.solve import PROGRAMME_FAMILIES
@@ -176,10 +177,15 @@ def _prices(all_rows: pd.DataFrame, binding: pd.DataFrame) -> tuple[ShadowPrice,
     )
 
 
-def _gap_closed_error(record: RunRecord) -> str:
-    """ "± US$Ym (SD over R replications of N scenarios)", or "" without replications."""
+def _spread(record: RunRecord) -> Replications | None:
+    """The run's replications when they give a spread (two or more solved), else None."""
     reps = record.replications
-    if reps is None or not reps.solved >= 2:
+    return reps if reps is not None and reps.solved >= 2 else None
+
+
+def _gap_closed_error(reps: Replications | None) -> str:
+    """ "± US$Ym (SD over R replications of N scenarios)", or "" without a spread."""
+    if reps is None:
         return ""
     return (
         f"± US${reps.gap_closed_se_usd / 1e6:,.1f}m (standard deviation over {reps.solved} "
@@ -218,6 +224,7 @@ def report_context(record: RunRecord) -> ReportContext:
     binding = res.binding[res.binding["family"].isin(PROGRAMME_FAMILIES)]
     binding = binding[binding["shadow_price"] > 1e-6]
     oos = record.out_of_sample
+    reps = _spread(record)
     summary = ExecutiveSummary(
         unmet_need_usd=case.total_gap_usd,
         gap_closed_usd=res.gap_closed_usd,
@@ -236,12 +243,8 @@ def report_context(record: RunRecord) -> ReportContext:
             )
         ),
         out_of_sample_scenarios=None if oos is None else oos.n_scenarios,
-        gap_closed_se_usd=(
-            record.replications.gap_closed_se_usd
-            if record.replications is not None and record.replications.solved >= 2
-            else None
-        ),
-        gap_closed_error=_gap_closed_error(record),
+        gap_closed_se_usd=None if reps is None else reps.gap_closed_se_usd,
+        gap_closed_error=_gap_closed_error(reps),
         confidence_note=_confidence_note(res),
         warnings=tuple(res.warnings)
         + tuple(f"Fallback: {f}" for f in res.fallbacks)
