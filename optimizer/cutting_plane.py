@@ -631,6 +631,7 @@ def solve_with_cuts(
             return CutReport(iteration, violation, oracle_s, master_s, len(master.cut_rows))
         cuts = _tangent_cuts(oracle, master, point, losses, open_, var, thresholds, eta,
                              allowed / factor)  # fmt: skip
+        cuts += _summed_cuts(cuts, open_, (cvar - estimate) / factor, master.groups)
         oracle_s += time.perf_counter() - start
         master.add_cuts(cuts)
     raise SolverFailure(
@@ -640,6 +641,50 @@ def solve_with_cuts(
         f"no convergence in {max_iterations} iterations (largest CVaR overestimate "
         f"US${violation:.4f}m); use method='lp' for this case",
     )
+
+
+def _summed_cuts(
+    cuts: list[Cut], open_: np.ndarray, shortfall: np.ndarray, groups: int
+) -> list[Cut]:
+    """The block cuts of each open measure summed into one row on ``η_k`` itself, for the
+    measures whose η falls short of the true tail excess by less than the blocks' rows can
+    hold it to.
+
+    HiGHS holds each row to :data:`FEASIBILITY_TOL`, so ``G`` block rows let ``Σ_g η_kg``
+    sit up to ``G·tol`` under their cuts: a shortfall below that is one no block cut bites on,
+    and the loop would add cuts that never move the point (measured on the default case at
+    10^5 scenarios, 64 blocks: a limit met to US$0.32 too much through 400 iterations). The
+    summed row is violated by the whole shortfall, so it bites down to one row's tolerance,
+    which the loop's ``allowed`` counts.
+
+    Parameters
+    ----------
+    cuts : list of Cut
+        This iteration's block cuts.
+    open_ : ndarray of int
+        The open measures.
+    shortfall : ndarray, shape (n_measures,)
+        ``(CVaR − estimate) / f`` at the master's point (US$m of η).
+    groups : int
+        Blocks per measure.
+    """
+    if groups <= 1:
+        return []
+    small = {int(k) for k in open_ if shortfall[k] <= groups * FEASIBILITY_TOL}
+    summed: dict[int, Cut] = {}
+    seen: set[tuple[int, int]] = set()
+    for cut in cuts:  # the tangents come first: one per block (a block's Kelley cut follows)
+        if cut.measure in small and (cut.measure, cut.group) not in seen:
+            seen.add((cut.measure, cut.group))
+            base = summed.get(cut.measure)
+            summed[cut.measure] = Cut(
+                cut.coef if base is None else base.coef + cut.coef,
+                cut.tail_probability + (0.0 if base is None else base.tail_probability),
+                cut.excess + (0.0 if base is None else base.excess),
+                cut.measure,
+                -1,
+            )
+    return list(summed.values())
 
 
 def _tangent_cuts(
