@@ -25,7 +25,7 @@ from pathlib import Path
 
 from _common import maxrss_mib
 
-from models import DEFAULT_SCENARIOS
+from models import DEFAULT_SAMPLING, DEFAULT_SCENARIOS
 
 TARGET_S = 120.0
 
@@ -45,7 +45,8 @@ def main() -> None:
     case = load_case()
     dtype = "float32" if args.float32 else "float64"
     start = time.perf_counter()
-    scen = simulate(case, args.scenarios, seed=args.seed, n_jobs=args.jobs, dtype=dtype)
+    scen = simulate(case, args.scenarios, seed=args.seed, method=DEFAULT_SAMPLING,
+                    n_jobs=args.jobs, dtype=dtype)  # fmt: skip
     simulate_s = time.perf_counter() - start
     start = time.perf_counter()
     optimize(case, scen)

@@ -6,7 +6,7 @@ This layer never imports cvxpy or the reports.
 from models.crosscheck import case_warnings
 from models.errors import CaseError, CaseProblem
 from models.loader import DEFAULT_CASE, load_case
-from models.scenarios import DEFAULT_SCENARIOS, RUN_REPLICATIONS, ScenarioSet
+from models.scenarios import DEFAULT_SAMPLING, DEFAULT_SCENARIOS, RUN_REPLICATIONS, ScenarioSet
 from models.schema import (
     Case,
     FinanceSource,
@@ -24,6 +24,7 @@ from models.text import printable
 
 __all__ = [
     "DEFAULT_CASE",
+    "DEFAULT_SAMPLING",
     "DEFAULT_SCENARIOS",
     "RUN_REPLICATIONS",
     "Case",

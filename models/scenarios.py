@@ -24,15 +24,24 @@ from models.cells import CELL_COLUMNS
 from models.errors import ScenarioFileError
 
 FORMAT_VERSION = 1
+"""Bumped whenever the saved layout changes; files of another version are refused."""
 DEFAULT_SCENARIOS = 100_000
 """Scenarios every decision command draws unless told otherwise (``optimize``, ``run``,
 ``frontier``, ``sensitivity``, ``stress``). Measured on the shipped case: at 5,000 the weighted gap
 moved 8 % between seeds 7, 8 and 9 (30 % at 2,000) and the optimum broke its own limits out of
 sample; at 100,000 it moves 4 %."""
+DEFAULT_SAMPLING = "importance"
+"""How those commands draw them: importance sampling over every systematic factor and event
+(:mod:`models.importance`, which falls back to plain Monte Carlo with a warning when the tail
+rests on too few weights). Measured on the shipped case at 100,000 scenarios (float32, limits
+held at 95 %): the weighted gap moved 0.7 % between seeds 7, 8 and 9 (US$1,055.0m-1,062.4m),
+against 3.4 % with plain Monte Carlo (US$1,076.6m-1,114.3m), and the tighter CVaR errors cost
+smaller confidence margins (US$1,659m of gap closed on average, against US$1,635m); drawing
+takes 0.51 s against 0.46 s. The ``simulate`` command keeps plain Monte Carlo as its default:
+it shows the model's own draws."""
 RUN_REPLICATIONS = 4
 """Independent scenario sets of that size ``ppcfin run`` re-optimises by default for the gap
 closed's error bar (the standard deviation over them)."""
-"""Bumped whenever the saved layout changes; files of another version are refused."""
 TEXT_CELL_COLUMNS = ("cell", "product", "segment", "region", "value_chain")
 BOOL_CELL_COLUMNS = ("state_run", "remote")
 PROBABILITY_SUM_TOLERANCE = 1e-6

@@ -18,7 +18,7 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 
-from models import DEFAULT_SCENARIOS, RUN_REPLICATIONS, Case, CaseError, load_case
+from models import DEFAULT_SAMPLING, DEFAULT_SCENARIOS, RUN_REPLICATIONS, Case, CaseError, load_case
 from models.errors import ScenarioFileError, SimulationError
 from models.workers import WorkersLost
 from optimizer.outputs import MANIFEST_NAME, OutputError, OutputRefused
@@ -146,8 +146,19 @@ ForceOpt = Annotated[
         "file, a link, the case's folder or the current folder).",
     ),
 ]
+SamplingOpt = Annotated[
+    str,
+    typer.Option(
+        help="How scenarios are drawn: importance (tilted toward the book's tail, weighted; "
+        "the default: the optimum moves far less with the seed), mc, antithetic or sobol."
+    ),
+]
 MethodOpt = Annotated[
-    str, typer.Option(help="auto, lp or cutting_plane (auto: cutting plane above 5,000 scenarios).")
+    str,
+    typer.Option(
+        help="auto, lp or cutting_plane (auto: the cutting plane above 5,000 scenarios or on "
+        "importance-sampled ones)."
+    ),
 ]
 Float32Opt = Annotated[
     bool, typer.Option(help="Keep losses as float32: half the memory, ~1e-7 relative error.")
@@ -183,6 +194,7 @@ def optimize_command(
     scenarios: ScenariosOpt = DEFAULT_SCENARIOS,
     seed: SeedOpt = 7,
     method: MethodOpt = "auto",
+    sampling: SamplingOpt = DEFAULT_SAMPLING,
     jobs: JobsOpt = 1,
     scheduler: SchedulerOpt = None,
     out: OutOpt = Path("out"),
@@ -204,6 +216,7 @@ def optimize_command(
 
     loaded = _load(case)
     _check_out(out, "optimize", force, loaded)
+    _check_sampling(sampling)
     level = resolve_confidence(loaded, confidence)  # a bad value is refused before simulating
     from optimizer.replicate import check_replications
 
@@ -211,8 +224,8 @@ def optimize_command(
     backend = "dask" if scheduler else "loky"
     with console.status("Simulating scenarios…"):
         dtype = "float32" if float32 else "float64"
-        scen = simulate(loaded, scenarios, seed=seed, n_jobs=jobs, backend=backend,
-                        scheduler=scheduler, dtype=dtype)  # fmt: skip
+        scen = simulate(loaded, scenarios, seed=seed, method=sampling, n_jobs=jobs,
+                        backend=backend, scheduler=scheduler, dtype=dtype)  # fmt: skip
     what = f"{method}, limits at {level:.0%} confidence" if level else method
     with console.status(f"Optimizing ({what})…"):
         solved = hold_limits(loaded, scen, level, solve=optimize_or_diagnose, method=method)
@@ -226,7 +239,7 @@ def optimize_command(
                                      scheduler=scheduler)  # fmt: skip
     with console.status("Checking out of sample…"):
         oos_scen = simulate(loaded, scenarios, seed=seed + OUT_OF_SAMPLE_SEED_OFFSET,
-                            n_jobs=jobs, backend=backend, scheduler=scheduler,
+                            method=sampling, n_jobs=jobs, backend=backend, scheduler=scheduler,
                             dtype=dtype)  # fmt: skip
         oos = evaluate(loaded, result, oos_scen)
     reps = None
@@ -236,8 +249,9 @@ def optimize_command(
 
         with progress_bar(console, "Replications", replications) as advance:
             reps = replicate(loaded, scenarios, seed, replications, n_jobs=jobs, backend=backend,
-                             scheduler=scheduler, dtype=dtype, optimize_method=method,
-                             confidence=level, on_replication=advance)  # fmt: skip
+                             scheduler=scheduler, method=sampling, dtype=dtype,
+                             optimize_method=method, confidence=level,
+                             on_replication=advance)  # fmt: skip
     written = ["result.json", "allocation.csv", "out_of_sample.json"]
     with staged_directory(out, **_out_rule("optimize", force, loaded)) as stage:
         (stage / "result.json").write_text(result.to_json(), encoding="utf-8")
@@ -274,6 +288,7 @@ def frontier_command(
     ] = "cvar_scale",
     points: Annotated[int, typer.Option(help="Number of points.")] = 7,
     method: Annotated[str, typer.Option(help="auto, lp or cutting_plane.")] = "auto",
+    sampling: SamplingOpt = DEFAULT_SAMPLING,
     jobs: JobsOpt = 1,
     scheduler: SchedulerOpt = None,
     out: OutOpt = Path("out-frontier"),
@@ -294,6 +309,7 @@ def frontier_command(
 
     loaded = _load(case)
     _check_out(out, "frontier", force, loaded)
+    _check_sampling(sampling)
     spec = parse_sweep(loaded, None, sweep)  # a bad sweep is refused before simulating
     if method not in METHODS:
         raise ValueError(f"--method {method!r}: choose from {', '.join(METHODS)}")
@@ -301,14 +317,15 @@ def frontier_command(
         raise ValueError(f"--points must be in 1..{MAX_FRONTIER_POINTS:,}, got {points:,}")
     backend = "dask" if scheduler else "loky"
     with console.status("Simulating scenarios…"):
-        scen = simulate(loaded, scenarios, seed=seed, n_jobs=jobs, backend=backend,
-                        scheduler=scheduler, dtype="float32" if float32 else "float64")  # fmt: skip
+        scen = simulate(loaded, scenarios, seed=seed, method=sampling, n_jobs=jobs,
+                        backend=backend, scheduler=scheduler,
+                        dtype="float32" if float32 else "float64")  # fmt: skip
     with progress_bar(console, f"Sweeping {sweep}", points) as advance:
         front = frontier(loaded, scen, sweep, points=points, method=method, n_jobs=jobs,
                          backend=backend, scheduler=scheduler,
                          on_point=lambda i, _row: advance(i + 1))  # fmt: skip
     meta = {"case": loaded.name, "case_file": loaded.source_file, "n_scenarios": scenarios,
-            "seed": seed, "frontier": to_plain(front)}  # fmt: skip
+            "seed": seed, "scenario_method": scen.method, "frontier": to_plain(front)}  # fmt: skip
     with staged_directory(out, **_out_rule("frontier", force, loaded)) as stage:
         front.table.to_csv(stage / "frontier.csv", index=False)
         (stage / "frontier.json").write_text(json.dumps(meta, indent=1), encoding="utf-8")
@@ -340,6 +357,7 @@ def run_command(
     scheduler: SchedulerOpt = None,
     format: Annotated[str, typer.Option(help="Report formats, comma-separated.")] = "html,pdf,xlsx",
     method: MethodOpt = "auto",
+    sampling: SamplingOpt = DEFAULT_SAMPLING,
     float32: Float32Opt = False,
     no_marginal: NoMarginalOpt = False,
     confidence: ConfidenceOpt = None,
@@ -359,8 +377,10 @@ def run_command(
     formats = _formats(format)
     loaded = _load(case)
     _check_out(out, "run", force, loaded)
+    _check_sampling(sampling)
     with console.status("Starting…") as status:
-        record = run_case(loaded, scenarios, seed, n_jobs=jobs, scheduler=scheduler,
+        record = run_case(loaded, scenarios, seed, method=sampling, n_jobs=jobs,
+                          scheduler=scheduler,
                           dtype="float32" if float32 else "float64", optimize_method=method,
                           marginal=not no_marginal, confidence=confidence,
                           replications=replications,
@@ -420,6 +440,7 @@ def sensitivity_command(
             "omitted = all that apply.",
         ),
     ] = None,
+    sampling: SamplingOpt = DEFAULT_SAMPLING,
     jobs: JobsOpt = 1,
     scheduler: SchedulerOpt = None,
     out: OutOpt = Path("out-sensitivity"),
@@ -436,12 +457,14 @@ def sensitivity_command(
 
     loaded = _load(case)
     _check_out(out, "sensitivity", force, loaded)
+    _check_sampling(sampling)
     chosen = (
         None if inputs is None else [i.strip() for s in inputs for i in s.split(",") if i.strip()]
     )
     total = sensitivity_points(loaded, chosen)
     with progress_bar(console, "Sensitivity points", total) as advance:
-        sens = sensitivity(loaded, scenarios, seed, inputs=chosen, shock=shock, n_jobs=jobs,
+        sens = sensitivity(loaded, scenarios, seed, inputs=chosen, shock=shock,
+                           method=sampling, n_jobs=jobs,
                            scheduler=scheduler, on_point=advance,
                            dtype="float32" if float32 else "float64")  # fmt: skip
     with staged_directory(out, **_out_rule("sensitivity", force, loaded)) as stage:
@@ -469,6 +492,7 @@ def stress_command(
     ] = False,
     scenarios: ScenariosOpt = DEFAULT_SCENARIOS,
     seed: SeedOpt = 7,
+    sampling: SamplingOpt = DEFAULT_SAMPLING,
     jobs: JobsOpt = 1,
     scheduler: SchedulerOpt = None,
     out: OutOpt = Path("out-stress"),
@@ -484,6 +508,7 @@ def stress_command(
 
     loaded = _load(case)
     _check_out(out, "stress", force, loaded)
+    _check_sampling(sampling)
     if allocation is not None:
         fixed = read_allocation(allocation, case=loaded)
     else:
@@ -492,12 +517,13 @@ def stress_command(
 
         with console.status("No --allocation: simulating and optimizing first…"):
             backend = "dask" if scheduler else "loky"
-            scen = simulate(loaded, scenarios, seed=seed, n_jobs=jobs, backend=backend,
-                            scheduler=scheduler)  # fmt: skip
+            scen = simulate(loaded, scenarios, seed=seed, method=sampling, n_jobs=jobs,
+                            backend=backend, scheduler=scheduler)  # fmt: skip
             fixed = optimize_or_diagnose(loaded, scen)
     n_stresses = len(stress_files) if stress_files else None
     with progress_bar(console, "Stress", stress_steps(loaded, n_stresses, reoptimize)) as advance:
-        report = stress(loaded, fixed, stress_files, scenarios, seed, reoptimize=reoptimize,
+        report = stress(loaded, fixed, stress_files, scenarios, seed, method=sampling,
+                        reoptimize=reoptimize,
                         n_jobs=jobs, scheduler=scheduler, on_step=advance)  # fmt: skip
     written = ["stress_limits.csv", "stress_funders.csv", "stress_funds.csv", "stress.json"]
     with staged_directory(out, **_out_rule("stress", force, loaded)) as stage:
@@ -510,6 +536,15 @@ def stress_command(
         (stage / "stress.json").write_text(json.dumps(to_plain(report)), encoding="utf-8")
     print_stress(console, report)
     console.print(f"Written to {shown(out)}/: {', '.join(written)}", highlight=False)
+
+
+def _check_sampling(sampling: str) -> None:
+    """Refuse an unknown ``--sampling`` before any work, naming the valid ones."""
+    from models.simulate import Method
+
+    choices = [m.value for m in Method]
+    if sampling not in choices:
+        raise ValueError(f"--sampling {shown(sampling)[:40]!r}: choose from {', '.join(choices)}")
 
 
 def shown(value: object) -> str:

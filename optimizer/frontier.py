@@ -32,7 +32,7 @@ from optimizer.frontier_sweep import (
     parse_sweep,
     sweep_block,
 )
-from optimizer.solve import AUTO_CUTS_ABOVE_SCENARIOS, SOLVERS
+from optimizer.solve import SOLVERS, auto_method
 
 __all__ = [
     "BACKENDS",
@@ -152,8 +152,8 @@ def frontier(
     solver : {"HIGHS", "CLARABEL"}
         First solver tried at each point; the other is the fallback.
     method : {"auto", "lp", "cutting_plane"}, default "auto"
-        As for :func:`optimizer.optimize`; ``"auto"`` picks the cutting plane above
-        ``AUTO_CUTS_ABOVE_SCENARIOS`` scenarios. Recorded on the result.
+        As for :func:`optimizer.optimize`; ``"auto"`` is
+        :func:`optimizer.solve.auto_method`. Recorded on the result.
     n_jobs : int, default 1
         Workers (-1: one per core; with a ``scheduler``, one per cluster worker thread). The
         points are split into this many contiguous blocks; each worker builds the problem once.
@@ -211,7 +211,7 @@ def frontier(
     if method not in METHODS:
         raise ValueError(f"method must be one of {', '.join(METHODS)}, got {method!r}")
     if method == "auto":
-        method = "cutting_plane" if scenarios.n_scenarios > AUTO_CUTS_ABOVE_SCENARIOS else "lp"
+        method = auto_method(scenarios)
     if time_limit_s is not None and not time_limit_s > 0:
         raise ValueError(f"time_limit_s must be > 0 seconds, got {time_limit_s}")
     _check_parallel(n_jobs, backend, scheduler)

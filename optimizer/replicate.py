@@ -24,7 +24,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from models import Case, simulate
+from models import DEFAULT_SAMPLING, Case, simulate
 from models.workers import Backend, run_in_order
 from optimizer.errors import OptimizerError
 from optimizer.tail_oracle import one_blas_thread
@@ -138,7 +138,7 @@ def replicate(
     n_jobs: int = 1,
     backend: str | Backend = Backend.loky,
     scheduler: str | None = None,
-    method: str = "mc",
+    method: str = DEFAULT_SAMPLING,
     dtype: str = "float64",
     optimize_method: str = "auto",
     confidence: float | None = None,

@@ -15,7 +15,15 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from models import DEFAULT_SCENARIOS, RUN_REPLICATIONS, Case, ScenarioSet, load_case, simulate
+from models import (
+    DEFAULT_SAMPLING,
+    DEFAULT_SCENARIOS,
+    RUN_REPLICATIONS,
+    Case,
+    ScenarioSet,
+    load_case,
+    simulate,
+)
 from models.cells import build_cells
 from models.loader import DEFAULT_CASE
 from optimizer.confidence import hold_limits, resolve_confidence
@@ -112,7 +120,7 @@ def run_case(
     case: Case,
     n_scenarios: int = DEFAULT_SCENARIOS,
     seed: int = 7,
-    method: str = "mc",
+    method: str = DEFAULT_SAMPLING,
     n_jobs: int = 1,
     scheduler: str | None = None,
     stresses: list[Path] | None = None,
@@ -131,7 +139,9 @@ def run_case(
     ----------
     case : Case
     n_scenarios, seed, method, n_jobs, scheduler
-        Passed to :func:`models.simulate` (in-sample, out-of-sample and stress sets).
+        Passed to :func:`models.simulate` (in-sample, out-of-sample and stress sets);
+        ``method`` is the sampling method, default :data:`models.DEFAULT_SAMPLING`
+        (importance sampling).
     stresses : list of Path, optional
         Overlays to apply; default the shipped ones when ``case`` is the default case, none
         otherwise (an overlay names its base case).
@@ -220,7 +230,8 @@ def run_case(
             scheduler=scheduler, method=method, dtype=dtype, optimize_method=optimize_method,
             confidence=level,
         ))  # fmt: skip
-    same = Draw(int(n_scenarios), int(seed), str(method), str(dtype))
+    # the method the headline was drawn with (plain Monte Carlo if importance sampling fell back)
+    same = Draw(int(n_scenarios), int(seed), str(scen.method), str(dtype))
     analyses = {"headline": same, "frontier": same}
     if oos is not None:
         analyses["out_of_sample"] = dataclasses.replace(same, seed=seed + OUT_OF_SAMPLE_SEED_OFFSET)
@@ -238,7 +249,7 @@ def run_case(
         stresses=outcomes,
         seed=seed,
         n_scenarios=n_scenarios,
-        scenario_method=method,
+        scenario_method=scen.method,
         timings_s=timings,
         frontier=front,
         sensitivity=sens,

@@ -6,7 +6,10 @@ turn; the perturbed case is rebuilt and validated like a loaded one, re-simulate
 seed and re-optimised. The simulator draws its random numbers per chunk from the seed alone,
 never from the case's parameters, so every point sees the same factor, event and LGD draws as
 the base (common random numbers): the change of the optimal gap is the effect of the input, not
-Monte Carlo noise, and a factor of 1 changes nothing, exactly. A perturbation that makes the case
+Monte Carlo noise, and a factor of 1 changes nothing, exactly. Under importance sampling (the
+default) money and limit inputs leave the tilt as it is (it targets the equal-weighted book), so
+their points are drawn on the base's very set; a risk input moves the tilt, so its points share
+the base's underlying draws, shifted to their own tail. A perturbation that makes the case
 invalid (a PD pushed past 1...) or infeasible stays in the table with its reason.
 """
 
@@ -21,7 +24,7 @@ from typing import Any
 import pandas as pd
 from pydantic import ValidationError
 
-from models import DEFAULT_SCENARIOS, Case, simulate
+from models import DEFAULT_SAMPLING, DEFAULT_SCENARIOS, Case, simulate
 from models.problems import Origins, problems_from_validation
 from models.workers import Backend, run_in_order
 from optimizer.errors import InfeasibleCase, OptimizerError
@@ -146,7 +149,7 @@ class Sensitivity:
     case_name : str
     n_scenarios, seed : int
     method : str
-        Scenario method.
+        Sampling method.
     """
 
     table: pd.DataFrame
@@ -312,7 +315,7 @@ def sensitivity(
     seed: int = 7,
     inputs: list[str] | None = None,
     shock: float = 0.2,
-    method: str = "mc",
+    method: str = DEFAULT_SAMPLING,
     n_jobs: int = 1,
     scheduler: str | None = None,
     on_point: Callable[[int], None] | None = None,

@@ -31,7 +31,7 @@ from optimizer.result import Allocation, Solution, build_tables
 SOLVERS = ("HIGHS", "CLARABEL")
 """Solvers ``optimize`` accepts; the one not chosen is the fallback."""
 AUTO_CUTS_ABOVE_SCENARIOS = 5_000
-"""``method="auto"`` uses the cutting plane above this many scenarios."""
+"""``method="auto"`` uses the cutting plane above this many scenarios (and on weighted ones)."""
 LP_FALLBACK_MAX_SCENARIOS = 20_000
 """A failed cutting plane falls back to the one-LP formulation only up to this many scenarios."""
 
@@ -114,7 +114,8 @@ def optimize(
         one pass over the loss matrix per iteration (Künzi-Bay & Mayer, split over scenario
         blocks, :func:`~optimizer.cutting_plane.cut_groups`); same optimum, far faster at many
         scenarios. ``"auto"`` picks the cutting plane above
-        ``AUTO_CUTS_ABOVE_SCENARIOS`` scenarios. The method used is recorded on the result.
+        ``AUTO_CUTS_ABOVE_SCENARIOS`` scenarios or on weighted ones (:func:`auto_method`). The
+        method used is recorded on the result.
     marginal : bool, default False
         Also re-solve each binding limit relaxed and tightened by US$1m (in this process):
         :func:`optimizer.marginal.marginal_values`, whose columns the binding table gains.
@@ -139,7 +140,7 @@ def optimize(
         raise ValueError(f"method must be 'auto', 'lp' or 'cutting_plane', got {method!r}")
     _check_depletion_levels(case, scenarios)
     if method == "auto":
-        method = "cutting_plane" if scenarios.n_scenarios > AUTO_CUTS_ABOVE_SCENARIOS else "lp"
+        method = auto_method(scenarios)
     log = SolveLog()
     try:
         prob, optimum, binding = _two_stages(case, scenarios, method, name, tol, time_limit_s, log)
@@ -179,6 +180,23 @@ def optimize(
 
     return marginal_values(
         case, scenarios, result, solver=name, gap_tolerance=tol, time_limit_s=time_limit_s
+    )
+
+
+def auto_method(scenarios: ScenarioSet) -> str:
+    """The CVaR formulation ``method="auto"`` means for this scenario set.
+
+    The cutting plane above :data:`AUTO_CUTS_ABOVE_SCENARIOS` scenarios, and at any count when
+    the scenarios are weighted (importance sampling): likelihood ratios spread over seven
+    orders of magnitude make the one-LP formulation's scenario rows slow for HiGHS (measured on
+    the shipped case, 1,200 importance-sampled scenarios: one-LP 12.1 s, cutting plane 0.48 s,
+    the same optimum; 3.0 s and 0.31 s on plain Monte Carlo). Below that count, plain Monte
+    Carlo sets keep the one-LP reference formulation.
+    """
+    p = scenarios.probabilities
+    weighted = p.size > 0 and float(p.max()) > float(p.min()) * (1.0 + 1e-9)
+    return (
+        "cutting_plane" if weighted or scenarios.n_scenarios > AUTO_CUTS_ABOVE_SCENARIOS else "lp"
     )
 
 

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from models import DEFAULT_SCENARIOS, Case, ScenarioSet, load_case, simulate
+from models import DEFAULT_SAMPLING, DEFAULT_SCENARIOS, Case, ScenarioSet, load_case, simulate
 from models.loader import DEFAULT_CASE
 from models.yaml_io import CASE_SUFFIXES, ReadProblem, read_yaml
 from optimizer.diagnose import optimize_or_diagnose
@@ -72,7 +72,7 @@ class StressReport:
     case_name : str
     n_scenarios, seed : int
     method : str
-        Scenario method (``"mc"``...).
+        Sampling method (``"importance"``, ``"mc"``...).
     """
 
     baseline: Evaluation
@@ -172,7 +172,7 @@ def stress_outcomes(
     overlays: list[Path],
     n_scenarios: int,
     seed: int,
-    method: str = "mc",
+    method: str = DEFAULT_SAMPLING,
     n_jobs: int = 1,
     scheduler: str | None = None,
     on_step: Callable[[str], None] | None = None,
@@ -285,7 +285,7 @@ def stress(
     stresses: list[str | Path] | None = None,
     n_scenarios: int = DEFAULT_SCENARIOS,
     seed: int = 7,
-    method: str = "mc",
+    method: str = DEFAULT_SAMPLING,
     reoptimize: bool = False,
     n_jobs: int = 1,
     scheduler: str | None = None,

@@ -133,8 +133,9 @@ def test_every_analysis_of_a_run_is_on_the_headline_scenario_set(run_dir):
                           "replications"}  # fmt: skip
     for name, draw in draws.items():
         seed = 5 + OUT_OF_SAMPLE_SEED_OFFSET if name == "out_of_sample" else 5
-        assert draw == {"n_scenarios": int(N), "seed": seed, "scenario_method": "mc",
+        assert draw == {"n_scenarios": int(N), "seed": seed, "scenario_method": "importance",
                         "dtype": "float64"}, name  # fmt: skip
+    assert record.scenarios.method == "importance"  # models.DEFAULT_SAMPLING, kept at this count
     html = (run_dir / "report.html").read_text()
     assert "Scenario sets (count, seed, precision): the allocation 1,200 (seed 5, float64)" in html
     assert "the sensitivity sweep 1,200 (seed 5, float64)" in html

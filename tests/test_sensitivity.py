@@ -74,14 +74,16 @@ def test_a_given_base_is_the_base_of_every_change(case):
     from optimizer.solve import optimize
 
     headline = optimize(case, simulate(case, 150, seed=2))
-    sens = sensitivity(case, 150, 2, inputs=["pd"], base=headline)
+    sens = sensitivity(case, 150, 2, inputs=["pd"], method="mc", base=headline)
     assert sens.base_weighted_gap_usd == headline.objective_weighted_gap_usd
     assert sens.base_gap_closed_usd == headline.gap_closed_usd
-    own = sensitivity(case, 150, 2, inputs=["pd"])  # base solved by the sweep: the same optimum
+    own = sensitivity(
+        case, 150, 2, inputs=["pd"], method="mc"
+    )  # base solved by the sweep: the same optimum
     assert own.base_weighted_gap_usd == pytest.approx(headline.objective_weighted_gap_usd, rel=1e-9)
     assert np.allclose(sens.table["change_usd"], own.table["change_usd"], rtol=0, atol=USD_TOL)
     with pytest.raises(ValueError, match=r"on 150 scenarios, not of .* on 200"):
-        sensitivity(case, 200, 2, inputs=["pd"], base=headline)
+        sensitivity(case, 200, 2, inputs=["pd"], method="mc", base=headline)
 
 
 def test_points_are_drawn_at_the_given_precision(case):

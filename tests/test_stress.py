@@ -125,7 +125,7 @@ def test_roya_replay_raises_expected_coffee_losses_as_its_numbers_say(coffee_fil
     alloc = optimize(case, simulate(case, 300, seed=1))
     assert alloc.gap_closed_share == pytest.approx(1.0)  # both segments fully lent
     n, seed = 40_000, 11
-    report = stress(case, alloc, [roya_path], n_scenarios=n, seed=seed)
+    report = stress(case, alloc, [roya_path], n_scenarios=n, seed=seed, method="mc")
 
     # the closed form, from the overlay's numbers and the case's
     shipped = read_yaml(ROYA)["changes"]["risk_model"]
@@ -189,7 +189,9 @@ def small(tmp_path):
 
 def test_an_overlay_that_changes_nothing_reproduces_the_baseline_exactly(small):
     case, alloc, noop, half = small
-    report = stress(case, alloc, [noop, half], n_scenarios=400, seed=5, reoptimize=True)
+    report = stress(
+        case, alloc, [noop, half], n_scenarios=400, seed=5, method="mc", reoptimize=True
+    )
     same = report.outcomes[0].evaluation
     for name in ("sources", "funds", "chains", "checks", "breaches"):
         pd.testing.assert_frame_equal(getattr(same, name), getattr(report.baseline, name))
@@ -308,7 +310,7 @@ def test_an_infeasible_stress_says_what_must_give(small, monkeypatch):
         raise exc
 
     monkeypatch.setattr(module, "optimize_or_diagnose", infeasible_when_stressed)
-    report = stress(case, alloc, [half], n_scenarios=200, seed=5, reoptimize=True)
+    report = stress(case, alloc, [half], n_scenarios=200, seed=5, method="mc", reoptimize=True)
     row = report.reoptimized.iloc[0]
     assert row["status"] == "infeasible" and pd.isna(row["gives_up_usd"])
     assert row["reason"] == "infeasible under the stress: raise PRIV's amount by US$1.0m"
