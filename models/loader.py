@@ -26,7 +26,9 @@ from typing import Any
 
 from pydantic import BaseModel, ValidationError
 
+from models.csv_io import read_csv_rows
 from models.errors import CaseError, CaseProblem
+from models.file_io import CASE_SUFFIXES, ReadProblem
 from models.problems import (
     RESERVED_FIELDS,
     Loc,
@@ -48,7 +50,7 @@ from models.schema import (
     ValueChain,
     check_source_tag,
 )
-from models.yaml_io import CASE_SUFFIXES, ReadProblem, read_csv_rows, read_yaml
+from models.yaml_io import read_yaml
 
 _SOURCE_INPUTS = Path(__file__).resolve().parent.parent / "inputs"
 _INSTALLED_INPUTS = Path(__file__).resolve().parent / "inputs"  # package data of a wheel
