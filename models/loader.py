@@ -40,7 +40,8 @@ from models.problems import (
     problems_from_validation,
     show,
 )
-from models.schema import Case, check_source_tag
+from models.schema import Case
+from models.schema_types import check_source_tag
 from models.yaml_io import read_yaml
 
 __all__ = ["DEFAULT_CASE", "MAX_OVERLAY_DEPTH", "TABLES", "load_case"]
