@@ -7,15 +7,14 @@ or the backend (loky processes, threads, or a dask.distributed cluster; see
 again, with the same numbers, or the run stops with :class:`~models.workers.WorkersLost`.
 
 Importance sampling (the shift search and the mixture weights) is in :mod:`models.importance`,
-the check of its tail that falls back to plain Monte Carlo in :mod:`models.tail_check`.
+the check of its tail that falls back to plain Monte Carlo in :mod:`models.tail_check`; the
+memory a set needs, checked before allocating, in :mod:`models.memory`.
 """
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable
 from importlib import metadata as importlib_metadata
-from pathlib import Path
 
 import numpy as np
 
@@ -23,7 +22,13 @@ from models.cells import build_cells
 from models.draws import CHUNK_SCENARIOS, Method, draw_chunks
 from models.errors import SimulationError
 from models.importance import sampling_plan
-from models.loss_model import ROW_BLOCK, LossModel, build_loss_model
+from models.loss_model import build_loss_model
+from models.memory import (
+    MEMORY_LIMIT_ENV,
+    available_memory_bytes,
+    check_memory,
+    simulation_bytes,
+)
 from models.scenarios import ScenarioSet
 from models.schema import Case
 from models.tail_check import check_tail
@@ -45,10 +50,6 @@ __all__ = [
 ]
 
 MAX_SCENARIOS = 50_000_000
-MEMORY_LIMIT_ENV = "PPCFIN_MEMORY_LIMIT_BYTES"
-"""Environment variable: bytes of memory to assume available instead of measuring (tests)."""
-MEMINFO = "/proc/meminfo"
-CGROUP_MEMORY = ("/sys/fs/cgroup/memory.max", "/sys/fs/cgroup/memory.current")
 
 
 def _check_arguments(
@@ -156,7 +157,7 @@ def simulate(
         tilt.check(*((model.n_cells,) if isinstance(tilt, TailTilt) else ()))
     # local workers hold chunks in flight; a remote cluster's memory is not this machine's
     workers = 1 if scheduler is not None else local_workers(n_jobs)
-    _check_memory(n_scenarios, model, dtype, workers)
+    check_memory(n_scenarios, model, dtype, workers)
 
     plan, tilt_meta = None, None
     if tilt is not None:  # in this process, before any chunk: a function of (case, seed, tilt)
@@ -213,122 +214,3 @@ def _versions() -> dict[str, str]:
         except importlib_metadata.PackageNotFoundError:
             out[dist] = "unknown"
     return out
-
-
-# --- memory, checked before allocating ---------------------------------------------------------
-def simulation_bytes(
-    n_scenarios: int,
-    n_cells: int,
-    n_factors: int,
-    n_events: int,
-    dtype: type | str = np.float64,
-    workers: int = 1,
-    n_products: int = 0,
-) -> int:
-    """Peak bytes :func:`simulate` needs: ``n_scenarios`` x per-scenario bytes + chunk buffers.
-
-    Per scenario: the loss row (``n_cells`` values of ``dtype``), float32 factors, bool events,
-    the float64 log likelihood ratio and, at the end, the weights, probabilities and their
-    square (effective sample size). Per chunk alive: its loss block and its float64 draws
-    (factors, events, LGD scores, Sobol points), plus row-block temporaries. Two chunks are
-    alive in this process (the one being copied in while the next is drawn); with several
-    workers, up to two more per worker in flight and two per worker buffered (joblib's
-    pre-dispatch). Measured against ``tracemalloc`` in ``tests/test_memory_estimate.py``.
-    """
-    itemsize = np.dtype(dtype).itemsize
-    per_scenario = n_cells * itemsize + 4 * n_factors + n_events + 4 * 8
-    chunk = min(int(n_scenarios), CHUNK_SCENARIOS)
-    per_chunk = chunk * (n_cells * itemsize + 24 * (n_factors + n_events + n_products))
-    alive = 2 if workers <= 1 else 2 + 4 * workers
-    temporaries = 3 * min(chunk, ROW_BLOCK) * n_cells * 8
-    return int(n_scenarios) * per_scenario + alive * per_chunk + temporaries
-
-
-def available_memory_bytes() -> int | None:
-    """Bytes this process may still allocate, or None when the system does not say.
-
-    The least of ``MemAvailable`` (``/proc/meminfo``, else ``os.sysconf`` free pages), the
-    cgroup v2 limit less its usage and the ``RLIMIT_AS`` soft limit less this process's
-    address space. ``PPCFIN_MEMORY_LIMIT_BYTES`` (bytes) replaces them all.
-
-    Raises
-    ------
-    SimulationError
-        ``PPCFIN_MEMORY_LIMIT_BYTES`` is set but not a positive integer.
-    """
-    override = os.environ.get(MEMORY_LIMIT_ENV)
-    if override is not None:
-        digits = override.strip().replace("_", "")
-        if not digits.isdigit() or int(digits) <= 0:
-            raise SimulationError(
-                f"{MEMORY_LIMIT_ENV}={override!r}: must be a positive number of bytes "
-                "(e.g. 8000000000), or unset to measure the machine"
-            )
-        return int(digits)
-    found = [
-        v for v in (_meminfo_available(), _cgroup_headroom(), _address_headroom()) if v is not None
-    ]
-    return min(found) if found else None
-
-
-def _meminfo_available() -> int | None:
-    try:
-        with open(MEMINFO, encoding="ascii") as fh:
-            kb = [line.split()[1] for line in fh if line.startswith("MemAvailable:")]
-        return int(kb[0]) * 1024
-    except (OSError, ValueError, IndexError):
-        pass
-    try:
-        return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
-    except (OSError, ValueError, AttributeError):
-        return None
-
-
-def _cgroup_headroom() -> int | None:
-    try:
-        limit, used = (Path(p).read_text(encoding="ascii").strip() for p in CGROUP_MEMORY)
-        return None if limit == "max" else max(int(limit) - int(used), 0)
-    except (OSError, ValueError):
-        return None
-
-
-def _address_headroom() -> int | None:
-    try:
-        import resource  # POSIX only
-    except ImportError:
-        return None
-    soft, _ = resource.getrlimit(resource.RLIMIT_AS)
-    if soft == resource.RLIM_INFINITY:
-        return None
-    try:  # pages of address space this process has mapped already
-        mapped = int(Path("/proc/self/statm").read_text().split()[0]) * os.sysconf("SC_PAGE_SIZE")
-    except (OSError, ValueError, IndexError):
-        mapped = 0
-    return max(soft - mapped, 0)
-
-
-def _check_memory(n_scenarios: int, model: LossModel, dtype: type, workers: int) -> None:
-    """Refuse, before allocating anything, a set that would not fit in memory."""
-    dims = (model.n_cells, model.n_factors, model.n_events, dtype, workers, model.n_products)
-    need, available = simulation_bytes(n_scenarios, *dims), available_memory_bytes()
-    if available is None or need <= available:
-        return
-    per_scenario = simulation_bytes(CHUNK_SCENARIOS + 1, *dims) - simulation_bytes(
-        CHUNK_SCENARIOS, *dims
-    )
-    fits = (available - simulation_bytes(CHUNK_SCENARIOS, *dims)) // per_scenario
-    fits = int(fits) + CHUNK_SCENARIOS if fits > 0 else 0
-    name = np.dtype(dtype).name
-    hint = f"use fewer scenarios (at most ~{_round_down(fits):,})" if fits else "free memory"
-    if name == "float64":
-        hint += " or --float32 (dtype float32: half the loss matrix)"
-    raise SimulationError(
-        f"{n_scenarios:,} scenarios x {model.n_cells:,} cells need about {need / 1e9:,.1f} GB "
-        f"({name}); this machine has {available / 1e9:,.1f} GB available: {hint}"
-    )
-
-
-def _round_down(n: int) -> int:
-    """``n`` rounded down to two significant digits (22,431,907 → 22,000,000)."""
-    scale = 10 ** max(len(str(n)) - 2, 0)
-    return n // scale * scale
