@@ -1,8 +1,9 @@
 """``load_case``: from YAML (and CSV tables, and stress overlays) to a validated :class:`Case`.
 
-The loader is the one door: it reads files safely, expands CSV tables, applies overlays, lifts
-``{value: …, source: …}`` provenance tags into the case's register, validates with pydantic, and
-turns every problem into a :class:`CaseProblem` naming file, field, value and what is valid.
+The loader is the one door: it reads files safely, expands CSV tables
+(:mod:`models.case_tables`), applies overlays, lifts ``{value: …, source: …}`` provenance tags
+into the case's register, validates with pydantic, and turns every problem into a
+:class:`CaseProblem` naming file, field, value and what is valid.
 
 Files a case names. ``csv:`` tables and an overlay's ``base_case`` are paths relative to the
 folder of the file that names them, and they may lie outside it (``../shared/segments.csv``, or
@@ -24,9 +25,11 @@ import os
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, ValidationError
+from pydantic import ValidationError
 
+from models.case_tables import TABLES, expand_tables
 from models.errors import CaseError, CaseProblem
+from models.file_io import CASE_SUFFIXES, ReadProblem
 from models.problems import (
     RESERVED_FIELDS,
     Loc,
@@ -37,18 +40,11 @@ from models.problems import (
     problems_from_validation,
     show,
 )
-from models.schema import (
-    Case,
-    FinanceSource,
-    GuaranteeFund,
-    LoanProduct,
-    Region,
-    Segment,
-    ShockEvent,
-    ValueChain,
-    check_source_tag,
-)
-from models.yaml_io import CASE_SUFFIXES, ReadProblem, read_csv_rows, read_yaml
+from models.schema import Case
+from models.schema_types import check_source_tag
+from models.yaml_io import read_yaml
+
+__all__ = ["DEFAULT_CASE", "MAX_OVERLAY_DEPTH", "TABLES", "load_case"]
 
 _SOURCE_INPUTS = Path(__file__).resolve().parent.parent / "inputs"
 _INSTALLED_INPUTS = Path(__file__).resolve().parent / "inputs"  # package data of a wheel
@@ -58,16 +54,6 @@ DEFAULT_CASE = (
 """The shipped Peruvian Amazon case: ``inputs/`` of the source tree (an editable install), or
 the copy a plain ``pip install .`` puts inside the ``models`` package."""
 
-# Tables that may live in a CSV file next to the YAML: ``segments: {csv: segments.csv}``.
-TABLES: dict[tuple[str, ...], type[BaseModel]] = {
-    ("regions",): Region,
-    ("value_chains",): ValueChain,
-    ("segments",): Segment,
-    ("products",): LoanProduct,
-    ("funds",): GuaranteeFund,
-    ("sources",): FinanceSource,
-    ("risk_model", "events"): ShockEvent,
-}
 MAX_OVERLAY_DEPTH = 8
 _NOT_A_MAPPING = "a case file must be a mapping of keys (name:, segments:, ...)"
 _CASE_KEYS = frozenset(Case.model_fields) | {"base_case"}
@@ -170,7 +156,7 @@ def _load_tree(
     if "base_case" in raw:
         return _apply_overlay(path, raw, origins, hasher, depth)
     origins.set((), str(path))
-    _expand_tables(raw, path.parent, origins, hasher)
+    expand_tables(raw, path.parent, origins, hasher)
     return raw
 
 
@@ -265,7 +251,7 @@ def _apply_overlay(
                 )
             ]
         )
-    _expand_tables(changes, path.parent, origins, hasher, record=False)
+    expand_tables(changes, path.parent, origins, hasher, record=False)
     problems: list[CaseProblem] = []
     _merge(base, changes, (), origins, str(path), problems)
     if problems:
@@ -317,84 +303,6 @@ def _is_entity_list(value: Any) -> bool:
 
 def _is_tagged_value(value: Any) -> bool:
     return isinstance(value, dict) and "value" in value and set(value) <= {"value", "source"}
-
-
-def _expand_tables(
-    tree: dict[str, Any], folder: Path, origins: Origins, hasher: Any, record: bool = True
-) -> None:
-    """Replace ``{csv: file}`` tables by their rows, converted to the schema's field shapes."""
-    for keys, model in TABLES.items():
-        parent: Any = tree
-        for key in keys[:-1]:
-            parent = parent.get(key) if isinstance(parent, dict) else None
-        if not isinstance(parent, dict):
-            continue
-        ref = parent.get(keys[-1])
-        if not (isinstance(ref, dict) and set(ref) == {"csv"}):
-            continue
-        csv_path = folder / str(ref["csv"])
-        try:
-            rows = read_csv_rows(csv_path, _table_columns(model), dotted(keys))
-        except ReadProblem as exc:
-            raise CaseError(
-                [
-                    CaseProblem(
-                        str(csv_path),
-                        f"{dotted(keys)}.csv"
-                        + (f" ({exc.field})" if exc.field != "(file)" else ""),
-                        show(ref["csv"]),
-                        exc.message,
-                    )
-                ]
-            ) from None
-        hasher.update(os.fsencode(csv_path.name) + b"\0" + csv_path.read_bytes())
-        parent[keys[-1]] = [_row_to_fields(cells, model) for _, cells in rows]
-        if record:  # overlay tables are attributed by the merge, at their merged positions
-            for n, (line, _) in enumerate(rows):
-                origins.set(keys + (n,), f"{csv_path} line {line}")
-
-
-def _table_columns(model: type[BaseModel]) -> list[str]:
-    """Columns a CSV table of ``model`` may have: its fields, and ``field.source`` tags."""
-    names = list(model.model_fields)
-    return names + [f"{name}.source" for name in names if name != "source"]
-
-
-def _row_to_fields(cells: dict[str, str], model: type[BaseModel]) -> dict[str, Any]:
-    """CSV cells to field values: ``a;b`` lists, ``k:v;k:v`` mappings, ``field.source`` tags."""
-    row: dict[str, Any] = {}
-    for column, text in cells.items():
-        if column.endswith(".source"):
-            field = column[: -len(".source")]
-            row[field] = {"value": row.pop(field, None), "source": text}
-            continue
-        shape = _field_shape(model, column)
-        if shape == "list":
-            value: Any = [part.strip() for part in text.split(";") if part.strip()]
-        elif shape == "dict":
-            value = dict(
-                (k.strip(), v.strip())
-                for k, _, v in (part.partition(":") for part in text.split(";") if part.strip())
-            )
-        else:
-            value = text
-        if isinstance(row.get(column), dict) and "source" in row[column]:
-            row[column]["value"] = value
-        else:
-            row[column] = value
-    return row
-
-
-def _field_shape(model: type[BaseModel], name: str) -> str:
-    field = model.model_fields.get(name)
-    if field is None:
-        return "scalar"
-    text = str(field.annotation)
-    if text.startswith("dict") or "dict[" in text:
-        return "dict"
-    if "tuple[" in text:
-        return "list"
-    return "scalar"
 
 
 def _lift_tags(

@@ -1,36 +1,39 @@
 """``simulate``: the credit-loss Monte Carlo of a case, reproducible and parallel.
 
-Scenarios are made in fixed-size chunks; chunk i draws from the i-th child of
-``SeedSequence(seed)``, so the losses are bit-identical whatever the number of workers or the
-backend (loky processes, threads, or a dask.distributed cluster; see :mod:`models.workers`).
-The same property makes a lost worker harmless: its chunks are drawn again, with the same
-numbers, or the run stops with :class:`~models.workers.WorkersLost`.
+Scenarios are made in fixed-size chunks (:mod:`models.draws`); chunk i draws from the i-th
+child of ``SeedSequence(seed)``, so the losses are bit-identical whatever the number of workers
+or the backend (loky processes, threads, or a dask.distributed cluster; see
+:mod:`models.workers`). The same property makes a lost worker harmless: its chunks are drawn
+again, with the same numbers, or the run stops with :class:`~models.workers.WorkersLost`.
 
 Importance sampling (the shift search and the mixture weights) is in :mod:`models.importance`,
-the check of its tail that falls back to plain Monte Carlo in :mod:`models.tail_check`.
+the check of its tail that falls back to plain Monte Carlo in :mod:`models.tail_check`; the
+memory a set needs, checked before allocating, in :mod:`models.memory`.
 """
 
 from __future__ import annotations
 
-import os
-import warnings
 from collections.abc import Callable
-from enum import StrEnum
 from importlib import metadata as importlib_metadata
-from pathlib import Path
 
 import numpy as np
-from scipy import special
-from scipy.stats import qmc
 
 from models.cells import build_cells
+from models.draws import CHUNK_SCENARIOS, Method, draw_chunks
 from models.errors import SimulationError
-from models.importance import SamplingPlan, TailTilt, Tilt, sampling_plan
-from models.loss_model import ROW_BLOCK, LossModel, build_loss_model, chunk_losses
+from models.importance import sampling_plan
+from models.loss_model import build_loss_model
+from models.memory import (
+    MEMORY_LIMIT_ENV,
+    available_memory_bytes,
+    check_memory,
+    simulation_bytes,
+)
 from models.scenarios import ScenarioSet
 from models.schema import Case
 from models.tail_check import check_tail
-from models.workers import Backend, WorkersLost, local_workers, run_in_order
+from models.tilts import TailTilt, Tilt
+from models.workers import Backend, WorkersLost, local_workers
 
 __all__ = [
     "CHUNK_SCENARIOS",
@@ -46,27 +49,7 @@ __all__ = [
     "simulation_bytes",
 ]
 
-CHUNK_SCENARIOS = 16_384
-"""Scenarios per chunk. Fixed (never derived from n_jobs) so results do not depend on it."""
 MAX_SCENARIOS = 50_000_000
-MEMORY_LIMIT_ENV = "PPCFIN_MEMORY_LIMIT_BYTES"
-"""Environment variable: bytes of memory to assume available instead of measuring (tests)."""
-MEMINFO = "/proc/meminfo"
-CGROUP_MEMORY = ("/sys/fs/cgroup/memory.max", "/sys/fs/cgroup/memory.current")
-
-
-class Method(StrEnum):
-    """How scenarios are drawn."""
-
-    mc = "mc"
-    """Plain Monte Carlo, equal probabilities."""
-    antithetic = "antithetic"
-    """Pairs (Z, −Z) of factor draws and (U, 1−U) of event draws; equal probabilities."""
-    sobol = "sobol"
-    """Scrambled Sobol points for factors, events and LGD scores; equal probabilities."""
-    importance = "importance"
-    """Every factor shifted and events tilted toward the book's tail (a defensive mixture with
-    the model); likelihood-ratio weights. See :mod:`models.importance`."""
 
 
 def _check_arguments(
@@ -93,72 +76,6 @@ def _check_arguments(
             f"n_jobs must be a positive integer or -1 (all cores), got {n_jobs!r}"
         )
     return method, backend
-
-
-def _sobol_uniforms(dim: int, seed: int, start: int, count: int) -> np.ndarray:
-    """Points start..start+count of one scrambled Sobol sequence (same for every chunking)."""
-    engine = qmc.Sobol(d=dim, scramble=True, seed=np.random.default_rng([seed, 0x50B01]))
-    if start:
-        engine.fast_forward(start)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", UserWarning)  # balance warning for non-power-of-2 n
-        u = engine.random(count)
-    return np.clip(u, 1e-12, 1.0 - 1e-12)
-
-
-def _draw_chunk(
-    model: LossModel,
-    method: Method,
-    plan: SamplingPlan | None,
-    seed: int,
-    child: np.random.SeedSequence,
-    start: int,
-    count: int,
-    granular: bool,
-    dtype: type,
-) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """One chunk: (losses (m, J), log likelihood ratio (m,), factors (m, F), events (m, E))."""
-    rng = np.random.default_rng(child)
-    n_f, n_e, n_p = model.n_factors, model.n_events, model.n_products
-    p_event = model.event_probability
-    log_lr = np.zeros(count)
-    if method is Method.sobol:
-        u = _sobol_uniforms(n_f + n_e + n_p + (model.t_dof is not None), seed, start, count)
-        normals = special.ndtri(u[:, :n_f])
-        event_u = u[:, n_f : n_f + n_e]
-        lgd_normals = special.ndtri(u[:, n_f + n_e : n_f + n_e + n_p])
-        mixing_u = u[:, -1] if model.t_dof is not None else None
-    else:
-        if method is Method.antithetic:
-            half = (count + 1) // 2
-            normals = rng.standard_normal((half, n_f))
-            normals = np.concatenate([normals, -normals])[:count]
-            event_u = rng.random((half, n_e))
-            event_u = np.concatenate([event_u, 1.0 - event_u])[:count]
-            lgd_normals = rng.standard_normal((half, n_p))
-            lgd_normals = np.concatenate([lgd_normals, -lgd_normals])[:count]
-        else:
-            normals = rng.standard_normal((count, n_f))
-            event_u = rng.random((count, n_e))
-            lgd_normals = rng.standard_normal((count, n_p))
-        mixing_u = rng.random(count) if model.t_dof is not None else None
-
-    mixing = None
-    if model.t_dof is not None:
-        from scipy.stats import chi2
-
-        mixing = chi2.ppf(mixing_u, model.t_dof) / model.t_dof
-    if plan is not None:
-        # after the factors, events and LGD scores: those stay plain Monte Carlo's draws
-        component_u = rng.random(count) if plan.defensive_share > 0 else None
-        flags, log_lr = plan.apply(normals, event_u, p_event, component_u, mixing)
-    else:
-        flags = event_u < p_event
-
-    losses = chunk_losses(
-        model, normals, flags, mixing, lgd_normals, rng if granular else None, dtype
-    )
-    return losses, log_lr, normals.astype(np.float32), flags
 
 
 def simulate(
@@ -240,13 +157,13 @@ def simulate(
         tilt.check(*((model.n_cells,) if isinstance(tilt, TailTilt) else ()))
     # local workers hold chunks in flight; a remote cluster's memory is not this machine's
     workers = 1 if scheduler is not None else local_workers(n_jobs)
-    _check_memory(n_scenarios, model, dtype, workers)
+    check_memory(n_scenarios, model, dtype, workers)
 
     plan, tilt_meta = None, None
     if tilt is not None:  # in this process, before any chunk: a function of (case, seed, tilt)
         plan, tilt_meta = sampling_plan(model, tilt, int(seed), granular)
     where = (backend, n_jobs, scheduler)
-    losses, log_lr, factors, events = _draw_all(
+    losses, log_lr, factors, events = draw_chunks(
         model, method, plan, int(seed), n_scenarios, granular, dtype, where, progress
     )
     log_lr -= log_lr.max()
@@ -258,7 +175,7 @@ def simulate(
         if importance["fallback"]:  # warned: the plain Monte Carlo set of the same seed
             del losses, probabilities, factors, events
             method = Method.mc
-            losses, _, factors, events = _draw_all(
+            losses, _, factors, events = draw_chunks(
                 model, method, None, int(seed), n_scenarios, granular, dtype, where, progress
             )
             probabilities = np.full(n_scenarios, 1.0 / n_scenarios)
@@ -289,49 +206,6 @@ def simulate(
     )
 
 
-def _draw_all(
-    model: LossModel,
-    method: Method,
-    plan: SamplingPlan | None,
-    seed: int,
-    n_scenarios: int,
-    granular: bool,
-    dtype: type,
-    where: tuple[Backend, int, str | None],
-    progress: Callable[[int], None] | None,
-) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """Every chunk, in order: losses (S, J), log likelihood ratio (S,), factors, events."""
-    backend, n_jobs, scheduler = where
-    starts = list(range(0, n_scenarios, CHUNK_SCENARIOS))
-    children = np.random.SeedSequence(seed).spawn(len(starts))
-
-    losses = np.empty((n_scenarios, model.n_cells), dtype=dtype)
-    log_lr = np.empty(n_scenarios)
-    factors = np.empty((n_scenarios, model.n_factors), dtype=np.float32)
-    events = np.empty((n_scenarios, model.n_events), dtype=bool)
-
-    chunks = run_in_order(
-        _draw_chunk,
-        (model, method, plan, seed),
-        [
-            (child, start, min(CHUNK_SCENARIOS, n_scenarios - start), granular, dtype)
-            for child, start in zip(children, starts, strict=True)
-        ],
-        backend,
-        n_jobs,
-        scheduler,
-        describe=lambda i: f"scenarios {starts[i]:,} to {n_scenarios - 1:,}",
-    )
-    # results come back in submission order, so each chunk lands in its own rows
-    for start, (chunk, chunk_lr, chunk_f, chunk_e) in zip(starts, chunks, strict=True):
-        stop = start + chunk.shape[0]
-        losses[start:stop], log_lr[start:stop] = chunk, chunk_lr
-        factors[start:stop], events[start:stop] = chunk_f, chunk_e
-        if progress is not None:
-            progress(stop)
-    return losses, log_lr, factors, events
-
-
 def _versions() -> dict[str, str]:
     out = {}
     for dist in ("ppc-finance", "numpy", "scipy"):
@@ -340,122 +214,3 @@ def _versions() -> dict[str, str]:
         except importlib_metadata.PackageNotFoundError:
             out[dist] = "unknown"
     return out
-
-
-# --- memory, checked before allocating ---------------------------------------------------------
-def simulation_bytes(
-    n_scenarios: int,
-    n_cells: int,
-    n_factors: int,
-    n_events: int,
-    dtype: type | str = np.float64,
-    workers: int = 1,
-    n_products: int = 0,
-) -> int:
-    """Peak bytes :func:`simulate` needs: ``n_scenarios`` x per-scenario bytes + chunk buffers.
-
-    Per scenario: the loss row (``n_cells`` values of ``dtype``), float32 factors, bool events,
-    the float64 log likelihood ratio and, at the end, the weights, probabilities and their
-    square (effective sample size). Per chunk alive: its loss block and its float64 draws
-    (factors, events, LGD scores, Sobol points), plus row-block temporaries. Two chunks are
-    alive in this process (the one being copied in while the next is drawn); with several
-    workers, up to two more per worker in flight and two per worker buffered (joblib's
-    pre-dispatch). Measured against ``tracemalloc`` in ``tests/test_memory_estimate.py``.
-    """
-    itemsize = np.dtype(dtype).itemsize
-    per_scenario = n_cells * itemsize + 4 * n_factors + n_events + 4 * 8
-    chunk = min(int(n_scenarios), CHUNK_SCENARIOS)
-    per_chunk = chunk * (n_cells * itemsize + 24 * (n_factors + n_events + n_products))
-    alive = 2 if workers <= 1 else 2 + 4 * workers
-    temporaries = 3 * min(chunk, ROW_BLOCK) * n_cells * 8
-    return int(n_scenarios) * per_scenario + alive * per_chunk + temporaries
-
-
-def available_memory_bytes() -> int | None:
-    """Bytes this process may still allocate, or None when the system does not say.
-
-    The least of ``MemAvailable`` (``/proc/meminfo``, else ``os.sysconf`` free pages), the
-    cgroup v2 limit less its usage and the ``RLIMIT_AS`` soft limit less this process's
-    address space. ``PPCFIN_MEMORY_LIMIT_BYTES`` (bytes) replaces them all.
-
-    Raises
-    ------
-    SimulationError
-        ``PPCFIN_MEMORY_LIMIT_BYTES`` is set but not a positive integer.
-    """
-    override = os.environ.get(MEMORY_LIMIT_ENV)
-    if override is not None:
-        digits = override.strip().replace("_", "")
-        if not digits.isdigit() or int(digits) <= 0:
-            raise SimulationError(
-                f"{MEMORY_LIMIT_ENV}={override!r}: must be a positive number of bytes "
-                "(e.g. 8000000000), or unset to measure the machine"
-            )
-        return int(digits)
-    found = [
-        v for v in (_meminfo_available(), _cgroup_headroom(), _address_headroom()) if v is not None
-    ]
-    return min(found) if found else None
-
-
-def _meminfo_available() -> int | None:
-    try:
-        with open(MEMINFO, encoding="ascii") as fh:
-            kb = [line.split()[1] for line in fh if line.startswith("MemAvailable:")]
-        return int(kb[0]) * 1024
-    except (OSError, ValueError, IndexError):
-        pass
-    try:
-        return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
-    except (OSError, ValueError, AttributeError):
-        return None
-
-
-def _cgroup_headroom() -> int | None:
-    try:
-        limit, used = (Path(p).read_text(encoding="ascii").strip() for p in CGROUP_MEMORY)
-        return None if limit == "max" else max(int(limit) - int(used), 0)
-    except (OSError, ValueError):
-        return None
-
-
-def _address_headroom() -> int | None:
-    try:
-        import resource  # POSIX only
-    except ImportError:
-        return None
-    soft, _ = resource.getrlimit(resource.RLIMIT_AS)
-    if soft == resource.RLIM_INFINITY:
-        return None
-    try:  # pages of address space this process has mapped already
-        mapped = int(Path("/proc/self/statm").read_text().split()[0]) * os.sysconf("SC_PAGE_SIZE")
-    except (OSError, ValueError, IndexError):
-        mapped = 0
-    return max(soft - mapped, 0)
-
-
-def _check_memory(n_scenarios: int, model: LossModel, dtype: type, workers: int) -> None:
-    """Refuse, before allocating anything, a set that would not fit in memory."""
-    dims = (model.n_cells, model.n_factors, model.n_events, dtype, workers, model.n_products)
-    need, available = simulation_bytes(n_scenarios, *dims), available_memory_bytes()
-    if available is None or need <= available:
-        return
-    per_scenario = simulation_bytes(CHUNK_SCENARIOS + 1, *dims) - simulation_bytes(
-        CHUNK_SCENARIOS, *dims
-    )
-    fits = (available - simulation_bytes(CHUNK_SCENARIOS, *dims)) // per_scenario
-    fits = int(fits) + CHUNK_SCENARIOS if fits > 0 else 0
-    name = np.dtype(dtype).name
-    hint = f"use fewer scenarios (at most ~{_round_down(fits):,})" if fits else "free memory"
-    if name == "float64":
-        hint += " or --float32 (dtype float32: half the loss matrix)"
-    raise SimulationError(
-        f"{n_scenarios:,} scenarios x {model.n_cells:,} cells need about {need / 1e9:,.1f} GB "
-        f"({name}); this machine has {available / 1e9:,.1f} GB available: {hint}"
-    )
-
-
-def _round_down(n: int) -> int:
-    """``n`` rounded down to two significant digits (22,431,907 → 22,000,000)."""
-    scale = 10 ** max(len(str(n)) - 2, 0)
-    return n // scale * scale

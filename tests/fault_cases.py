@@ -58,7 +58,7 @@ class KillWorker:
 
 
 def chunk_starting_at(start: int) -> Any:
-    """``when`` for ``models.simulate._draw_chunk``: the chunk whose first scenario is ``start``."""
+    """``when`` for ``models.draws._draw_chunk``: the chunk whose first scenario is ``start``."""
     return _ArgEquals(5, start)  # _draw_chunk(model, method, tilt, seed, child, start, ...)
 
 

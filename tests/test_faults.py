@@ -34,7 +34,7 @@ from optimizer.atomic import OutputError, staged_directory, write_text_atomic
 from optimizer.cli import main
 from optimizer.outputs import write_manifest
 
-sim_module = importlib.import_module("models.simulate")  # `models.simulate` is the function
+draws_module = importlib.import_module("models.draws")  # where simulate draws its chunks
 N_CHUNKED = 2 * CHUNK_SCENARIOS + 1_000  # three chunks: two workers both get one
 TESTS = Path(__file__).resolve().parent
 
@@ -69,9 +69,9 @@ def test_a_killed_loky_worker_is_replaced_and_the_numbers_are_identical(
     case = load_case(minimal_case_file)
     clean = simulate(case, N_CHUNKED, seed=11)
     killer = KillWorker(
-        sim_module._draw_chunk, tmp_path / "killed", when=chunk_starting_at(CHUNK_SCENARIOS)
+        draws_module._draw_chunk, tmp_path / "killed", when=chunk_starting_at(CHUNK_SCENARIOS)
     )
-    monkeypatch.setattr(sim_module, "_draw_chunk", killer)
+    monkeypatch.setattr(draws_module, "_draw_chunk", killer)
     with pytest.warns(RuntimeWarning, match=r"worker process died \(exit SIGKILL.*same numbers"):
         scen = simulate(case, N_CHUNKED, seed=11, n_jobs=2)
     assert (tmp_path / "killed").exists()  # the fault did happen
@@ -82,12 +82,12 @@ def test_a_worker_that_keeps_dying_stops_ppcfin_simulate_with_exit_1(
     minimal_case_file, tmp_path, monkeypatch, capsys
 ):
     killer = KillWorker(
-        sim_module._draw_chunk,
+        draws_module._draw_chunk,
         tmp_path / "killed",
         when=chunk_starting_at(CHUNK_SCENARIOS),
         always=True,
     )
-    monkeypatch.setattr(sim_module, "_draw_chunk", killer)
+    monkeypatch.setattr(draws_module, "_draw_chunk", killer)
     out = tmp_path / "out" / "scen.npz"
     args = ["simulate", str(minimal_case_file), "-n", str(N_CHUNKED), "-j", "2", "--out", str(out)]
     with pytest.warns(RuntimeWarning, match="worker process died"):  # the first loss
@@ -151,9 +151,9 @@ def test_a_killed_dask_worker_is_replaced_and_the_numbers_are_identical(
     case = load_case(minimal_case_file)
     clean = simulate(case, N_CHUNKED, seed=11)
     killer = KillWorker(
-        sim_module._draw_chunk, tmp_path / "killed", when=chunk_starting_at(CHUNK_SCENARIOS)
+        draws_module._draw_chunk, tmp_path / "killed", when=chunk_starting_at(CHUNK_SCENARIOS)
     )
-    monkeypatch.setattr(sim_module, "_draw_chunk", killer)
+    monkeypatch.setattr(draws_module, "_draw_chunk", killer)
     scen = simulate(case, N_CHUNKED, seed=11, backend="dask", scheduler=two_dask_workers)
     assert (tmp_path / "killed").exists()
     assert_identical(clean, scen)
@@ -166,12 +166,12 @@ def test_a_chunk_that_kills_every_dask_worker_raises_workers_lost(
 ):
     case = load_case(minimal_case_file)
     killer = KillWorker(
-        sim_module._draw_chunk,
+        draws_module._draw_chunk,
         tmp_path / "killed",
         when=chunk_starting_at(CHUNK_SCENARIOS),
         always=True,
     )
-    monkeypatch.setattr(sim_module, "_draw_chunk", killer)
+    monkeypatch.setattr(draws_module, "_draw_chunk", killer)
     start = time.monotonic()
     with pytest.raises(WorkersLost, match=r"dask gave up on scenarios 16,384 to 33,767"):
         simulate(case, N_CHUNKED, seed=11, backend="dask", scheduler=two_dask_workers)
@@ -189,9 +189,9 @@ def test_inputs_lost_with_the_only_dask_worker_are_sent_again_with_identical_num
     case = load_case(minimal_case_file)
     clean = simulate(case, N_CHUNKED, seed=11)
     killer = KillWorker(
-        sim_module._draw_chunk, tmp_path / "killed", when=chunk_starting_at(CHUNK_SCENARIOS)
+        draws_module._draw_chunk, tmp_path / "killed", when=chunk_starting_at(CHUNK_SCENARIOS)
     )
-    monkeypatch.setattr(sim_module, "_draw_chunk", killer)
+    monkeypatch.setattr(draws_module, "_draw_chunk", killer)
     one_worker = distributed.LocalCluster(
         n_workers=1, threads_per_worker=1, processes=True, host="127.0.0.1",
         dashboard_address=None,

@@ -28,7 +28,7 @@ from models.simulate import (
 )
 from optimizer.cli import main
 
-sim = importlib.import_module("models.simulate")  # the module (``models.simulate`` is the function)
+memory = importlib.import_module("models.memory")  # where the machine's memory is read
 LIMIT = 21_300_000_000
 """The 21.3 GB of the issue's machine."""
 
@@ -129,8 +129,8 @@ def test_available_memory_is_the_least_of_meminfo_cgroup_and_rlimit(monkeypatch,
     limit, used = tmp_path / "memory.max", tmp_path / "memory.current"
     limit.write_text("max\n")
     used.write_text("123\n")
-    monkeypatch.setattr(sim, "MEMINFO", str(meminfo))
-    monkeypatch.setattr(sim, "CGROUP_MEMORY", (str(limit), str(used)))
+    monkeypatch.setattr(memory, "MEMINFO", str(meminfo))
+    monkeypatch.setattr(memory, "CGROUP_MEMORY", (str(limit), str(used)))
     monkeypatch.setattr(resource, "getrlimit", lambda _: (resource.RLIM_INFINITY,) * 2)
     assert available_memory_bytes() == 20_000_000 * 1024
     limit.write_text("8000000000\n")  # a container holding the process to 8 GB
@@ -140,4 +140,4 @@ def test_available_memory_is_the_least_of_meminfo_cgroup_and_rlimit(monkeypatch,
     meminfo.write_text("no such line\n")
     limit.write_text("max\n")
     monkeypatch.setattr(resource, "getrlimit", lambda _: (resource.RLIM_INFINITY,) * 2)
-    assert available_memory_bytes() == sim._meminfo_available() > 0  # os.sysconf's figure
+    assert available_memory_bytes() == memory._meminfo_available() > 0  # os.sysconf's figure
