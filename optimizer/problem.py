@@ -22,7 +22,8 @@ import scipy.sparse as sp
 
 from models.scenarios import ScenarioSet
 from models.schema import Case, GuaranteeFund, SourceKind
-from optimizer.cutting_plane import CutMaster, CutMeasure, cut_groups, make_measure
+from optimizer.cut_master import CutMaster
+from optimizer.cut_measures import CutMeasure, cut_groups, make_measure
 from optimizer.exposures import (
     Eligibility,
     FundClaims,

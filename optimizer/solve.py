@@ -23,7 +23,8 @@ from cvxpy.error import SolverError
 
 from models.scenarios import ScenarioSet
 from models.schema import Case
-from optimizer.cutting_plane import master_options, solve_with_cuts
+from optimizer.cut_loop import solve_with_cuts
+from optimizer.cut_master import master_options
 from optimizer.errors import InfeasibleCase, SolverFailure
 from optimizer.problem import USD_PER_UNIT, AllocationProblem, build_problem, depletion_floor
 from optimizer.result import Allocation, Solution, build_tables
