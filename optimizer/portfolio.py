@@ -51,11 +51,12 @@ import scipy.sparse as sp
 from threadpoolctl import threadpool_limits
 
 from models.risk_measures import conditional_value_at_risk, value_at_risk
+from optimizer.claims import FundClaims
 from optimizer.cut_loop import solve_with_cuts
 from optimizer.cut_master import MASTER_OPTIONS, CutMaster
 from optimizer.cut_measures import make_measure
 from optimizer.errors import SolverFailure
-from optimizer.exposures import ExposureColumns, FundClaims
+from optimizer.exposures import ExposureColumns
 from optimizer.tail_oracle import BLAS_THREADS, TailOracle
 
 METHODS = ("auto", "column_generation", "dual", "cutting_plane", "lp")

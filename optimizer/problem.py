@@ -27,9 +27,10 @@ import pandas as pd
 
 from models.scenarios import ScenarioSet
 from models.schema import Case
+from optimizer.claims import FundClaims
 from optimizer.cut_master import CutMaster
 from optimizer.cut_measures import CutMeasure
-from optimizer.exposures import Eligibility, FundClaims
+from optimizer.eligibility import Eligibility
 from optimizer.problem_cvar import CVAR_MODES
 from optimizer.problem_risk import add_risk_families
 from optimizer.problem_rows import (

@@ -18,7 +18,8 @@ import scipy.sparse as sp
 
 from models.scenarios import ScenarioSet
 from models.schema import Case, SourceKind
-from optimizer.exposures import check_cells, eligibility, expected_rates, fund_claims
+from optimizer.claims import expected_rates, fund_claims
+from optimizer.eligibility import check_cells, eligibility
 
 USD_PER_UNIT = 1e6
 """US$ per problem unit: the problem is written in US$ millions."""

@@ -22,7 +22,7 @@ from models.risk_measures import (
     tail_weights,
     value_at_risk,
 )
-from optimizer.exposures import cell_contributions, fund_table, owner_losses
+from optimizer.claims import cell_contributions, fund_table, owner_losses
 
 if TYPE_CHECKING:
     from optimizer.confidence import LimitConfidence
