@@ -67,7 +67,23 @@ def elastic_problem(
 
 
 def solve_elastic(problem: cp.Problem, primary: str, time_limit_s: float | None) -> tuple[str, str]:
-    """Solve ``problem`` with ``primary``, then the other solver; returns (solver, status).
+    """Solve ``problem`` with ``primary``, then the other solver.
+
+    Parameters
+    ----------
+    problem : cvxpy Problem
+        The elastic problem (:func:`elastic_problem`).
+    primary : {"HIGHS", "CLARABEL"}
+        First solver tried.
+    time_limit_s : float, optional
+        Per solver call.
+
+    Returns
+    -------
+    solver : str
+        The solver that answered.
+    status : str
+        ``"optimal"`` or ``"optimal_inaccurate"``.
 
     Raises
     ------

@@ -150,6 +150,7 @@ class RowBuilder:
 
     # --- families --------------------------------------------------------------------------
     def volumes(self) -> None:
+        """Segment gaps, budgets, fund capital caps, leverage, technical assistance."""
         case, e = self.case, self.e
         gap = np.array([s.gap_usd for s in case.segments]) / USD_PER_UNIT
         segs = [s.id for s in case.segments]
@@ -193,6 +194,7 @@ class RowBuilder:
             )  # fmt: skip
 
     def cover(self) -> None:
+        """Cover at most lending, uptake shares, mandatory cover (nothing without cover)."""
         e = self.e
         nx, nz = e.sizes["x"], e.sizes["z"]
         if nz == 0:
@@ -313,6 +315,7 @@ class RowBuilder:
 
     # --- objectives ------------------------------------------------------------------------
     def objectives(self) -> tuple[cp.Expression, cp.Expression]:
+        """Stage 1's weighted unmet gap and stage 2's expected loss plus concessional cost, US$m."""
         case, e = self.case, self.e
         gap = np.array([s.gap_usd for s in case.segments]) / USD_PER_UNIT
         w = segment_weights(case)
