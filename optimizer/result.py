@@ -4,6 +4,10 @@ Money in every table is US$ (the problem works in US$ millions; the conversion h
 Risk figures are recomputed from the scenario losses at the optimum with
 :mod:`models.risk_measures`, never read back from the solver, so they are the same numbers an
 independent evaluation of the allocation would give.
+
+The tables themselves are built from a solved problem in :mod:`optimizer.result_tables`
+(``Solution``, ``build_tables``, ``FUND_COLUMNS``, ``REPORT_ALPHA`` are importable from here, as
+before); this module is the result object, its equality, JSON file and text summary.
 """
 
 from __future__ import annotations
@@ -13,20 +17,22 @@ import math
 from dataclasses import dataclass, field, fields
 from typing import TYPE_CHECKING, Any
 
-import numpy as np
 import pandas as pd
 
-from models.risk_measures import (
-    conditional_value_at_risk,
-    expected_loss,
-    tail_weights,
-    value_at_risk,
-)
-from optimizer.exposures import cell_contributions, fund_table, owner_losses
+from optimizer.result_tables import FUND_COLUMNS, REPORT_ALPHA, Solution, build_tables
 
 if TYPE_CHECKING:
     from optimizer.confidence import LimitConfidence
-    from optimizer.problem import AllocationProblem
+
+__all__ = [
+    "FORMAT_VERSION",
+    "FRAMES",
+    "FUND_COLUMNS",
+    "REPORT_ALPHA",
+    "Allocation",
+    "Solution",
+    "build_tables",
+]
 
 FORMAT_VERSION = 3
 """Bumped whenever the JSON layout changes; other versions are refused on reading. Version 2
@@ -44,13 +50,6 @@ FRAMES = (
     "binding",
     "euler",
 )
-FUND_COLUMNS = [
-    "fund", "structure", "capital_usd", "capital_cap_usd", "guaranteed_usd", "leverage_used",
-    "leverage_cap", "expected_claims_usd", "claims_cvar_usd", "depletion_probability",
-    "depletion_se", "max_depletion_probability",
-]  # fmt: skip
-REPORT_ALPHA = 0.99
-"""VaR/CVaR level shown for sources that have no CVaR limit of their own."""
 
 
 @dataclass(frozen=True, eq=False)
@@ -284,209 +283,3 @@ def _frame_to_dict(frame: pd.DataFrame) -> dict[str, Any]:
     split["data"] = [[_nan_to_none(v) for v in row] for row in split["data"]]
     split["dtypes"] = [str(t) for t in frame.dtypes]
     return split
-
-
-# --- tables of a solved problem --------------------------------------------------------------
-@dataclass(frozen=True)
-class Solution:
-    """Optimal decision variables in US$, indexed as ``AllocationProblem.elig``.
-
-    Attributes
-    ----------
-    x, c, t, z : ndarray of shapes (n_x,), (n_c,), (n_t,), (n_z,)
-        Lending, fund capital, technical assistance and guarantee cover.
-    """
-
-    x: np.ndarray
-    c: np.ndarray
-    t: np.ndarray
-    z: np.ndarray
-
-
-def build_tables(prob: AllocationProblem, sol: Solution) -> dict[str, Any]:
-    """Every table and gap figure of :class:`Allocation` (all but binding and solver facts),
-    and the hash of the case they belong to."""
-    case, scen, e = prob.case, prob.scenarios, prob.elig
-    cells = scen.cells
-    n_src, n_fund, n_cells = len(case.sources), len(case.funds), len(cells)
-    lending = np.zeros((n_cells, n_src))
-    np.add.at(lending, (e.x_cell, e.x_source), sol.x)
-    covered = np.zeros((n_fund, n_cells, n_src))
-    np.add.at(covered, (e.z_fund, e.z_cell, e.z_source), sol.z)
-    losses, p = scen.losses, np.asarray(scen.probabilities, dtype=np.float64)
-    src_losses, fund_losses = owner_losses(losses, prob.claims, lending, covered)
-
-    out: dict[str, Any] = {"allocation": _allocation(prob, sol, covered)}
-    out["case_sha256"] = case.content_sha256
-    out["guarantees"] = pd.DataFrame(
-        {
-            "source": [case.sources[s].id for s in e.c_source],
-            "fund": [case.funds[g].id for g in e.c_fund],
-            "capital_usd": sol.c,
-        }
-    )
-    out.update(_gaps(prob, lending.sum(axis=1)))
-    out["sources"] = _sources(prob, sol, lending, src_losses, p)
-    out["funds"] = _funds(prob, sol, covered, p, fund_losses)
-    out["euler"] = _euler(prob, lending, covered, src_losses, p)
-    return out
-
-
-def _allocation(prob: AllocationProblem, sol: Solution, covered: np.ndarray) -> pd.DataFrame:
-    case, e, cells = prob.case, prob.elig, prob.scenarios.cells
-    cover_x = np.zeros((len(case.funds), e.x_source.size))
-    np.add.at(cover_x, (e.z_fund, e.z_x), sol.z)
-    mean_loss = prob.mean_loss_rate
-    frame = pd.DataFrame(
-        {
-            "source": [case.sources[s].id for s in e.x_source],
-            "kind": [str(case.sources[s].kind) for s in e.x_source],
-            "product": cells["product"].to_numpy()[e.x_cell],
-            "segment": cells["segment"].to_numpy()[e.x_cell],
-            "region": cells["region"].to_numpy()[e.x_cell],
-            "value_chain": cells["value_chain"].to_numpy()[e.x_cell],
-            "pd": cells["pd"].to_numpy()[e.x_cell],
-            "amount_usd": sol.x,
-            "covered_usd": cover_x.sum(axis=0),
-        }
-    )
-    for g, fund in enumerate(case.funds):
-        frame[f"covered_usd_{fund.id}"] = cover_x[g]
-    frame["expected_loss_usd"] = mean_loss[e.x_cell] * sol.x
-    return frame[frame["amount_usd"] > 0].reset_index(drop=True)
-
-
-def _gaps(prob: AllocationProblem, credit_by_cell: np.ndarray) -> dict[str, Any]:
-    from optimizer.problem import segment_weights
-
-    case, cells = prob.case, prob.scenarios.cells
-    credit = pd.Series(credit_by_cell).groupby(cells["segment"].to_numpy()).sum()
-    seg = pd.DataFrame(
-        {
-            "segment": [s.id for s in case.segments],
-            "region": [s.region for s in case.segments],
-            "value_chain": [s.value_chain for s in case.segments],
-            "households": [s.households for s in case.segments],
-            "need_usd": [s.need_usd for s in case.segments],
-            "supply_usd": [s.supply_usd for s in case.segments],
-            "gap_usd": [s.gap_usd for s in case.segments],
-            "deforestation_pressure": [s.deforestation_pressure for s in case.segments],
-            "weight": segment_weights(case),
-        }
-    )
-    # The solver may overshoot a gap by its tolerance; credit beyond the gap closes nothing.
-    seg["credit_usd"] = np.minimum(seg["segment"].map(credit).fillna(0.0), seg["gap_usd"])
-    seg["unmet_usd"] = seg["gap_usd"] - seg["credit_usd"]
-    seg["weighted_unmet_usd"] = seg["weight"] * seg["unmet_usd"]
-
-    def closed(frame: pd.DataFrame) -> pd.DataFrame:
-        gap = frame["gap_usd"].to_numpy()
-        frame["share_closed"] = np.divide(
-            frame["credit_usd"].to_numpy(), gap, out=np.full(gap.shape, np.nan), where=gap > 0
-        )
-        return frame
-
-    sums = ["households", "need_usd", "supply_usd", "gap_usd", "credit_usd", "unmet_usd"]
-    sums.append("weighted_unmet_usd")
-    regions = closed(seg.groupby("region", sort=False)[sums].sum().reset_index())
-    chains = closed(seg.groupby("value_chain", sort=False)[sums].sum().reset_index())
-    total_gap = float(seg["gap_usd"].sum())
-    closed_usd = float(seg["credit_usd"].sum())
-    return {
-        "segments": closed(seg),
-        "regions": regions,
-        "chains": chains,
-        "weighted_gap_usd": float(seg["weighted_unmet_usd"].sum()),
-        "unmet_gap_usd": float(seg["unmet_usd"].sum()),
-        "gap_closed_usd": closed_usd,
-        "gap_closed_share": closed_usd / total_gap if total_gap > 0 else math.nan,
-    }
-
-
-def _sources(prob, sol, lending, src_losses, p) -> pd.DataFrame:
-    case, e = prob.case, prob.elig
-    n = len(case.sources)
-    capital = np.bincount(e.c_source, sol.c, minlength=n)
-    ta = np.bincount(e.t_source, sol.t, minlength=n)
-    lend = lending.sum(axis=0)
-    el = expected_loss(src_losses, p)
-    rows = []
-    for s, src in enumerate(case.sources):
-        alpha = src.cvar_alpha or REPORT_ALPHA
-        var = value_at_risk(src_losses[:, s], alpha, p)
-        cvar = conditional_value_at_risk(src_losses[:, s], alpha, p)
-        if src.cvar_limit_usd is not None:
-            limit = src.cvar_limit_usd
-        elif src.cvar_limit_share is not None:
-            limit = src.cvar_limit_share * (lend[s] + capital[s])
-        else:
-            limit = math.nan
-        rows.append(
-            {
-                "source": src.id,
-                "kind": str(src.kind),
-                "concessional": src.is_concessional,
-                "amount_usd": src.amount_usd,
-                "committed_usd": lend[s] + capital[s] + ta[s],
-                "lending_usd": lend[s],
-                "capital_usd": capital[s],
-                "ta_usd": ta[s],
-                "unused_usd": max(src.amount_usd - lend[s] - capital[s] - ta[s], 0.0),
-                "expected_loss_usd": el.value[s],
-                "expected_loss_se_usd": el.std_error[s],
-                "el_rate": el.value[s] / lend[s] if lend[s] > 0 else math.nan,
-                "el_limit_rate": _nan(src.expected_loss_limit_rate),
-                "cvar_alpha": alpha,
-                "var_usd": var.value,
-                "cvar_usd": cvar.value,
-                "cvar_se_usd": cvar.std_error,
-                "cvar_limit_usd": limit,
-                "cvar_headroom_usd": limit - cvar.value,
-            }
-        )
-    return _frame(rows)
-
-
-def _funds(prob, sol, covered, p, fund_losses) -> pd.DataFrame:
-    capital = np.bincount(prob.elig.c_fund, sol.c, minlength=len(prob.case.funds))
-    frame = fund_table(prob.case, capital, covered, fund_losses, p)
-    return frame if not frame.empty else _frame([], FUND_COLUMNS)
-
-
-def _euler(prob, lending, covered, src_losses, p) -> pd.DataFrame:
-    case, cells = prob.case, prob.scenarios.cells
-    parts = []
-    for s, src in enumerate(case.sources):
-        if src.cvar_alpha is None or not lending[:, s].any():
-            continue
-        w = tail_weights(src_losses[:, s], src.cvar_alpha, p)
-        contrib = cell_contributions(
-            prob.scenarios.losses, prob.claims, w, lending[:, s], covered[:, :, s]
-        )
-        used = np.flatnonzero(lending[:, s] > 0)
-        parts.append(
-            pd.DataFrame(
-                {
-                    "source": src.id,
-                    "product": cells["product"].to_numpy()[used],
-                    "segment": cells["segment"].to_numpy()[used],
-                    "contribution_usd": contrib[used],
-                    "share_of_cvar": contrib[used] / contrib.sum() if contrib.sum() else np.nan,
-                }
-            )
-        )
-    if parts:
-        return pd.concat(parts, ignore_index=True)
-    return _frame([], ["source", "product", "segment", "contribution_usd", "share_of_cvar"])
-
-
-def _frame(rows: list[dict[str, Any]], columns: list[str] | None = None) -> pd.DataFrame:
-    """Rows as a frame; an empty one still has its columns, numeric where not text."""
-    if rows or columns is None:
-        return pd.DataFrame(rows)
-    text = {"source", "fund", "product", "segment", "structure"}
-    return pd.DataFrame({c: pd.Series(dtype=object if c in text else float) for c in columns})
-
-
-def _nan(value: float | None) -> float:
-    return math.nan if value is None else float(value)

@@ -234,13 +234,13 @@ def test_a_limit_met_within_the_blocks_tolerance_converges():
 def test_block_cuts_reach_the_same_optimum_in_fewer_iterations(monkeypatch):
     """One aggregated cut per measure (Kelley) and 16 blocks per measure end at the same
     optimum; the blocks need far fewer passes over the scenarios."""
-    import optimizer.problem as problem_module
+    import optimizer.problem_cvar as cvar_module  # where the cut mode reads its block count
 
     case = load_case()
     scen = simulate(case, 10_000, seed=7, dtype="float32")
     runs = {}
     for groups in (1, 16):
-        monkeypatch.setattr(problem_module, "cut_groups", lambda n, g=groups: g)
+        monkeypatch.setattr(cvar_module, "cut_groups", lambda n, g=groups: g)
         runs[groups] = optimize(case, scen, method="cutting_plane")
     one, many = runs[1], runs[16]
     assert many.objective_weighted_gap_usd == pytest.approx(

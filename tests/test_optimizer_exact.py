@@ -12,7 +12,7 @@ from optimizer_cases import (
     synthetic_scenarios,
 )
 
-import optimizer.solve as solve_module
+import optimizer.solve_stage as stage_module  # the solver call `_run` lives there
 from models.risk_measures import conditional_value_at_risk
 from optimizer import (
     Allocation,
@@ -127,7 +127,7 @@ def test_negative_money_that_skipped_validation_is_infeasible():
 
 def fake_run(outcomes: dict[str, tuple[str, str]]):
     """A solver call that returns canned statuses for some solvers and really solves else."""
-    real = solve_module._run
+    real = stage_module._run
 
     def run(prob, name, stage, time_limit_s):
         if name in outcomes:
@@ -141,7 +141,7 @@ def fake_run(outcomes: dict[str, tuple[str, str]]):
 
 
 def test_fallback_to_clarabel_is_recorded(monkeypatch):
-    monkeypatch.setattr(solve_module, "_run", fake_run({"HIGHS": ("solver_error", ": boom")}))
+    monkeypatch.setattr(stage_module, "_run", fake_run({"HIGHS": ("solver_error", ": boom")}))
     case = random_case(3)
     res = optimize(case, synthetic_scenarios(case, 100, 3))
     assert res.solver == "CLARABEL"
@@ -152,7 +152,7 @@ def test_fallback_to_clarabel_is_recorded(monkeypatch):
 
 
 def test_inaccurate_optimum_is_a_warning_not_a_silent_success(monkeypatch):
-    monkeypatch.setattr(solve_module, "_run", fake_run({"HIGHS": ("optimal_inaccurate", "")}))
+    monkeypatch.setattr(stage_module, "_run", fake_run({"HIGHS": ("optimal_inaccurate", "")}))
     case = random_case(3)
     res = optimize(case, synthetic_scenarios(case, 100, 3))
     assert res.status == "optimal_inaccurate"
@@ -169,7 +169,7 @@ def test_inaccurate_optimum_is_a_warning_not_a_silent_success(monkeypatch):
 )
 def test_unusable_statuses_raise_solver_failure(monkeypatch, status, match):
     monkeypatch.setattr(
-        solve_module, "_run", fake_run({"HIGHS": (status, ""), "CLARABEL": (status, "")})
+        stage_module, "_run", fake_run({"HIGHS": (status, ""), "CLARABEL": (status, "")})
     )
     case = random_case(3)
     with pytest.raises(SolverFailure, match=match) as err:
