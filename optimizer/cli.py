@@ -672,6 +672,12 @@ def main(argv: list[str] | None = None) -> int:
             code = _dispatch(argv)
         except KeyboardInterrupt:  # outside typer's own handling (e.g. while printing)
             code = 128 + signal.SIGINT
+        except Exception:
+            if not received:
+                raise
+            # raised by the interruption itself: a signal that lands while loky starts its
+            # manager thread comes back from joblib as a RuntimeError
+            code = 128 + signal.SIGINT
         if received or code == 128 + signal.SIGINT:
             # typer turns KeyboardInterrupt into exit code 130 and drops it: the handler
             # recorded which signal it was

@@ -22,6 +22,7 @@ from pydantic import (
     Field,
     StrictBool,
     StrictStr,
+    model_validator,
 )
 
 from optimizer.persist import (
@@ -360,6 +361,26 @@ class RunFile(StrictModel):
         Literal["headline", "out_of_sample", "frontier", "sensitivity", "stresses", "replications"],
         DrawFile,
     ]
+
+    @model_validator(mode="after")
+    def _one_draw_per_analysis(self) -> RunFile:
+        """``analyses`` names exactly the headline and the analyses the file holds."""
+        held = {
+            "headline": True,
+            "out_of_sample": self.out_of_sample is not None,
+            "frontier": self.frontier is not None,
+            "sensitivity": self.sensitivity is not None,
+            "stresses": bool(self.stresses),
+            "replications": self.replications is not None,
+        }
+        want = {name for name, there in held.items() if there}
+        if set(self.analyses) != want:
+            missing, extra = sorted(want - set(self.analyses)), sorted(set(self.analyses) - want)
+            raise ValueError(
+                f"analyses must name the scenario set of exactly the analyses run.json holds: "
+                f"missing {missing}, not held {extra}"
+            )
+        return self
 
 
 class TimingsFile(BaseModel):

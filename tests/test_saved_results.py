@@ -228,6 +228,15 @@ def _set(value, *path):
             _set("sideways", "frontier", "sweep"),
             "run.json: frontier.sweep: sweep must be one of",
         ),
+        (
+            lambda d: d["analyses"].pop("sensitivity"),
+            "run.json: ...analyses must name the scenario set of exactly the analyses run.json "
+            "holds: missing ['sensitivity'], not held []",
+        ),
+        (
+            lambda d: d.update(replications=None),
+            "missing [], not held ['replications']",
+        ),
         (_set("relative/case.yaml", "case_file"), "is not an absolute path"),
         (_set(1, "format_version"), "run.json: format version 1, this ppcfin reads version 3"),
     ],
