@@ -174,8 +174,19 @@ def _above_bound(
     level = 1.0 - 2.0 * (1.0 - threshold) - 0.02
     if n < _PRESELECT_MIN_ROWS or level <= 0.0:
         return None
-    sample = np.sort(col[:: n // _SAMPLE_ROWS])
-    bound = sample[int(level * (sample.size - 1))]
+    step = n // _SAMPLE_ROWS
+    if equal:
+        sample = np.sort(col[::step])
+        bound = sample[int(level * (sample.size - 1))]
+    else:
+        # the sample's weighted quantile: importance sampling puts many light scenarios in the
+        # tail, so the unweighted one sat under too little mass and every column was sorted
+        # whole (measured at 10^5: the cutting plane's passes 3.5x slower than unweighted)
+        values = col[::step]
+        order = np.argsort(values)
+        cum = np.cumsum(p[::step][order])
+        at = min(int(np.searchsorted(cum, level * cum[-1])), values.size - 1)
+        bound = values[order[at]]
     # strictly above: an atom at the bound (a fund that pays nothing in most scenarios) stays out
     rows = np.flatnonzero(col > bound)
     below = n - rows.size

@@ -377,9 +377,9 @@ def _brute_var(x: np.ndarray, p: np.ndarray, alpha: float) -> float:
     return float(x[order[np.argmax(cum >= alpha * (1 - 1e-12))]])
 
 
-@pytest.mark.parametrize("weighted", [False, True])
+@pytest.mark.parametrize("weighted", [False, True, "light_tail"])
 def test_long_columns_preselect_the_tail_and_give_the_exact_quantile(
-    rng: np.random.Generator, weighted: bool
+    rng: np.random.Generator, weighted: bool | str
 ) -> None:
     """Above 65,536 rows the quantile is found among values over a sampled bound; it must be
     the same order statistic as a full sort, for per-column levels, ties and a column whose
@@ -396,6 +396,8 @@ def test_long_columns_preselect_the_tail_and_give_the_exact_quantile(
         ]
     )
     p = rng.random(n) if weighted else np.full(n, 1.0 / n)
+    if weighted == "light_tail":  # as importance sampling draws: many light scenarios up high
+        p = np.where(x[:, 0] > 1.0, 0.01, 1.0) * rng.random(n)
     p /= p.sum()
     alphas = np.array([0.99, 0.95, 0.9, 0.995])
     got = var_by_column(x, p, alphas)
