@@ -124,7 +124,7 @@ def simulate(
     ScenarioSet
         ``losses`` of shape (S, J) and ``probabilities`` of shape (S,). Importance sampling
         records its shift and ``metadata["importance"]``, the tail check of
-        :func:`models.importance.tail_diagnostic`.
+        :func:`models.tail_check.tail_diagnostic`.
 
     Raises
     ------
