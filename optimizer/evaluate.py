@@ -17,17 +17,16 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Any
 
 import numpy as np
 import pandas as pd
 
-from models.risk_measures import conditional_value_at_risk, expected_loss, value_at_risk
 from models.scenarios import ScenarioSet
 from models.schema import Case
 from optimizer.errors import ScenarioMismatch
 from optimizer.exposures import check_cells, fund_claims, fund_table, owner_losses
-from optimizer.result import REPORT_ALPHA, Allocation
+from optimizer.result import Allocation
+from optimizer.result_tables import source_rows
 
 SIGNIFICANT_SE = 2.0
 """A breach larger than this many standard errors is statistically significant."""
@@ -286,48 +285,10 @@ def _known(what: str, ids: set, known: dict[str, int], case: Case) -> None:
 
 
 # --- tables ---------------------------------------------------------------------------------
-def _limit_usd(src: Any, committed_usd: float) -> float:
-    if src.cvar_limit_usd is not None:
-        return float(src.cvar_limit_usd)
-    if src.cvar_limit_share is not None:
-        return float(src.cvar_limit_share) * committed_usd
-    return math.nan
-
-
 def _source_table(case: Case, h: Holdings, src_losses: np.ndarray, p: np.ndarray) -> pd.DataFrame:
-    lend = h.lending.sum(axis=0)
-    capital = h.capital.sum(axis=1)
-    el = expected_loss(src_losses, p)
-    rows = []
-    for s, src in enumerate(case.sources):
-        alpha = src.cvar_alpha or REPORT_ALPHA
-        var = value_at_risk(src_losses[:, s], alpha, p)
-        cvar = conditional_value_at_risk(src_losses[:, s], alpha, p)
-        limit = _limit_usd(src, lend[s] + capital[s])
-        rows.append(
-            {
-                "source": src.id,
-                "kind": str(src.kind),
-                "concessional": src.is_concessional,
-                "amount_usd": src.amount_usd,
-                "committed_usd": lend[s] + capital[s] + h.ta[s],
-                "lending_usd": lend[s],
-                "capital_usd": capital[s],
-                "ta_usd": h.ta[s],
-                "unused_usd": max(src.amount_usd - lend[s] - capital[s] - h.ta[s], 0.0),
-                "expected_loss_usd": el.value[s],
-                "expected_loss_se_usd": el.std_error[s],
-                "el_rate": el.value[s] / lend[s] if lend[s] > 0 else math.nan,
-                "el_limit_rate": _nan(src.expected_loss_limit_rate),
-                "cvar_alpha": alpha,
-                "var_usd": var.value,
-                "var_se_usd": var.std_error,
-                "cvar_usd": cvar.value,
-                "cvar_se_usd": cvar.std_error,
-                "cvar_limit_usd": limit,
-                "cvar_headroom_usd": limit - cvar.value,
-            }
-        )
+    rows = source_rows(
+        case, h.lending.sum(axis=0), h.capital.sum(axis=1), h.ta, src_losses, p, var_se=True
+    )
     return pd.DataFrame(rows)
 
 
@@ -410,7 +371,3 @@ def _ratio(excess: float, se: float) -> float:
     if se > 0:
         return excess / se
     return math.copysign(math.inf, excess) if excess != 0 else 0.0
-
-
-def _nan(value: float | None) -> float:
-    return math.nan if value is None else float(value)

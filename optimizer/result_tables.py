@@ -158,19 +158,52 @@ def _sources(prob, sol, lending, src_losses, p) -> pd.DataFrame:
     n = len(case.sources)
     capital = np.bincount(e.c_source, sol.c, minlength=n)
     ta = np.bincount(e.t_source, sol.t, minlength=n)
-    lend = lending.sum(axis=0)
+    return _frame(source_rows(case, lending.sum(axis=0), capital, ta, src_losses, p))
+
+
+def cvar_limit_usd(src: Any, committed_usd: float) -> float:
+    """A source's CVaR limit in US$: its own, or its share of what it commits (lending plus
+    guarantee capital); NaN without one."""
+    if src.cvar_limit_usd is not None:
+        return float(src.cvar_limit_usd)
+    if src.cvar_limit_share is not None:
+        return float(src.cvar_limit_share) * committed_usd
+    return math.nan
+
+
+def source_rows(
+    case: Any,
+    lend: np.ndarray,
+    capital: np.ndarray,
+    ta: np.ndarray,
+    src_losses: np.ndarray,
+    p: np.ndarray,
+    *,
+    var_se: bool = False,
+) -> list[dict[str, Any]]:
+    """One row per source of the sources table: money, expected loss, VaR and CVaR (with
+    standard errors) and the CVaR limit with its headroom, US$.
+
+    Parameters
+    ----------
+    case : Case
+    lend, capital, ta : ndarray of shape (n_sources,)
+        Lending, guarantee capital and technical assistance per source, US$.
+    src_losses : ndarray of shape (n_scenarios, n_sources)
+        Each source's loss per scenario, US$.
+    p : ndarray of shape (n_scenarios,)
+        Scenario probabilities.
+    var_se : bool, default False
+        Also a ``var_se_usd`` column after ``var_usd`` (the evaluation's table has it; the
+        result's does not).
+    """
     el = expected_loss(src_losses, p)
     rows = []
     for s, src in enumerate(case.sources):
         alpha = src.cvar_alpha or REPORT_ALPHA
         var = value_at_risk(src_losses[:, s], alpha, p)
         cvar = conditional_value_at_risk(src_losses[:, s], alpha, p)
-        if src.cvar_limit_usd is not None:
-            limit = src.cvar_limit_usd
-        elif src.cvar_limit_share is not None:
-            limit = src.cvar_limit_share * (lend[s] + capital[s])
-        else:
-            limit = math.nan
+        limit = cvar_limit_usd(src, lend[s] + capital[s])
         rows.append(
             {
                 "source": src.id,
@@ -188,13 +221,14 @@ def _sources(prob, sol, lending, src_losses, p) -> pd.DataFrame:
                 "el_limit_rate": _nan(src.expected_loss_limit_rate),
                 "cvar_alpha": alpha,
                 "var_usd": var.value,
+                **({"var_se_usd": var.std_error} if var_se else {}),
                 "cvar_usd": cvar.value,
                 "cvar_se_usd": cvar.std_error,
                 "cvar_limit_usd": limit,
                 "cvar_headroom_usd": limit - cvar.value,
             }
         )
-    return _frame(rows)
+    return rows
 
 
 def _funds(prob, sol, covered, p, fund_losses) -> pd.DataFrame:
