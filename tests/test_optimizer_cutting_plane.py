@@ -147,18 +147,24 @@ def test_stage_two_starts_from_the_cuts_of_stage_one(default_pair):
     assert t["stage2_iterations"] < t["stage1_iterations"]
 
 
+def _oracle_at_a_point(method: str):
+    """The default case's tail oracle on 3,001 scenarios (seed 5) at a random exposure point:
+    (scenarios, problem, oracle, point, scenario losses there, every measure's index)."""
+    case = load_case()
+    scen = simulate(case, 3_001, seed=5, method=method)
+    prob = build_problem(case, scen, "cuts")
+    oracle: TailOracle = prob.oracle
+    expo = np.random.default_rng(3).uniform(0, 5, prob.expo.shape[0])
+    losses = oracle.scenario_losses(expo)
+    return scen, prob, oracle, expo, losses, np.arange(losses.shape[1])
+
+
 def test_block_cuts_add_up_to_the_aggregated_cut():
     """Split over 7 scenario blocks, the cuts of a threshold sum to its aggregated cut, and
     each block's cut is its block's exact tail excess at the point (weighted scenarios)."""
     from optimizer.tail_oracle import group_bounds
 
-    case = load_case()
-    scen = simulate(case, 3_001, seed=5, method="importance")
-    prob = build_problem(case, scen, "cuts")
-    oracle: TailOracle = prob.oracle
-    expo = np.random.default_rng(3).uniform(0, 5, prob.expo.shape[0])
-    losses = oracle.scenario_losses(expo)
-    k_all = np.arange(losses.shape[1])
+    scen, prob, oracle, expo, losses, k_all = _oracle_at_a_point("importance")
     thresholds = np.quantile(losses, 0.9, axis=0)
     whole, _ = oracle.cuts(expo, thresholds, k_all, losses)
     split, _ = oracle.cuts(expo, thresholds, k_all, losses, groups=7)
@@ -184,13 +190,7 @@ def test_a_shortfall_below_the_blocks_tolerance_gets_one_summed_row():
     (Kelley) cut is not summed twice, and a measure short by more gets none."""
     from optimizer.cutting_plane import FEASIBILITY_TOL, _summed_cuts
 
-    case = load_case()
-    scen = simulate(case, 3_001, seed=5)
-    prob = build_problem(case, scen, "cuts")
-    oracle: TailOracle = prob.oracle
-    expo = np.random.default_rng(3).uniform(0, 5, prob.expo.shape[0])
-    losses = oracle.scenario_losses(expo)
-    k_all = np.arange(losses.shape[1])
+    _, _, oracle, expo, losses, k_all = _oracle_at_a_point("mc")
     var = np.quantile(losses, 0.99, axis=0)
     whole, _ = oracle.cuts(expo, var, k_all, losses)
     tangents, _ = oracle.cuts(expo, var, k_all, losses, groups=8)
