@@ -544,7 +544,7 @@ def _check_sampling(sampling: str) -> None:
 
     choices = [m.value for m in Method]
     if sampling not in choices:
-        raise ValueError(f"--sampling {shown(sampling)[:40]!r}: choose from {', '.join(choices)}")
+        raise ValueError(f"--sampling {sampling!r:.40}: choose from {', '.join(choices)}")
 
 
 def shown(value: object) -> str:

@@ -82,6 +82,15 @@ def test_a_run_that_fails_midway_leaves_the_previous_output_intact(run_dir, monk
     assert not [p for p in run_dir.parent.iterdir() if p.name.startswith(".")]
 
 
+@pytest.mark.parametrize("command", ["optimize", "run", "frontier", "sensitivity", "stress"])
+def test_an_unknown_sampling_method_is_refused_before_any_work(command, tmp_path, capsys):
+    out = tmp_path / "out"
+    assert main([command, "--sampling", "[bold]quasi\x1b", "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert "--sampling '[bold]quasi\\x1b': choose from mc, antithetic, sobol, importance" in err
+    assert not out.exists()
+
+
 def test_report_on_a_folder_that_is_not_a_run_exits_2(tmp_path, capsys):
     assert main(["report", str(tmp_path)]) == 2
     assert "not a ppcfin results folder" in capsys.readouterr().err
