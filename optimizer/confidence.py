@@ -213,7 +213,9 @@ def hold_limits(
         ``solve(case, scenarios, **options) -> Allocation``; default :func:`optimizer.optimize`
         (the CLI passes :func:`optimizer.diagnose.optimize_or_diagnose`).
     **options
-        Passed to ``solve`` (``solver``, ``method``, ``gap_tolerance``, ``time_limit_s``).
+        Passed to ``solve`` (``solver``, ``method``, ``gap_tolerance``, ``time_limit_s``,
+        ``start``: where the unmargined solve begins). Each margined solve starts from the
+        cuts of the solve before it (:mod:`optimizer.warm_start`).
 
     Returns
     -------
@@ -248,7 +250,9 @@ def hold_limits(
     while not converged and solves < MAX_SOLVES:
         tightened = tightened_case(case, ev, targets, scenarios, claims, cells, current)
         try:
-            current = solve(tightened, scenarios, **options)
+            # from the last solve's cuts: the same scenarios, only the limits moved
+            start = current.warm_start or options.get("start")
+            current = solve(tightened, scenarios, **{**options, "start": start})
         except InfeasibleCase as exc:
             raise ConfidenceInfeasible(
                 case.name, level, _table(ev, targets, targets, z), str(exc)

@@ -33,6 +33,7 @@ from optimizer.frontier_sweep import (
     sweep_block,
 )
 from optimizer.solve import SOLVERS, auto_method
+from optimizer.warm_start import WarmStart
 
 __all__ = [
     "BACKENDS",
@@ -124,6 +125,7 @@ def frontier(
     scheduler: str | None = None,
     time_limit_s: float | None = None,
     on_point: Callable[[int, dict[str, Any]], None] | None = None,
+    start: WarmStart | None = None,
 ) -> Frontier:
     """Sweep one quantity and record the optimal (stage-1) weighted gap at each point.
 
@@ -168,6 +170,10 @@ def frontier(
     on_point : callable, optional
         ``on_point(index, row)`` for each point as its row arrives, in point order (with
         several workers rows arrive a block at a time).
+    start : WarmStart, optional
+        ``Allocation.warm_start`` of the case itself solved on ``scenarios`` (the headline of a
+        run): every point's cut loop starts from its cuts, so no worker solves the case again
+        for them (:mod:`optimizer.warm_start`). Ignored when from other scenarios.
 
     Returns
     -------
@@ -225,7 +231,7 @@ def frontier(
             on_point(len(rows) - 1, row)
 
     shared = (case, scenarios, spec)
-    options = (name, cvar_method, time_limit_s)
+    options = (name, cvar_method, time_limit_s, start)
     on_cluster = backend == "dask" and scheduler is not None
     if not on_cluster and min(local_workers(int(n_jobs)), values.size) == 1:
         # in this process: rows are reported as each point ends, not a block at a time

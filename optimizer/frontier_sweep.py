@@ -40,6 +40,7 @@ from optimizer.exposures import check_cells, eligibility
 from optimizer.problem import USD_PER_UNIT, AllocationProblem, build_problem
 from optimizer.solve import PROGRAMME_FAMILIES, SolveLog, binding_constraints, solve_stage
 from optimizer.tail_oracle import one_blas_thread
+from optimizer.warm_start import WarmStart
 
 SOURCE_KINDS = ("public", "private", "climate")
 SWEEP_CHOICES = (
@@ -201,16 +202,19 @@ def sweep_block(
     solver: str,
     cvar_method: str,
     time_limit_s: float | None,
+    start: WarmStart | None = None,
     on_row: Callable[[dict[str, Any]], None] | None = None,
 ) -> BlockResult:
     """Build the problem once and solve stage 1 at each value of the block, in order.
 
-    ``on_row`` is told each row as its point ends (progress when sweeping in-process).
+    ``start``: the case's own solve on these scenarios (its ``Allocation.warm_start``), whose
+    cuts every point starts from instead of the block solving the case again; ``on_row`` is
+    told each row as its point ends (progress when sweeping in-process).
     """
     with one_blas_thread():  # the same digits in this process, a loky or a dask worker
-        start = time.perf_counter()
-        sweeper = _Sweeper(case, scenarios, sweep, cvar_method)
-        build_s = time.perf_counter() - start
+        began = time.perf_counter()
+        sweeper = _Sweeper(case, scenarios, sweep, cvar_method, start)
+        build_s = time.perf_counter() - began
         rows = []
         for v in values:
             rows.append(sweeper.solve(float(v), solver, time_limit_s))
@@ -255,7 +259,14 @@ _SWEPT = ("amount", "cvar_scale", "fund_tail_factor", "mobilization_ratio")
 class _Sweeper:
     """One compiled problem and its parameters' base values."""
 
-    def __init__(self, case: Case, scenarios: ScenarioSet, sweep: Sweep, cvar_method: str):
+    def __init__(
+        self,
+        case: Case,
+        scenarios: ScenarioSet,
+        sweep: Sweep,
+        cvar_method: str,
+        start: WarmStart | None = None,
+    ):
         prob = build_problem(case, scenarios, cvar_method)
         self.priority = None
         if sweep.kind == "deforestation_priority":
@@ -270,7 +281,11 @@ class _Sweeper:
         }
         self._programs: list[object] = []
         self._count_program()  # the cutting-plane master is compiled when built
-        self._start: CutPool | None = None  # where every point's cut loop starts
+        # where every point's cut loop starts: the case's own cuts on these scenarios, given
+        # or found by the first point (``_base_cuts``)
+        self._start: CutPool | None = None
+        if start is not None and start.fingerprint == scenarios.fingerprint:
+            self._start = start.pool
 
     @property
     def compilations(self) -> int:

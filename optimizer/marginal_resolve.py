@@ -30,11 +30,13 @@ import numpy as np
 
 from models.scenarios import ScenarioSet
 from models.schema import Case
+from optimizer import warm_start
 from optimizer.cutting_plane import CutMaster, master_options
 from optimizer.errors import InfeasibleCase, OptimizerError
 from optimizer.problem import USD_PER_UNIT, AllocationProblem, build_problem
 from optimizer.solve import ACTIVE_USD_M, HOLD_SLACK_USD_M, SolveLog, solve_stage
 from optimizer.tail_oracle import one_blas_thread
+from optimizer.warm_start import WarmStart
 
 STEP_USD = 1e6
 """The step every limit is moved by, or the step of a share worth this much at the optimum."""
@@ -161,9 +163,11 @@ class _Resolver:
         solver: str,
         tol: float,
         time_limit_s: float | None,
+        start: WarmStart | None = None,
     ):
         prob = build_problem(case, scenarios, "cuts" if method == "cutting_plane" else "lp")
         self.view, knobs = relaxable(prob)
+        warm_start.apply(self.view, start)  # the base from the allocation's own cuts
         if not self.view.problem.is_dpp():  # what makes "compiled once" true
             raise OptimizerError("the relaxable allocation problem is not DPP: it would recompile")
         self.knobs = {k.name: k for k in knobs}
@@ -298,12 +302,14 @@ def marginal_block(
     solver: str,
     tol: float,
     time_limit_s: float | None,
+    start: WarmStart | None,
     groups: tuple[tuple[str, tuple[str, ...]], ...],
 ) -> BlockResult:
-    """Build and solve the base once, then relax and tighten each group from the base's state."""
-    start = time.perf_counter()
+    """Build and solve the base once (from ``start``), then relax and tighten each group from
+    the base's state."""
+    began = time.perf_counter()
     with one_blas_thread():  # the same digits in this process, a loky or a dask worker
-        res = _Resolver(case, scenarios, method, solver, tol, time_limit_s)
+        res = _Resolver(case, scenarios, method, solver, tol, time_limit_s, start)
         rates, relaxed, tightened = [], [], []
         for family, subjects in groups:
             rate = res.step_rates(family, subjects)
@@ -311,5 +317,5 @@ def marginal_block(
             relaxed.append(res.solve(family, subjects, rate, +1.0))
             tightened.append(res.solve(family, subjects, rate, -1.0))
     return BlockResult(
-        res.base, tuple(rates), tuple(relaxed), tuple(tightened), time.perf_counter() - start
+        res.base, tuple(rates), tuple(relaxed), tuple(tightened), time.perf_counter() - began
     )

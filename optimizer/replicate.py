@@ -28,6 +28,7 @@ from models import DEFAULT_SAMPLING, Case, simulate
 from models.workers import Backend, run_in_order
 from optimizer.errors import OptimizerError
 from optimizer.tail_oracle import one_blas_thread
+from optimizer.warm_start import WarmStart
 
 DEFAULT_TARGET = 0.01
 """Relative precision the advice aims at: the error of gap closed within 1 % of its mean."""
@@ -144,6 +145,7 @@ def replicate(
     confidence: float | None = None,
     target_relative_se: float = DEFAULT_TARGET,
     on_replication: Callable[[int], None] | None = None,
+    start: WarmStart | None = None,
 ) -> Replications:
     """Re-draw ``replications`` scenario sets, re-optimise each, and report the spread.
 
@@ -169,6 +171,11 @@ def replicate(
         The advice's precision, a share of the mean in (0, 1).
     on_replication : callable, optional
         Called with the number of replications finished, after each.
+    start : WarmStart, optional
+        The headline's ``Allocation.warm_start``: each replication's cut loop begins with cuts
+        made on its own scenarios at the headline's optimum (:mod:`optimizer.warm_start`).
+        Every replication starts from the same one, so the numbers still do not depend on
+        ``n_jobs``.
 
     Returns
     -------
@@ -196,7 +203,7 @@ def replicate(
     seeds = replication_seeds(seed, int(replications))
     tasks = run_in_order(
         _one_replication,
-        (case, n_scenarios, method, dtype, optimize_method, level),
+        (case, n_scenarios, method, dtype, optimize_method, level, start),
         [(r, s) for r, s in enumerate(seeds)],
         Backend(backend),
         n_jobs,
@@ -262,6 +269,7 @@ def _one_replication(
     dtype: str,
     optimize_method: str,
     confidence: float,
+    start: WarmStart | None,
     replication: int,
     seed: int,
 ) -> dict[str, Any]:
@@ -276,7 +284,9 @@ def _one_replication(
     with one_blas_thread():
         scen = simulate(case, n_scenarios, seed=seed, method=method, dtype=dtype)
         try:
-            res = optimize_with_confidence(case, scen, confidence, method=optimize_method)
+            res = optimize_with_confidence(
+                case, scen, confidence, method=optimize_method, start=start
+            )
         except OptimizerError as exc:
             nan = math.nan
             return row | {"weighted_gap_closed_usd": nan, "gap_closed_usd": nan,

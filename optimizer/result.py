@@ -23,6 +23,7 @@ from optimizer.result_tables import FUND_COLUMNS, REPORT_ALPHA, Solution, build_
 
 if TYPE_CHECKING:
     from optimizer.confidence import LimitConfidence
+    from optimizer.warm_start import WarmStart
 
 __all__ = [
     "FORMAT_VERSION",
@@ -107,6 +108,10 @@ class Allocation:
         Set by :func:`optimizer.confidence.optimize_with_confidence`: the margin taken on each
         risk limit so it holds at that confidence out of sample, and its cost in gap; None for
         an unmargined optimum.
+    warm_start : WarmStart or None
+        Where another solve of this case can start from this one (its stage-1 cuts and
+        optimum: :mod:`optimizer.warm_start`); None for the one-LP formulation or a result read
+        from a file. Not part of the result: left out of ``==`` and of :meth:`to_json`.
     """
 
     allocation: pd.DataFrame
@@ -134,6 +139,7 @@ class Allocation:
     case_sha256: str | None = None
     confidence: LimitConfidence | None = None
     format_version: int = field(default=FORMAT_VERSION)
+    warm_start: WarmStart | None = field(default=None, compare=False, repr=False)
 
     __hash__ = None  # type: ignore[assignment]  # holds DataFrames
 

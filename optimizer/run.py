@@ -206,7 +206,7 @@ def run_case(
         stresses = shipped_stresses() if is_default else []
     front = timed("frontier", lambda: frontier(
         held, scen, "cvar_scale", points=FRONTIER_POINTS, method=optimize_method,
-        n_jobs=n_jobs, backend=backend, scheduler=scheduler,
+        n_jobs=n_jobs, backend=backend, scheduler=scheduler, start=allocation.warm_start,
     ))  # fmt: skip
     sens, sens_error = None, ""
     if with_sensitivity:
@@ -214,7 +214,7 @@ def run_case(
         try:
             sens = timed("sensitivity", lambda: sensitivity(
                 held, n_scenarios, seed, method=method, n_jobs=n_jobs, scheduler=scheduler,
-                dtype=dtype, optimize_method=optimize_method, base=allocation,
+                dtype=dtype, optimize_method=optimize_method, base=allocation, scenarios=scen,
                 on_point=lambda done: step(f"sensitivity: {done} of {points} points solved"),
             ))  # fmt: skip
         except OptimizerError as exc:  # the base solved: only a sweep-wide failure lands here
@@ -228,7 +228,7 @@ def run_case(
         reps = timed("replications", lambda: replicate(
             case, n_scenarios, seed, replications, n_jobs=n_jobs, backend=backend,
             scheduler=scheduler, method=method, dtype=dtype, optimize_method=optimize_method,
-            confidence=level,
+            confidence=level, start=allocation.warm_start,
         ))  # fmt: skip
     # the method the headline was drawn with (plain Monte Carlo if importance sampling fell back)
     same = Draw(int(n_scenarios), int(seed), str(scen.method), str(dtype))

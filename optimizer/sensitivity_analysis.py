@@ -24,13 +24,15 @@ from typing import Any
 import pandas as pd
 from pydantic import ValidationError
 
-from models import DEFAULT_SAMPLING, DEFAULT_SCENARIOS, Case, simulate
+from models import DEFAULT_SAMPLING, DEFAULT_SCENARIOS, Case, ScenarioSet, simulate
 from models.problems import Origins, problems_from_validation
 from models.workers import Backend, run_in_order
+from optimizer.eligibility import check_cells
 from optimizer.errors import InfeasibleCase, OptimizerError
 from optimizer.result import Allocation
 from optimizer.solve import optimize
 from optimizer.tail_oracle import one_blas_thread
+from optimizer.warm_start import WarmStart
 
 SENSITIVITY_COLUMNS = (
     "input", "label", "direction", "factor", "setting", "weighted_gap_usd", "gap_closed_usd",
@@ -100,17 +102,20 @@ class SensitivityInput:
     label: str
     applies: Callable[[Case], bool]
     apply: Callable[[dict, float], str]
+    moves_risk: bool = False
+    """Whether the input changes the simulated losses (a risk-model input): the other points
+    are solved on the base's own scenario set, which a re-draw would reproduce bit for bit."""
 
 
 INPUTS: tuple[SensitivityInput, ...] = (
     SensitivityInput("pd", "Probability of default (every product's base PD)",
-                     lambda c: True, _scale_products("base_pd")),
+                     lambda c: True, _scale_products("base_pd"), True),
     SensitivityInput("lgd", "Loss given default (every product's mean LGD)",
-                     lambda c: True, _scale_products("lgd_mean")),
+                     lambda c: True, _scale_products("lgd_mean"), True),
     SensitivityInput("correlation", "Asset correlation (copula factor loadings)",
-                     lambda c: c.risk_model.copula.rho_total > 0, _scale_copula),
+                     lambda c: c.risk_model.copula.rho_total > 0, _scale_copula, True),
     SensitivityInput("event_probability", "Shock-event probabilities",
-                     lambda c: bool(c.risk_model.events), _scale_events),
+                     lambda c: bool(c.risk_model.events), _scale_events, True),
     *(
         SensitivityInput(f"amount_{kind}", f"{kind.capitalize()} money (every {kind} source)",
                          lambda c, k=kind: any(s.kind == k for s in c.sources),
@@ -235,18 +240,29 @@ def perturbed_case(case: Case, input_id: str, factor: float) -> tuple[Case, str]
 
 
 def _simulate_and_optimize(
-    case: Case, n: int, seed: int, method: str, dtype: str = "float64", solve: str = "auto"
+    case: Case,
+    n: int,
+    seed: int,
+    method: str,
+    dtype: str = "float64",
+    solve: str = "auto",
+    start: WarmStart | None = None,
+    scenarios: ScenarioSet | None = None,
 ) -> Allocation:
     """One point, the base included, as a function of its arguments alone.
 
     On one BLAS thread: the last digits of some products depend on the thread count, which
     differs between this process, a loky worker and a dask worker (see
     :func:`optimizer.tail_oracle.one_blas_thread`). Nothing else is carried between points:
-    each builds and solves its own problem.
+    each builds and solves its own problem, from the base's warm start when there is one (its
+    cuts where the point's scenarios are the base's, cuts at its optimum where a risk input
+    moved them: :mod:`optimizer.warm_start`), on ``scenarios`` when given (the base's set, for
+    an input that leaves the losses as they are) instead of a re-draw.
     """
     with one_blas_thread():
-        return optimize(case, simulate(case, n, seed=seed, method=method, dtype=dtype),
-                        method=solve)  # fmt: skip
+        if scenarios is None:
+            scenarios = simulate(case, n, seed=seed, method=method, dtype=dtype)
+        return optimize(case, scenarios, method=solve, start=start)
 
 
 def _solve_point(
@@ -256,6 +272,8 @@ def _solve_point(
     method: str,
     dtype: str,
     solve: str,
+    start: WarmStart | None,
+    base_scenarios: ScenarioSet | None,
     input_id: str,
     direction: str,
     factor: float,
@@ -271,7 +289,8 @@ def _solve_point(
     }
     try:
         point, row["setting"] = perturbed_case(case, input_id, factor)
-        res = _simulate_and_optimize(point, n, seed, method, dtype, solve)
+        same = None if _BY_ID[input_id].moves_risk else base_scenarios
+        res = _simulate_and_optimize(point, n, seed, method, dtype, solve, start, same)
     except InvalidPerturbation as exc:
         return {**row, "status": "invalid", "reason": str(exc)}
     except InfeasibleCase as exc:
@@ -323,6 +342,7 @@ def sensitivity(
     dtype: str = "float64",
     optimize_method: str = "auto",
     base: Allocation | None = None,
+    scenarios: ScenarioSet | None = None,
 ) -> Sensitivity:
     """Re-optimise the case with each input set ``1 ∓ shock`` times its value, one at a time.
 
@@ -353,7 +373,13 @@ def sensitivity(
     base : Allocation, optional
         The unperturbed case already optimised on ``n_scenarios`` scenarios of ``seed``
         (``method``, ``dtype``): the headline of a run. It is the base of every change, so the
-        tornado starts from the figure the committee reads; default: solved here.
+        tornado starts from the figure the committee reads; default: solved here. Its
+        ``warm_start`` starts every point's cut loop (:mod:`optimizer.warm_start`).
+    scenarios : ScenarioSet, optional
+        The base's scenario set (``n_scenarios`` of ``seed`` at ``dtype``, drawn for this case's
+        risk model): the points of inputs that leave the losses as they are (money, limits)
+        are solved on it instead of re-drawing it (the same set, bit for bit: the draw is a
+        function of the risk inputs and the seed), and the base too when none is given.
 
     Returns
     -------
@@ -372,10 +398,14 @@ def sensitivity(
         Worker processes kept dying (a loky pool broken twice, or dask gave up on a point).
     """
     chosen = _check(shock, n_jobs, inputs, case)
+    if scenarios is not None:
+        _check_base_scenarios(case, scenarios, n_scenarios, seed, method, dtype)
     if base is None:
         # the base is the reference of every change: if it does not solve, its error is the
         # answer
-        base = _simulate_and_optimize(case, n_scenarios, seed, method, dtype, optimize_method)
+        base = _simulate_and_optimize(
+            case, n_scenarios, seed, method, dtype, optimize_method, scenarios=scenarios
+        )
     elif base.case_name != case.name or base.n_scenarios != n_scenarios:
         raise ValueError(
             f"base: an allocation of case {base.case_name!r} on {base.n_scenarios:,} scenarios, "
@@ -393,7 +423,9 @@ def sensitivity(
     rows = []
     backend = Backend.dask if scheduler is not None else Backend.loky
     tasks = run_in_order(
-        _solve_point, (case, n_scenarios, seed, method, dtype, optimize_method), points,
+        _solve_point,
+        (case, n_scenarios, seed, method, dtype, optimize_method, base.warm_start, scenarios),
+        points,
         backend, n_jobs, scheduler, describe,
     )  # fmt: skip
     with closing(tasks):  # a stopped sweep cancels the points still queued
@@ -414,6 +446,29 @@ def sensitivity(
         seed=int(seed),
         method=str(method),
     )
+
+
+def _check_base_scenarios(
+    case: Case, scenarios: ScenarioSet, n_scenarios: int, seed: int, method: str, dtype: str
+) -> None:
+    """The given base set is the one the sweep would draw: count, seed, sampling method
+    (plain Monte Carlo where importance sampling fell back), precision and cells."""
+    drawn = scenarios.method
+    if (scenarios.metadata.get("importance") or {}).get("fallback"):
+        drawn = "importance"
+    facts = (
+        ("n_scenarios", scenarios.n_scenarios, int(n_scenarios)),
+        ("seed", scenarios.seed, int(seed)),
+        ("method", drawn, str(method)),
+        ("dtype", str(scenarios.losses.dtype), str(dtype)),
+    )
+    for name, got, want in facts:
+        if got != want:
+            raise ValueError(
+                f"scenarios: {name} {got!r}, but the sweep draws {want!r}: pass the base's own "
+                "scenario set, or none"
+            )
+    check_cells(case, scenarios)
 
 
 def sensitivity_points(case: Case, inputs: list[str] | None = None) -> int:

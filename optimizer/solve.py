@@ -24,6 +24,7 @@ from cvxpy import settings as status_codes
 
 from models.scenarios import ScenarioSet
 from models.schema import Case
+from optimizer import warm_start
 from optimizer.binding import (
     ACTIVE_USD_M,
     BINDING_SLACK_USD_M,
@@ -36,6 +37,7 @@ from optimizer.problem import USD_PER_UNIT, AllocationProblem, build_problem, de
 from optimizer.result import Allocation
 from optimizer.result_tables import Solution, build_tables
 from optimizer.solve_stage import SOLVERS, SolveLog, solve_stage
+from optimizer.warm_start import WarmStart
 
 __all__ = [
     "ACTIVE_USD_M",
@@ -91,6 +93,7 @@ def optimize(
     time_limit_s: float | None = None,
     method: str = "auto",
     marginal: bool = False,
+    start: WarmStart | None = None,
 ) -> Allocation:
     """Allocate the case's money to minimise the weighted unmet credit gap within every limit.
 
@@ -119,6 +122,11 @@ def optimize(
     marginal : bool, default False
         Also re-solve each binding limit relaxed and tightened by US$1m (in this process):
         :func:`optimizer.marginal.marginal_values`, whose columns the binding table gains.
+    start : WarmStart, optional
+        Where the cutting plane begins (:mod:`optimizer.warm_start`): another solve's
+        ``Allocation.warm_start``, from the same scenarios (its cuts) or from others of the same
+        cells (cuts at its optimum). The loop stops on the same test, so the answer is an
+        optimum to the same tolerance; ignored by the one-LP formulation.
 
     Returns
     -------
@@ -143,7 +151,9 @@ def optimize(
         method = auto_method(scenarios)
     log = SolveLog()
     try:
-        prob, optimum, binding = _two_stages(case, scenarios, method, name, tol, time_limit_s, log)
+        prob, optimum, binding, warm = _two_stages(
+            case, scenarios, method, name, tol, time_limit_s, log, start
+        )
     except SolverFailure as exc:
         if method != "cutting_plane" or exc.status == status_codes.USER_LIMIT:
             raise
@@ -159,7 +169,9 @@ def optimize(
         # the one-LP formulation is slower but has the other solver as its own fallback
         log.fallbacks.append(f"cutting plane: {exc}; solved with the one-LP formulation")
         method = "lp"
-        prob, optimum, binding = _two_stages(case, scenarios, method, name, tol, time_limit_s, log)
+        prob, optimum, binding, warm = _two_stages(
+            case, scenarios, method, name, tol, time_limit_s, log
+        )
     tables = build_tables(prob, _solution(prob))
     result = Allocation(
         **tables,
@@ -173,6 +185,7 @@ def optimize(
         n_scenarios=scenarios.n_scenarios,
         case_name=case.name,
         method=method,
+        warm_start=warm,
     )
     if not marginal:
         return result
@@ -230,20 +243,25 @@ def _two_stages(
     tol: float,
     time_limit_s: float | None,
     log: SolveLog,
-) -> tuple[AllocationProblem, float, pd.DataFrame]:
-    """Build, solve stage 1, hold its gap, solve stage 2: (problem, optimum US$m, binding)."""
-    start = time.perf_counter()
+    start: WarmStart | None = None,
+) -> tuple[AllocationProblem, float, pd.DataFrame, WarmStart | None]:
+    """Build, solve stage 1 (from ``start``), hold its gap, solve stage 2: (problem, optimum
+    US$m, binding, the warm start stage 1 leaves)."""
+    began = time.perf_counter()
     prob = build_problem(case, scenarios, "cuts" if method == "cutting_plane" else "lp")
-    log.add_time("build_s", time.perf_counter() - start)
+    log.add_time("build_s", time.perf_counter() - began)
     # what the build took differently from the case (a depletion probability below what the
     # scenarios can measure), once even when the one-LP fallback builds again
     log.warnings.extend(w for w in prob.warnings if w not in log.warnings)
+    if warm_start.apply(prob, start):
+        log.timings["stage1_start_cuts"] = float(len(prob.cut_master.cut_rows))
     solve_stage(prob, 1, solver, time_limit_s, log)
     optimum = float(prob.weighted_gap.value)
     binding = binding_constraints(prob)
+    warm = warm_start.take(prob)
     prob.set_stage(2, optimum * (1.0 + tol) + HOLD_SLACK_USD_M)
     solve_stage(prob, 2, solver, time_limit_s, log)
-    return prob, optimum, binding
+    return prob, optimum, binding, warm
 
 
 def _worst(statuses: list[str]) -> str:

@@ -22,6 +22,7 @@ from optimizer.errors import InfeasibleCase
 from optimizer.persist import from_plain, to_plain
 from optimizer.sensitivity_analysis import (
     INPUT_IDS,
+    INPUTS,
     SENSITIVITY_COLUMNS,
     Sensitivity,
     _simulate_and_optimize,
@@ -48,6 +49,34 @@ def test_every_input_perturbed_by_one_rebuilds_bit_identical_scenarios(case):
         assert np.array_equal(simulate(same, 600, seed=4).losses, base.losses), input_id
 
 
+@pytest.mark.parametrize("sampling", ["mc", "importance"])
+def test_money_and_limit_points_redraw_the_base_set_so_it_is_reused(case, sampling):
+    # what lets the sweep solve those points on the base's own set instead of re-drawing it
+    base = simulate(case, 600, seed=4, method=sampling)
+    moved = set()
+    for spec in INPUTS:
+        if not spec.applies(case):
+            continue
+        point = simulate(perturbed_case(case, spec.id, 1.2)[0], 600, seed=4, method=sampling)
+        if point.fingerprint != base.fingerprint:
+            moved.add(spec.id)
+    assert moved == {i.id for i in INPUTS if i.moves_risk and i.applies(case)}
+
+
+def test_a_sweep_on_the_base_set_is_the_sweep_that_draws_it(case):
+    scen = simulate(case, 300, seed=2, method="importance")
+    drawn = sensitivity(case, 300, 2, inputs=["pd", "amount_private", "cvar_limit"])
+    given = sensitivity(case, 300, 2, inputs=["pd", "amount_private", "cvar_limit"], scenarios=scen)
+    pd.testing.assert_frame_equal(given.table, drawn.table)
+    assert given.base_weighted_gap_usd == drawn.base_weighted_gap_usd
+    with pytest.raises(ValueError, match=r"scenarios: seed 2, but the sweep draws 3"):
+        sensitivity(case, 300, 3, inputs=["pd"], scenarios=scen)
+    with pytest.raises(
+        ValueError, match=r"scenarios: method 'mc', but the sweep draws 'importance'"
+    ):
+        sensitivity(case, 300, 2, inputs=["pd"], scenarios=simulate(case, 300, seed=2))
+
+
 def test_perturbed_sets_share_the_base_random_draws(case):
     base = simulate(case, 600, seed=4)
     riskier = simulate(perturbed_case(case, "pd", 1.2)[0], 600, seed=4)
@@ -64,10 +93,31 @@ def test_a_factor_of_one_changes_nothing_exactly(case):
     # as the sweep solves a point, and must be the base, bit for bit
     base = _simulate_and_optimize(case, 150, 2, "mc")
     for input_id in INPUT_IDS:
-        row = _solve_point(case, 150, 2, "mc", "float64", "auto", input_id, "low", 1.0)
+        row = _solve_point(case, 150, 2, "mc", "float64", "auto", None, None, input_id, "low", 1.0)
         assert row["status"] == "optimal", input_id
         assert row["weighted_gap_usd"] == base.objective_weighted_gap_usd, input_id
         assert row["gap_closed_usd"] == base.gap_closed_usd, input_id
+
+
+def test_points_started_from_the_base_reach_its_optimum(case):
+    # the cutting plane from the base's warm start (its cuts on the same scenarios, cuts at
+    # its optimum on a risk input's): a factor of 1 lands on the base within the loop's
+    # tolerance, and the risk inputs' points on what a cold solve of them finds
+    base = _simulate_and_optimize(case, 400, 2, "mc", solve="cutting_plane")
+    assert base.warm_start is not None
+    for input_id in INPUT_IDS:
+        args = (case, 400, 2, "mc", "float64", "cutting_plane")
+        warm = _solve_point(*args, base.warm_start, None, input_id, "low", 1.0)
+        assert warm["weighted_gap_usd"] == pytest.approx(
+            base.objective_weighted_gap_usd, rel=1e-6, abs=USD_TOL
+        ), input_id
+        warm = _solve_point(*args, base.warm_start, None, input_id, "high", 1.2)
+        cold = _solve_point(*args, None, None, input_id, "high", 1.2)
+        assert warm["status"] == cold["status"], input_id
+        if cold["status"] == "optimal":
+            assert warm["weighted_gap_usd"] == pytest.approx(
+                cold["weighted_gap_usd"], rel=1e-6, abs=USD_TOL
+            ), input_id
 
 
 def test_a_given_base_is_the_base_of_every_change(case):
