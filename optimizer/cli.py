@@ -97,7 +97,8 @@ def simulate_command(
 
     from models import simulate
     from models.book import book_loss_table
-    from optimizer.cli_views import print_book_losses, progress_bar
+    from optimizer.cli_views import print_book_losses
+    from optimizer.cli_widgets import progress_bar
 
     loaded = _load(case)
     if out is not None:
@@ -207,7 +208,7 @@ def optimize_command(
     """Simulate, optimize, check out of sample; write result.json and allocation.csv."""
     from models import simulate
     from optimizer.atomic import staged_directory
-    from optimizer.cli_views import print_allocation, print_replications
+    from optimizer.cli_result_views import print_allocation, print_replications
     from optimizer.confidence import hold_limits, resolve_confidence
     from optimizer.diagnose import optimize_or_diagnose
     from optimizer.evaluate import evaluate
@@ -244,7 +245,7 @@ def optimize_command(
         oos = evaluate(loaded, result, oos_scen)
     reps = None
     if replications:
-        from optimizer.cli_views import progress_bar
+        from optimizer.cli_widgets import progress_bar
         from optimizer.replicate import replicate
 
         with progress_bar(console, "Replications", replications) as advance:
@@ -302,7 +303,7 @@ def frontier_command(
 
     from models import simulate
     from optimizer.atomic import staged_directory
-    from optimizer.cli_views import progress_bar
+    from optimizer.cli_widgets import progress_bar
     from optimizer.frontier import MAX_FRONTIER_POINTS, METHODS, frontier
     from optimizer.frontier_sweep import FAILED_STATUSES, parse_sweep
     from optimizer.persist import to_plain
@@ -371,7 +372,7 @@ def run_command(
 ) -> None:
     """The whole job: simulate, optimize, out-of-sample and stress checks, reports."""
     from optimizer.atomic import staged_directory
-    from optimizer.cli_views import print_allocation
+    from optimizer.cli_result_views import print_allocation
     from optimizer.run import run_case, save_run
 
     formats = _formats(format)
@@ -392,7 +393,7 @@ def run_command(
             written = _render(record, stage, formats)
     print_allocation(console, loaded, record.allocation, record.out_of_sample)
     if record.replications is not None:
-        from optimizer.cli_views import print_replications
+        from optimizer.cli_result_views import print_replications
 
         print_replications(console, record.replications)
     files = ["result.json", "allocation.csv", "run.json", "timings.json", "scenarios.npz",
@@ -451,7 +452,8 @@ def sensitivity_command(
     import json
 
     from optimizer.atomic import staged_directory
-    from optimizer.cli_views import print_sensitivity, progress_bar
+    from optimizer.cli_analysis_views import print_sensitivity
+    from optimizer.cli_widgets import progress_bar
     from optimizer.persist import to_plain
     from optimizer.sensitivity_analysis import sensitivity, sensitivity_points
 
@@ -502,7 +504,8 @@ def stress_command(
     import json
 
     from optimizer.atomic import staged_directory
-    from optimizer.cli_views import print_stress, progress_bar
+    from optimizer.cli_analysis_views import print_stress
+    from optimizer.cli_widgets import progress_bar
     from optimizer.persist import to_plain
     from optimizer.stress_testing import read_allocation, stress, stress_steps
 
