@@ -1,4 +1,5 @@
-"""What ``sensitivity`` and ``stress`` print: the tornado, the stress table and every breach."""
+"""What ``frontier``, ``sensitivity`` and ``stress`` print: the swept optimum, the tornado,
+the stress table and every breach."""
 
 from __future__ import annotations
 
@@ -7,7 +8,28 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from optimizer.cli_widgets import add_row, usd_m, usd_m_signed
+from optimizer.cli_widgets import add_row, shown, usd_m, usd_m_signed
+
+
+def print_frontier(console: Console, err_console: Console, front, multiplier: bool) -> None:
+    """The optimal gap at each point of the sweep (``x`` after a multiplier's value); each
+    failed point's reason on ``err_console``."""
+    from optimizer.frontier_sweep import FAILED_STATUSES
+
+    unit = "x" if multiplier else ""
+    table = Table(title=f"Frontier: {escape(front.label)} ({front.method}, "
+                  f"{front.workers} worker(s))")  # fmt: skip
+    for col in ("value", "weighted gap US$ m", "gap closed", "status"):
+        table.add_column(col, justify="right")
+    for r in front.table.itertuples():
+        ok = r.status not in FAILED_STATUSES
+        table.add_row(f"{r.value:.3g}{unit}", f"{r.weighted_gap_usd / 1e6:,.1f}" if ok else "—",
+                      f"{r.gap_closed_share:.1%}" if ok else "—", escape(str(r.status)))  # fmt: skip
+    console.print(table)
+    for r in front.table.itertuples():
+        if r.status in FAILED_STATUSES:
+            err_console.print(f"  point {r.value:.3g}{unit}: {shown(r.reason)}",
+                              highlight=False)  # fmt: skip
 
 
 def print_sensitivity(console: Console, sens) -> None:
