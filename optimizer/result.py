@@ -204,7 +204,8 @@ class Allocation:
             is needed.
         """
         from optimizer.persist import parse_saved
-        from optimizer.saved import ALLOCATION_COLUMNS, ResultFile
+        from optimizer.saved import ResultFile
+        from optimizer.saved_columns import ALLOCATION_COLUMNS
 
         fix = "re-run `ppcfin optimize` or `ppcfin run`"
         saved = parse_saved(ResultFile, text, source, fix, FORMAT_VERSION, "result.json")

@@ -6,14 +6,15 @@ numbers, flags), ids unique where they are looked up. Anything else is one
 :class:`SavedRunError` naming the file, the field and what is wrong, never a ``KeyError`` from
 deep inside a report. Tables are JSON in pandas' ``split`` layout; ``null`` in a ``number``
 column is a missing value (NaN). Where the report needs a number (or a non-negative amount, a
-level in (0, 1)), the column says so, so that a folder that loads also renders.
+level in (0, 1)), the column says so, so that a folder that loads also renders. The columns
+are in :mod:`optimizer.saved_columns`, the checks against a case in :mod:`optimizer.saved_case`.
 """
 
 from __future__ import annotations
 
 import dataclasses
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any, ClassVar, Literal
+from typing import Annotated, Any, ClassVar, Literal
 
 from pydantic import (
     AfterValidator,
@@ -25,110 +26,23 @@ from pydantic import (
     model_validator,
 )
 
-from optimizer.persist import (
-    SavedRunError,
-    SplitFrame,
-    StrictModel,
-    columns_of,
-    table,
-    wrapped,
+from optimizer.persist import SplitFrame, StrictModel, table, wrapped
+from optimizer.saved_case import check_ids, made_from  # noqa: F401 (optimizer.run's import)
+from optimizer.saved_columns import (
+    ALLOCATION_COLUMNS,
+    COVER_PREFIX,
+    EVALUATION_COLUMNS,
+    FRONTIER_SAVED_COLUMNS,
+    MARGIN_SAVED_COLUMNS,
+    REPLICATION_SAVED_COLUMNS,
+    SENSITIVITY_SAVED_COLUMNS,
+    UNIQUE_KEYS,
 )
-
-if TYPE_CHECKING:
-    from models.schema import Case
-    from optimizer.result import Allocation
 
 RUN_FORMAT_VERSION = 3
 """run.json: 2 stores the case file's absolute path and leaves timings to timings.json; 3 adds
 ``analyses``, the scenario set behind each analysis."""
 TIMINGS_FORMAT_VERSION = 1
-
-
-# --- table columns ---------------------------------------------------------------------------
-_SOURCES = (
-    "source:id kind:id concessional:bool amount_usd:value committed_usd:value "
-    "lending_usd:value capital_usd:value ta_usd:value unused_usd:value "
-    "expected_loss_usd:value expected_loss_se_usd:value el_rate:number el_limit_rate:number "
-    "cvar_alpha:level var_usd:value {var_se}cvar_usd:value cvar_se_usd:value "
-    "cvar_limit_usd:number cvar_headroom_usd:number"
-)
-_FUNDS = (
-    "fund:id structure:id capital_usd:value capital_cap_usd:number guaranteed_usd:value "
-    "leverage_used:number leverage_cap:number expected_claims_usd:number "
-    "expected_claims_se_usd:number{o} claims_cvar_usd:number claims_cvar_se_usd:number{o} "
-    "claims_cvar_headroom_usd:number{o} depletion_probability:number depletion_se:number "
-    "max_depletion_probability:number"
-)
-_GAPS = (
-    "households:int need_usd:value supply_usd:value gap_usd:value credit_usd:value "
-    "unmet_usd:value weighted_unmet_usd:value share_closed:number"
-)
-_CHECKS = (
-    "owner_kind:id owner:id what:id bound:id value:number limit:number excess:number unit:id "
-    "std_error:number excess_in_se:number breached:bool significant:bool"
-)
-ALLOCATION_COLUMNS: dict[str, dict[str, str]] = {
-    "allocation": columns_of(
-        "source:id kind:id product:id segment:id region:id value_chain:id pd:value "
-        "amount_usd:amount covered_usd:value expected_loss_usd:value"
-    ),
-    "guarantees": columns_of("source:id fund:id capital_usd:amount"),
-    "segments": columns_of(
-        "segment:id region:id value_chain:id households:int need_usd:value supply_usd:value "
-        "gap_usd:value deforestation_pressure:value weight:value credit_usd:value "
-        "unmet_usd:value weighted_unmet_usd:value share_closed:number"
-    ),
-    "regions": columns_of("region:id " + _GAPS),
-    "chains": columns_of("value_chain:id " + _GAPS),
-    "sources": columns_of(_SOURCES.format(var_se="")),
-    "funds": columns_of(_FUNDS.format(o="?")),  # an empty table has only FUND_COLUMNS
-    "binding": columns_of(
-        "family:id subject:id label:id relaxation:id slack_usd:value shadow_price:value "
-        # re-solved marginal values (optimizer.marginal), absent when not computed
-        "marginal_group:id? step_usd:value? step_rate:number? dual_gain_usd:value? "
-        "resolved_gain_usd:number? resolved_loss_usd:number? resolved_gain_gap_usd:number? "
-        "resolved_loss_gap_usd:number? dual_disagrees:bool? marginal_note:text?"
-    ),
-    "euler": columns_of(
-        "source:id product:id segment:id contribution_usd:value share_of_cvar:number"
-    ),
-}
-"""The tables of result.json (``value``: the report needs a number; ``amount``: and not
-negative); ``allocation`` adds one ``covered_usd_<FUND>`` per fund."""
-COVER_PREFIX = "covered_usd_"
-EVALUATION_COLUMNS: dict[str, dict[str, str]] = {
-    "sources": columns_of(_SOURCES.format(var_se="var_se_usd:number ")),
-    "funds": columns_of(_FUNDS.format(o="")),
-    "chains": columns_of(
-        "value_chain:id lending_usd:number expected_loss_usd:number el_rate:number"
-    ),
-    "checks": columns_of(_CHECKS),
-    "breaches": columns_of(_CHECKS),
-}
-FRONTIER_SAVED_COLUMNS = columns_of(
-    "value:number weighted_gap_usd:number gap_closed_usd:number gap_closed_share:number "
-    "public_usd:number private_usd:number climate_usd:number binding:text status:id reason:text"
-)
-"""The frontier table in run.json: its ``seconds`` column is kept in timings.json."""
-SENSITIVITY_SAVED_COLUMNS = columns_of(
-    "input:id label:id direction:id factor:number setting:text weighted_gap_usd:number "
-    "gap_closed_usd:number change_usd:number status:id reason:text"
-)
-REPLICATION_SAVED_COLUMNS = columns_of(
-    "replication:int seed:int weighted_gap_closed_usd:number gap_closed_usd:number status:id "
-    "reason:text"
-)
-UNIQUE_KEYS: dict[str, tuple[str, ...]] = {
-    "allocation": ("source", "product", "segment"),
-    "guarantees": ("source", "fund"),
-    "segments": ("segment",),
-    "regions": ("region",),
-    "chains": ("value_chain",),
-    "sources": ("source",),
-    "funds": ("fund",),
-    "euler": ("source", "product", "segment"),
-}
-"""Keys the readers look rows up by (a repeated key would make a lookup ambiguous)."""
 
 
 def _result_table(name: str, **options: Any) -> Any:
@@ -190,14 +104,6 @@ def _sensitivity_rows(table: SplitFrame) -> SplitFrame:
             f"directions {[d for d, _ in DIRECTIONS]}; got {bad[:1] or 'a repeated pair'}"
         )
     return table
-
-
-MARGIN_SAVED_COLUMNS = columns_of(
-    "family:id owner_kind:id owner:id what:id bound:id value_usd:value limit_usd:value "
-    "std_error_usd:value margin_usd:value margin_in_se:value upper_bound_usd:value "
-    "binding:bool holds:bool"
-)
-"""The margins table of result.json's ``confidence`` (:mod:`optimizer.confidence`)."""
 
 
 # --- the files -------------------------------------------------------------------------------
@@ -394,51 +300,3 @@ class TimingsFile(BaseModel):
     frontier_points_s: list[float | None] | None
     frontier_workers: PositiveCount | None = None
     frontier_compilations: Count | None = None
-
-
-# --- a saved result against its case --------------------------------------------------------
-def made_from(case_name: str, case_sha256: str | None, case: Case, source: str, fix: str) -> None:
-    """Refuse a saved result whose case hash is not ``case``'s (both shown, 12 characters)."""
-    if case_sha256 is not None and case_sha256 == case.content_sha256:
-        return
-    then = case_sha256[:12] if case_sha256 else "none (a case built in Python)"
-    now = case.content_sha256[:12] if case.content_sha256 else "none (built in Python)"
-    raise SavedRunError(
-        f"{source}: made from case {case_name!r} with hash {then}, not from "
-        f"{case.source_file or 'this case'} ({case.name!r}, hash {now}); {fix}"
-    )
-
-
-def check_ids(allocation: Allocation, case: Case, source: str) -> None:
-    """Every id in the allocation's tables is one of ``case``'s; lending only into its cells."""
-    from models.cells import build_cells
-
-    known = {
-        "source": {s.id for s in case.sources},
-        "fund": {f.id for f in case.funds},
-        "product": {p.id for p in case.products},
-        "segment": {s.id for s in case.segments},
-        "region": {r.id for r in case.regions},
-        "value_chain": {c.id for c in case.value_chains},
-    }
-    for name in ALLOCATION_COLUMNS:
-        frame = getattr(allocation, name)
-        for col in set(known) & set(frame.columns):
-            unknown = sorted(set(frame[col].astype(str)) - known[col])
-            if unknown:
-                raise SavedRunError(
-                    f"{source}: {name}.{col}: {unknown[:5]} not in case {case.name!r} "
-                    f"(it has {sorted(known[col])[:30]})"
-                )
-    cover = [c for c in allocation.allocation.columns if c.startswith(COVER_PREFIX)]
-    unknown = sorted(c for c in cover if c.removeprefix(COVER_PREFIX) not in known["fund"])
-    cells = set(build_cells(case)["cell"])
-    for name in ("allocation", "euler"):
-        frame = getattr(allocation, name)
-        labels = set(frame["product"].astype(str) + "|" + frame["segment"].astype(str))
-        unknown += sorted(labels - cells)
-    if unknown:
-        raise SavedRunError(
-            f"{source}: lends into or covers {unknown[:5]}, which case {case.name!r} does not "
-            "have (an edited file?); re-run `ppcfin optimize` or `ppcfin run`"
-        )

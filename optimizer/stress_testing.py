@@ -24,7 +24,7 @@ from optimizer.errors import InfeasibleCase, OptimizerError
 from optimizer.evaluate import Evaluation, evaluate
 from optimizer.persist import SavedRunError
 from optimizer.result import Allocation
-from optimizer.saved import made_from
+from optimizer.saved_case import made_from
 
 STRESS_DIR = DEFAULT_CASE.parent / "stress"
 BASE_ID = "base"

@@ -25,7 +25,8 @@ from conftest import INPUTS, MINIMAL_CASE, REPO
 from models import load_case, simulate
 from models.text import printable
 from optimizer import __version__
-from optimizer.cli import _interrupt_signals, main
+from optimizer.cli import main
+from optimizer.cli_signals import interrupt_signals
 from optimizer.solve import optimize
 from optimizer.stress_testing import shipped_stresses, stress
 
@@ -157,7 +158,7 @@ def test_ctrl_c_once_or_again_and_again_is_one_line_and_exit_130(delays_s, tmp_p
 
 
 def test_only_the_first_signal_interrupts_so_stopping_is_not_cut_short():
-    with _interrupt_signals() as received:
+    with interrupt_signals() as received:
         with pytest.raises(KeyboardInterrupt):
             os.kill(os.getpid(), signal.SIGINT)
             time.sleep(5)  # the handler raises before this ends

@@ -73,7 +73,7 @@ def test_a_run_that_fails_midway_leaves_the_previous_output_intact(run_dir, monk
     def boom(*args, **kwargs):
         raise OSError(28, "No space left on device")
 
-    monkeypatch.setattr("optimizer.cli._render", boom)
+    monkeypatch.setattr("optimizer.cli_report._render", boom)
     code = main(["run", "-n", "300", "--out", str(run_dir)])
     assert code == 1
     assert "No space left" in capsys.readouterr().err

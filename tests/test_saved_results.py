@@ -45,16 +45,12 @@ from optimizer.evaluate import CHECK_COLUMNS, Evaluation
 from optimizer.frontier import FRONTIER_COLUMNS, Frontier
 from optimizer.result import FUND_COLUMNS, Allocation
 from optimizer.run import TIMINGS_FILE, SavedRunError, load_run, run_case, save_run
-from optimizer.saved import (
+from optimizer.saved import EvaluationFile, FrontierFile, ResultFile, SensitivityFile, StressFile
+from optimizer.saved_columns import (
     ALLOCATION_COLUMNS,
     EVALUATION_COLUMNS,
     FRONTIER_SAVED_COLUMNS,
     SENSITIVITY_SAVED_COLUMNS,
-    EvaluationFile,
-    FrontierFile,
-    ResultFile,
-    SensitivityFile,
-    StressFile,
 )
 from optimizer.sensitivity_analysis import SENSITIVITY_COLUMNS, Sensitivity
 from optimizer.stress_testing import StressOutcome, read_allocation
