@@ -195,7 +195,8 @@ def _sensitivity_rows(table: SplitFrame) -> SplitFrame:
 MARGIN_SAVED_COLUMNS = columns_of(
     "family:id owner_kind:id owner:id what:id bound:id value_usd:value limit_usd:value "
     "std_error_usd:value margin_usd:value margin_in_se:value upper_bound_usd:value "
-    "binding:bool holds:bool"
+    # null without a validation set; absent from files written before it existed
+    "validation_value_usd:number? validation_std_error_usd:number? binding:bool holds:bool"
 )
 """The margins table of result.json's ``confidence`` (:mod:`optimizer.confidence`)."""
 
@@ -213,12 +214,17 @@ class ConfidenceFile(StrictModel):
     unmargined_gap_closed_usd: FiniteFloat
     cost_weighted_gap_usd: FiniteFloat
     cost_gap_closed_usd: FiniteFloat
+    validation_seed: Count | None = None
+    validation_n_scenarios: PositiveCount | None = None
 
     def build_confidence(self) -> Any:
         from optimizer.confidence import LimitConfidence
+        from optimizer.margins import MARGIN_COLUMNS
 
         values = {name: getattr(self, name) for name in type(self).model_fields}
-        values["margins"] = self.margins.frame(MARGIN_SAVED_COLUMNS)
+        # a file from before the validation columns: they read as not measured (NaN)
+        margins = self.margins.frame(MARGIN_SAVED_COLUMNS)
+        values["margins"] = margins.reindex(columns=list(MARGIN_COLUMNS))
         return LimitConfidence(**values)
 
 
