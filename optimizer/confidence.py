@@ -303,7 +303,9 @@ def hold_limits(
         ev_v = _validate(case, current, validation)
         applied = applied_margins(tightened, ev, scenarios, claims, cells, current)
         targets = margin_targets(ev, z, ev_v)
-        ratchet = solves >= FREE_SOLVES
+        # a validated margin moves with the allocation (limits that trade volume trade their
+        # optimism too, and can take turns binding): it only rises after the first solve
+        ratchet = solves >= (FREE_SOLVES if validation in (None, scenarios) else 1)
         if _stable(ev, targets, applied, exact=not ratchet):
             converged = True
             break

@@ -219,13 +219,15 @@ def test_a_validation_that_measures_worse_widens_the_margin_by_the_difference():
         ("cvar_limit", "S")
     ] == pytest.approx(want, rel=1e-9)
     assert margin_targets(ev, Z95)[("cvar_limit", "S")] == pytest.approx(Z95 * cvar.std_error)
-    # the loop's fixed point: at the returned allocation the margin puts the validation's
-    # upper bound on the limit, about 4.8 in-sample SEs here against 1.7 without validation
+    # the first margined solve holds that margin; validated margins only rise after it, so
+    # the loop stops with the validation's upper bound within the limit (5.7 in-sample SEs
+    # of margin here, the fixed point at the returned allocation 4.8, 1.7 without validation)
     held = hold_limits(case, scen, 0.95, validation=worse).allocation.confidence
     row = held.margins.set_index("family").loc["cvar_limit"]
     fixed = Z95 * row.validation_std_error_usd + row.validation_value_usd - row.value_usd
     assert held.converged and row.binding and row.holds
-    assert row.margin_usd == pytest.approx(fixed, abs=STABLE_SE * row.std_error_usd)
+    assert row.margin_usd == pytest.approx(want, abs=STABLE_SE * row.std_error_usd)
+    assert row.margin_usd >= fixed - STABLE_SE * row.std_error_usd
     assert row.upper_bound_usd <= row.limit_usd + STABLE_SE * row.std_error_usd
     plain_margin = hold_limits(case, scen, 0.95).allocation.confidence.margins.margin_usd[0]
     assert row.margin_usd > 2 * plain_margin
@@ -307,7 +309,8 @@ def test_binding_limits_breach_their_true_value_rarely_with_the_option_and_often
     coin flip even for an allocation exactly on its true limit). SEN's CVaR is taken at 95 % so
     the tail holds 200 of the 4,000 scenarios. The margins are validated on an independent
     4,000-scenario set per seed (``seed + VALIDATION_SEED_OFFSET``). The seeds run in two
-    processes (the counts do not depend on it): about 100 s on a quiet 2-core machine.
+    processes (the counts do not depend on it): about 100 s on a quiet 2-core machine, 190 s
+    on a loaded one.
     """
     halves = (range(0, SLOW_SEEDS // 2), range(SLOW_SEEDS // 2, SLOW_SEEDS))
     rows = [
