@@ -305,7 +305,7 @@ def hold_limits(
         targets = margin_targets(ev, z, ev_v)
         # a validated margin moves with the allocation (limits that trade volume trade their
         # optimism too, and can take turns binding): it only rises after the first solve
-        ratchet = solves >= (FREE_SOLVES if validation in (None, scenarios) else 1)
+        ratchet = solves >= (FREE_SOLVES if validation is None or validation is scenarios else 1)
         if _stable(ev, targets, applied, exact=not ratchet):
             converged = True
             break
