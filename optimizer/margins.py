@@ -19,13 +19,34 @@ import pandas as pd
 from models.risk_measures import conditional_value_at_risk
 from models.scenarios import ScenarioSet
 from models.schema import Case
-from optimizer.evaluate import Evaluation, holdings_of
+from optimizer.evaluate import BREACH_ATOL_USD, BREACH_RTOL, Evaluation, holdings_of
 from optimizer.exposures import owner_losses
 from optimizer.problem import depletion_floor
 from optimizer.result import Allocation
 
 LIMIT_FAMILIES = ("cvar_limit", "expected_loss_limit", "return_hurdle", "fund_depletion")
 """The limits whose figure is a Monte Carlo estimate, as :mod:`optimizer.problem` names them."""
+STABLE_SE = 0.1
+"""A margin is stable within this many standard errors of ``z · SE`` (a tenth of an SE moves
+the confidence level by under 4 points)."""
+MARGIN_COLUMNS = (
+    "family",
+    "owner_kind",
+    "owner",
+    "what",
+    "bound",
+    "value_usd",
+    "limit_usd",
+    "std_error_usd",
+    "margin_usd",
+    "margin_in_se",
+    "upper_bound_usd",
+    "validation_value_usd",
+    "validation_std_error_usd",
+    "binding",
+    "holds",
+)
+"""The columns of :attr:`optimizer.confidence.LimitConfidence.margins`."""
 
 
 def limit_family(what: str, owner_kind: str) -> str | None:
@@ -50,9 +71,39 @@ def limit_key(row: Any) -> tuple[str, str]:
     return (row.family, row.owner)
 
 
-def margin_targets(ev: Evaluation, z: float) -> dict[tuple[str, str], float]:
-    """``z · SE`` of each random limit at the evaluated allocation, US$."""
-    return {limit_key(r): z * float(r.std_error) for r in limit_rows(ev).itertuples()}
+def limit_room(r: Any) -> float:
+    """How far a limit row's figure is inside its limit, US$ (negative: beyond it)."""
+    return -float(r.excess)
+
+
+def limit_tolerance(r: Any) -> float:
+    """The breach tolerance of a limit row, US$ (as :mod:`optimizer.evaluate` applies it)."""
+    return BREACH_RTOL * abs(float(r.limit)) + BREACH_ATOL_USD
+
+
+def margin_targets(
+    ev: Evaluation, z: float, validation: Evaluation | None = None
+) -> dict[tuple[str, str], float]:
+    """The margin each random limit needs at the evaluated allocation, US$.
+
+    ``z · SE`` of the in-sample figure; with ``validation`` (the same allocation evaluated on
+    independent scenarios), ``z · SE_v`` plus how much worse the validation measured the
+    figure (``value_v − value`` for a ``"max"`` limit, ``value − value_v`` for a ``"min"``
+    one), at least 0: the in-sample limit less this margin puts the validation's upper bound
+    ``value_v + z · SE_v`` on the limit. Validation identical to ``ev`` gives ``z · SE``.
+    """
+    rows = limit_rows(ev)
+    if validation is None:
+        return {limit_key(r): z * float(r.std_error) for r in rows.itertuples()}
+    held = {limit_key(r): r for r in limit_rows(validation).itertuples()}
+    out = {}
+    for r in rows.itertuples():
+        v = held[limit_key(r)]
+        sign = 1.0 if r.bound == "max" else -1.0
+        out[limit_key(r)] = max(
+            z * float(v.std_error) + sign * (float(v.value) - float(r.value)), 0.0
+        )
+    return out
 
 
 def tightened_case(
@@ -181,3 +232,48 @@ def applied_margins(
         else:  # return_hurdle, a "min" row: the tightened hurdle asks for more
             out[key] = s.return_hurdle_rate * lend - float(r.limit)
     return out
+
+
+def margin_table(
+    ev: Evaluation,
+    validation: Evaluation | None,
+    applied: dict[tuple[str, str], float],
+    z: float,
+) -> pd.DataFrame:
+    """The margins table (:data:`MARGIN_COLUMNS`) of ``ev``'s allocation, one row per limit.
+
+    ``applied`` is the US$ margin each limit was held to; the upper bound and ``holds`` are
+    those of ``validation`` (the same allocation on independent scenarios) when given.
+    """
+    held = {limit_key(r): r for r in limit_rows(validation or ev).itertuples()}
+    rows = []
+    for r in limit_rows(ev).itertuples():
+        key = limit_key(r)
+        se = float(r.std_error)
+        margin = applied.get(key, 0.0)
+        sign = 1.0 if r.bound == "max" else -1.0
+        v = held[key]  # the figure the limit is held to
+        upper = float(v.value) + sign * z * float(v.std_error)
+        slack = STABLE_SE * se + limit_tolerance(r)
+        measured = validation is not None
+        rows.append(
+            {
+                "family": r.family,
+                "owner_kind": r.owner_kind,
+                "owner": r.owner,
+                "what": r.what,
+                "bound": r.bound,
+                "value_usd": float(r.value),
+                "limit_usd": float(r.limit),
+                "std_error_usd": se,
+                "margin_usd": margin,
+                "margin_in_se": margin / se if se > 0 else 0.0,
+                "upper_bound_usd": upper,
+                "validation_value_usd": float(v.value) if measured else math.nan,
+                "validation_std_error_usd": float(v.std_error) if measured else math.nan,
+                "binding": bool(margin > 0 and abs(limit_room(r) - margin) <= slack),
+                "holds": bool(sign * (upper - float(r.limit)) <= slack),
+            }
+        )
+    frame = pd.DataFrame(rows, columns=list(MARGIN_COLUMNS))
+    return frame.astype({"binding": bool, "holds": bool})

@@ -119,12 +119,17 @@ class ConfidenceFile(StrictModel):
     unmargined_gap_closed_usd: FiniteFloat
     cost_weighted_gap_usd: FiniteFloat
     cost_gap_closed_usd: FiniteFloat
+    validation_seed: Count | None = None
+    validation_n_scenarios: PositiveCount | None = None
 
     def build_confidence(self) -> Any:
         from optimizer.confidence import LimitConfidence
+        from optimizer.margins import MARGIN_COLUMNS
 
         values = {name: getattr(self, name) for name in type(self).model_fields}
-        values["margins"] = self.margins.frame(MARGIN_SAVED_COLUMNS)
+        # a file from before the validation columns: they read as not measured (NaN)
+        margins = self.margins.frame(MARGIN_SAVED_COLUMNS)
+        values["margins"] = margins.reindex(columns=list(MARGIN_COLUMNS))
         return LimitConfidence(**values)
 
 

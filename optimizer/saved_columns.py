@@ -100,6 +100,7 @@ UNIQUE_KEYS: dict[str, tuple[str, ...]] = {
 MARGIN_SAVED_COLUMNS = columns_of(
     "family:id owner_kind:id owner:id what:id bound:id value_usd:value limit_usd:value "
     "std_error_usd:value margin_usd:value margin_in_se:value upper_bound_usd:value "
-    "binding:bool holds:bool"
+    # null without a validation set; absent from files written before it existed
+    "validation_value_usd:number? validation_std_error_usd:number? binding:bool holds:bool"
 )
 """The margins table of result.json's ``confidence`` (:mod:`optimizer.confidence`)."""
