@@ -103,7 +103,7 @@ def optimize_command(
     """Simulate, optimize, check out of sample; write result.json and allocation.csv."""
     from models import simulate
     from optimizer.cli_result_views import print_allocation, print_replications
-    from optimizer.confidence import hold_limits, resolve_confidence
+    from optimizer.confidence import VALIDATION_SEED_OFFSET, hold_limits, resolve_confidence
     from optimizer.diagnose import optimize_or_diagnose
     from optimizer.evaluate import evaluate
     from optimizer.persist import to_plain
@@ -119,8 +119,15 @@ def optimize_command(
         scen = simulate(loaded, scenarios, seed=seed, method=sampling, n_jobs=jobs,
                         backend=backend, scheduler=scheduler, dtype=dtype)  # fmt: skip
     what = f"{method}, limits at {level:.0%} confidence" if level else method
+    val = None
+    if level:  # the margins are measured on an independent set of the same size
+        with console.status("Simulating the validation scenarios…"):
+            val = simulate(loaded, scenarios, seed=seed + VALIDATION_SEED_OFFSET, method=sampling,
+                           n_jobs=jobs, backend=backend, scheduler=scheduler, dtype=dtype)  # fmt: skip
     with console.status(f"Optimizing ({what})…"):
-        solved = hold_limits(loaded, scen, level, solve=optimize_or_diagnose, method=method)
+        solved = hold_limits(loaded, scen, level, solve=optimize_or_diagnose, method=method,
+                             validation=val)  # fmt: skip
+        del val
         result = solved.allocation
     if not no_marginal:
         from optimizer.marginal import marginal_values

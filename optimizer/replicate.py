@@ -278,14 +278,19 @@ def _one_replication(
     On one BLAS thread (:func:`optimizer.tail_oracle.one_blas_thread`), in this process or a
     worker alike, so the numbers are those of any other worker count.
     """
-    from optimizer.confidence import optimize_with_confidence
+    from optimizer.confidence import VALIDATION_SEED_OFFSET, optimize_with_confidence
 
     row: dict[str, Any] = {"replication": replication, "seed": seed, "reason": ""}
     with one_blas_thread():
         scen = simulate(case, n_scenarios, seed=seed, method=method, dtype=dtype)
+        val = None
+        if confidence:  # margined as the headline is: on a validation set of its own
+            val = simulate(
+                case, n_scenarios, seed=seed + VALIDATION_SEED_OFFSET, method=method, dtype=dtype
+            )
         try:
             res = optimize_with_confidence(
-                case, scen, confidence, method=optimize_method, start=start
+                case, scen, confidence, method=optimize_method, start=start, validation=val
             )
         except OptimizerError as exc:
             nan = math.nan

@@ -26,7 +26,7 @@ from models import (
 )
 from models.cells import build_cells
 from models.loader import DEFAULT_CASE
-from optimizer.confidence import hold_limits, resolve_confidence
+from optimizer.confidence import VALIDATION_SEED_OFFSET, hold_limits, resolve_confidence
 from optimizer.errors import OptimizerError
 from optimizer.evaluate import Evaluation, evaluate
 from optimizer.frontier import Frontier, frontier
@@ -161,9 +161,11 @@ def run_case(
     confidence : float, optional
         Each risk limit held out of sample at this confidence
         (:func:`optimizer.confidence.hold_limits`); default the case's
-        ``policy.confidence``, 0 = off. The marginal values, the frontier and the sensitivity
-        sweep then work around the limits the allocation was held to (the case's, less their
-        margins), so the frontier's x1 point and the tornado's base are the headline.
+        ``policy.confidence``, 0 = off; the margins are measured on an independent
+        validation set of the same size (seed + ``VALIDATION_SEED_OFFSET``). The marginal
+        values, the frontier and the sensitivity sweep then work around the limits the
+        allocation was held to (the case's, less their margins), so the frontier's x1 point
+        and the tornado's base are the headline.
     replications : int
         Independent scenario sets of the headline's size re-optimised as the headline was
         (:func:`optimizer.replicate.replicate`): the gap closed's error bar; 0 = none.
@@ -187,7 +189,13 @@ def run_case(
         return value
 
     scen = timed("simulate", lambda: draw(n_scenarios, seed))
-    solved = timed("optimize", lambda: hold_limits(case, scen, level, method=optimize_method))
+    # the margins are measured on an independent set, so the limits hold at the nominal level
+    val = None
+    if level:
+        val = timed("simulate validation", lambda: draw(n_scenarios, seed + VALIDATION_SEED_OFFSET))
+    solved = timed("optimize", lambda: hold_limits(
+        case, scen, level, method=optimize_method, validation=val,
+    ))  # fmt: skip
     allocation, held = solved.allocation, solved.case  # held: the case less its margins
     if marginal:
         allocation = timed("marginal values", lambda: marginal_values(
