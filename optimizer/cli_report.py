@@ -25,7 +25,14 @@ from optimizer.cli_app import (
     SeedOpt,
     console,
 )
-from optimizer.cli_steps import dtype_of, print_written, report_formats, staged, start
+from optimizer.cli_steps import (
+    confidence_level,
+    dtype_of,
+    print_written,
+    report_formats,
+    staged,
+    start,
+)
 from optimizer.cli_widgets import shown
 from optimizer.outputs import MANIFEST_NAME
 
@@ -58,6 +65,7 @@ def run_command(
 
     formats = report_formats(format)
     loaded = start(case, out, "run", force, sampling)
+    confidence_level(loaded, confidence)  # a bad value is refused before any work
     with console.status("Starting…") as status:
         record = run_case(loaded, scenarios, seed, method=sampling, n_jobs=jobs,
                           scheduler=scheduler,

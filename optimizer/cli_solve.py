@@ -10,7 +10,7 @@ from typing import Annotated
 import typer
 
 from models import DEFAULT_SAMPLING, DEFAULT_SCENARIOS
-from models.errors import SimulationError
+from models.errors import OptionError
 from optimizer.cli_app import (
     CaseArg,
     ConfidenceOpt,
@@ -27,7 +27,15 @@ from optimizer.cli_app import (
     SeedOpt,
     console,
 )
-from optimizer.cli_steps import backend_of, dtype_of, load, print_written, staged, start
+from optimizer.cli_steps import (
+    backend_of,
+    confidence_level,
+    dtype_of,
+    load,
+    print_written,
+    staged,
+    start,
+)
 from optimizer.cli_widgets import shown
 from optimizer.outputs import MANIFEST_NAME, OutputError
 
@@ -64,7 +72,7 @@ def simulate_command(
         from optimizer.outputs import check_output_file
 
         if out.suffix.lower() not in (".npz", ".parquet"):
-            raise SimulationError(f"--out {out}: the file must end in .npz or .parquet")
+            raise OptionError(f"--out {out}: the file must end in .npz or .parquet")
         check_output_file(out, _is_scenario_file)
     with progress_bar(console, "Simulating", scenarios) as advance:
         scen = simulate(
@@ -103,14 +111,14 @@ def optimize_command(
     """Simulate, optimize, check out of sample; write result.json and allocation.csv."""
     from models import simulate
     from optimizer.cli_result_views import print_allocation, print_replications
-    from optimizer.confidence import hold_limits, resolve_confidence
+    from optimizer.confidence import hold_limits
     from optimizer.diagnose import optimize_or_diagnose
     from optimizer.evaluate import evaluate
     from optimizer.persist import to_plain
     from optimizer.run import OUT_OF_SAMPLE_SEED_OFFSET
 
     loaded = start(case, out, "optimize", force, sampling)
-    level = resolve_confidence(loaded, confidence)  # a bad value is refused before simulating
+    level = confidence_level(loaded, confidence)  # a bad value is refused before simulating
     from optimizer.replicate import check_replications
 
     check_replications(replications)

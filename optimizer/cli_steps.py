@@ -8,7 +8,7 @@ from contextlib import AbstractContextManager
 from pathlib import Path
 
 from models import Case, load_case
-from models.errors import SimulationError
+from models.errors import OptionError
 from optimizer.cli_app import console, err_console
 from optimizer.cli_widgets import shown
 
@@ -39,7 +39,24 @@ def check_sampling(sampling: str) -> None:
 
     choices = [m.value for m in Method]
     if sampling not in choices:
-        raise ValueError(f"--sampling {sampling!r:.40}: choose from {', '.join(choices)}")
+        raise OptionError(f"--sampling {sampling!r:.40}: choose from {', '.join(choices)}")
+
+
+def confidence_level(case: Case, confidence: float | None) -> float:
+    """``--confidence`` resolved against the case; a bad value refused as an :class:`OptionError`.
+
+    :func:`optimizer.confidence.resolve_confidence` refuses it with a bare ``ValueError``, which
+    the command line would report as a bug; until it raises an ``OptionError`` itself, its
+    refusal is re-raised as one here (same message, exit 2).
+    """
+    from optimizer.confidence import resolve_confidence
+
+    try:
+        return resolve_confidence(case, confidence)
+    except ValueError as exc:
+        if type(exc) is not ValueError:
+            raise
+        raise OptionError(str(exc)) from None
 
 
 def out_rule(command: str, force: bool, case: Case) -> dict:
@@ -67,7 +84,7 @@ def report_formats(text: str) -> list[str]:
     chosen = [f.strip().lower() for f in text.split(",") if f.strip()]
     bad = [f for f in chosen if f not in FORMATS]
     if bad or not chosen:
-        raise SimulationError(f"--format {text!r}: choose from {', '.join(FORMATS)}")
+        raise OptionError(f"--format {text!r}: choose from {', '.join(FORMATS)}")
     return chosen
 
 
