@@ -8,6 +8,7 @@ import importlib
 import inspect
 import pkgutil
 import re
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -25,6 +26,7 @@ from models.errors import (
 )
 from models.workers import WorkersLost, check_n_jobs
 from optimizer.cli import main
+from optimizer.cli_errors import LOG_DIR_ENV
 from optimizer.errors import InfeasibleCase, OptimizerError, ScenarioMismatch, SolverFailure
 from optimizer.outputs import OutputRefused
 
@@ -160,3 +162,52 @@ def test_the_cli_gives_each_branch_its_exit_code(error, code, shown, monkeypatch
     err = capsys.readouterr().err
     assert shown in err
     assert "Traceback" not in err and "internal error" not in err
+
+
+def test_a_bug_is_one_line_and_its_traceback_goes_to_a_log_file(
+    tmp_path: Path, monkeypatch, capsys
+) -> None:
+    def bug(*args, **kwargs):
+        return {}["missing"]
+
+    monkeypatch.setattr("optimizer.cli_views.print_case_summary", bug)
+    logs = tmp_path / "logs"
+    monkeypatch.setenv(LOG_DIR_ENV, str(logs))
+    assert main(["validate"]) == 1
+    captured = capsys.readouterr()
+    lines = captured.err.strip().splitlines()
+    assert len(lines) == 1, captured.err
+    (log,) = logs.iterdir()
+    assert lines[0] == f"internal error: KeyError: 'missing' (a bug; details in {log})"
+    assert "Traceback" not in captured.err + captured.out
+    text = log.read_text()
+    assert text.startswith("ppcfin validate\n")
+    assert "Traceback (most recent call last)" in text and "KeyError: 'missing'" in text
+    assert "in bug" in text  # the frame that raised it
+    assert log.stat().st_mode & 0o077 == 0  # the traceback may name the user's files
+
+
+def test_a_bug_whose_log_cannot_be_written_still_says_so_in_one_line(
+    tmp_path: Path, monkeypatch, capsys
+) -> None:
+    def bug(*args, **kwargs):
+        raise KeyError("missing")
+
+    monkeypatch.setattr("optimizer.cli_views.print_case_summary", bug)
+    blocked = tmp_path / "a-file"
+    blocked.write_text("not a folder")
+    monkeypatch.setenv(LOG_DIR_ENV, str(blocked / "logs"))
+    assert main(["validate"]) == 1
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1
+    assert err.startswith("internal error: KeyError: 'missing' (a bug; its traceback could not")
+
+
+def test_a_bare_value_error_is_a_bug_not_bad_input(tmp_path: Path, monkeypatch, capsys) -> None:
+    def bug(*args, **kwargs):
+        raise ValueError("operands could not be broadcast together")
+
+    monkeypatch.setattr("optimizer.cli_views.print_case_summary", bug)
+    monkeypatch.setenv(LOG_DIR_ENV, str(tmp_path))
+    assert main(["validate"]) == 1
+    assert capsys.readouterr().err.startswith("internal error: ValueError: operands")
