@@ -12,6 +12,8 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from models.errors import InputError
+
 if TYPE_CHECKING:
     from models.schema import Case
 
@@ -21,8 +23,11 @@ MAX_IDS_LISTED = 30
 """Valid ids named in one message; a case with thousands of ids would print megabytes each."""
 
 
-class CrossFieldProblems(ValueError):
-    """Problems found across fields, each ``(loc, value, message)`` with loc a tuple path."""
+class CrossFieldProblems(InputError, ValueError):
+    """Problems found across fields, each ``(loc, value, message)`` with loc a tuple path.
+
+    A ``ValueError`` so that pydantic, which raises it inside a validator, reports it.
+    """
 
     def __init__(self, problems: list[Problem]):
         self.problems = problems

@@ -12,6 +12,8 @@ import stat
 from collections.abc import Collection
 from pathlib import Path
 
+from models.errors import InputError
+
 MAX_FILE_BYTES = 50 * 1024 * 1024
 """Largest file read at all (CSV tables; csv parses in C, quickly)."""
 CASE_SUFFIXES = (".yaml", ".yml")
@@ -22,7 +24,7 @@ SHOWN_CHARS = 40
 """Most characters of a file's text that a message quotes (a token, a key)."""
 
 
-class ReadProblem(Exception):
+class ReadProblem(InputError):
     """A file that cannot be read as a case; ``field`` locates it when known.
 
     ``plain`` says the same without quoting any of the file's text (for a file the case only

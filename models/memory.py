@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from models.draws import CHUNK_SCENARIOS
-from models.errors import SimulationError
+from models.errors import SimulationOptionError
 from models.loss_model import ROW_BLOCK, LossModel
 
 __all__ = ["MEMORY_LIMIT_ENV", "available_memory_bytes", "check_memory", "simulation_bytes"]
@@ -69,7 +69,7 @@ def available_memory_bytes() -> int | None:
     if override is not None:
         digits = override.strip().replace("_", "")
         if not digits.isdigit() or int(digits) <= 0:
-            raise SimulationError(
+            raise SimulationOptionError(
                 f"{MEMORY_LIMIT_ENV}={override!r}: must be a positive number of bytes "
                 "(e.g. 8000000000), or unset to measure the machine"
             )
@@ -148,7 +148,7 @@ def check_memory(n_scenarios: int, model: LossModel, dtype: type, workers: int) 
     hint = f"use fewer scenarios (at most ~{_round_down(fits):,})" if fits else "free memory"
     if name == "float64":
         hint += " or --float32 (dtype float32: half the loss matrix)"
-    raise SimulationError(
+    raise SimulationOptionError(
         f"{n_scenarios:,} scenarios x {model.n_cells:,} cells need about {need / 1e9:,.1f} GB "
         f"({name}); this machine has {available / 1e9:,.1f} GB available: {hint}"
     )

@@ -21,6 +21,8 @@ from dataclasses import dataclass
 import numpy as np
 import numpy.typing as npt
 
+from models.errors import OptionError
+
 # Probabilities further than this from summing to 1 are a caller bug, not float rounding.
 _SUM_TOL = 1e-9
 # Slack on the cumulative-probability comparison so that rounding in the cumulative sum cannot
@@ -112,7 +114,7 @@ def _prepare(
 def _check_alpha(alpha: float) -> float:
     a = float(alpha)
     if not 0.0 < a < 1.0:  # the negated form also rejects NaN
-        raise ValueError(f"alpha must be in (0, 1), got {alpha}")
+        raise OptionError(f"alpha must be in (0, 1), got {alpha}")
     return a
 
 

@@ -20,7 +20,7 @@ import numpy as np
 
 from models.cells import build_cells
 from models.draws import CHUNK_SCENARIOS, Method, draw_chunks
-from models.errors import SimulationError
+from models.errors import OptionError, SimulationOptionError
 from models.importance import sampling_plan
 from models.loss_model import build_loss_model
 from models.memory import (
@@ -33,7 +33,7 @@ from models.scenarios import ScenarioSet
 from models.schema import Case
 from models.tail_check import check_tail
 from models.tilts import TailTilt, Tilt
-from models.workers import Backend, WorkersLost, local_workers
+from models.workers import Backend, WorkersLost, check_n_jobs, local_workers
 
 __all__ = [
     "CHUNK_SCENARIOS",
@@ -56,25 +56,27 @@ def _check_arguments(
     n_scenarios: object, seed: object, method: object, n_jobs: object, backend: object
 ) -> tuple[Method, Backend]:
     if isinstance(n_scenarios, bool) or not isinstance(n_scenarios, int | np.integer):
-        raise SimulationError(f"n_scenarios must be an integer, got {n_scenarios!r}")
+        raise SimulationOptionError(f"n_scenarios must be an integer, got {n_scenarios!r}")
     if not 1 <= n_scenarios <= MAX_SCENARIOS:
-        raise SimulationError(f"n_scenarios must be in [1, {MAX_SCENARIOS:,}], got {n_scenarios}")
+        raise SimulationOptionError(
+            f"n_scenarios must be in [1, {MAX_SCENARIOS:,}], got {n_scenarios}"
+        )
     if isinstance(seed, bool) or not isinstance(seed, int | np.integer) or seed < 0:
-        raise SimulationError(f"seed must be a non-negative integer, got {seed!r}")
+        raise SimulationOptionError(f"seed must be a non-negative integer, got {seed!r}")
     try:
         method = Method(method)
     except ValueError:
         valid = ", ".join(m.value for m in Method)
-        raise SimulationError(f"method must be one of {valid}; got {method!r}") from None
+        raise SimulationOptionError(f"method must be one of {valid}; got {method!r}") from None
     try:
         backend = Backend(backend)
     except ValueError:
         valid = ", ".join(b.value for b in Backend)
-        raise SimulationError(f"backend must be one of {valid}; got {backend!r}") from None
-    if isinstance(n_jobs, bool) or not isinstance(n_jobs, int) or (n_jobs < 1 and n_jobs != -1):
-        raise SimulationError(
-            f"n_jobs must be a positive integer or -1 (all cores), got {n_jobs!r}"
-        )
+        raise SimulationOptionError(f"backend must be one of {valid}; got {backend!r}") from None
+    try:
+        check_n_jobs(n_jobs)
+    except OptionError as exc:  # the simulator's own kind, as for its other arguments
+        raise SimulationOptionError(str(exc)) from None
     return method, backend
 
 
@@ -128,8 +130,8 @@ def simulate(
 
     Raises
     ------
-    SimulationError
-        A bad argument, dask unavailable / its scheduler unreachable, or more memory needed
+    SimulationOptionError
+        (a :class:`SimulationError` and a ``ValueError``) A bad argument, dask unavailable / its scheduler unreachable, or more memory needed
         than this machine has available (checked before allocating; see
         :func:`simulation_bytes` and :func:`available_memory_bytes`).
     WorkersLost
@@ -148,9 +150,9 @@ def simulate(
     """
     method, backend = _check_arguments(n_scenarios, seed, method, n_jobs, backend)
     if np.dtype(dtype) not in (np.dtype(np.float64), np.dtype(np.float32)):
-        raise SimulationError(f"dtype must be float64 or float32, got {np.dtype(dtype)}")
+        raise SimulationOptionError(f"dtype must be float64 or float32, got {np.dtype(dtype)}")
     if tilt is not None and not isinstance(tilt, TailTilt | Tilt):
-        raise SimulationError(f"tilt must be a TailTilt or a Tilt, got {tilt!r:.60}")
+        raise SimulationOptionError(f"tilt must be a TailTilt or a Tilt, got {tilt!r:.60}")
     model = build_loss_model(case)
     tilt = (tilt or TailTilt()) if method is Method.importance else None
     if tilt is not None:

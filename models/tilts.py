@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from models.errors import SimulationError
+from models.errors import SimulationOptionError
 
 __all__ = ["TailTilt", "Tilt", "book_exposure"]
 
@@ -41,7 +41,7 @@ def _check_fields(tilt: object, **bounds: tuple[Callable[[float], bool], str]) -
         value = getattr(tilt, name)
         if isinstance(value, bool) or not isinstance(value, numbers.Real) or not ok(value):
             kind = type(tilt).__name__
-            raise SimulationError(f"{kind}.{name} must be a number {valid}, got {value!r}")
+            raise SimulationOptionError(f"{kind}.{name} must be a number {valid}, got {value!r}")
 
 
 @dataclass(frozen=True)
@@ -168,13 +168,15 @@ def book_exposure(exposure: npt.ArrayLike | None, n_cells: int) -> np.ndarray:
     try:
         x = np.asarray(exposure, dtype=np.float64)
     except (TypeError, ValueError):
-        raise SimulationError(f"exposure must be numbers, got {exposure!r:.60}") from None
+        raise SimulationOptionError(f"exposure must be numbers, got {exposure!r:.60}") from None
     if x.shape != (n_cells,):
-        raise SimulationError(f"exposure must have one value per cell ({n_cells}), got {x.shape}")
+        raise SimulationOptionError(
+            f"exposure must have one value per cell ({n_cells}), got {x.shape}"
+        )
     bad = ~np.isfinite(x) | (x < 0)
     if bad.any():
         i = int(np.argmax(bad))
-        raise SimulationError(f"exposure must be finite and >= 0, got {x[i]} at cell {i}")
+        raise SimulationOptionError(f"exposure must be finite and >= 0, got {x[i]} at cell {i}")
     if not x.sum() > 0:
-        raise SimulationError("exposure must be positive in at least one cell, got all zeros")
+        raise SimulationOptionError("exposure must be positive in at least one cell, got all zeros")
     return x

@@ -40,9 +40,15 @@ from enum import StrEnum
 from itertools import islice
 from typing import Any
 
+import numpy as np
 from joblib import Parallel, cpu_count, delayed
 
-from models.errors import SimulationError
+from models.errors import (
+    ComputationError,
+    OptionError,
+    SimulationError,
+    SimulationOptionError,
+)
 
 WORKER_RETRIES = 1
 """Times the unfinished tasks are run again after a loky worker dies, or after a dask cluster
@@ -64,13 +70,15 @@ class Backend(StrEnum):
     dask = "dask"
 
 
-class WorkersLost(SimulationError, RuntimeError):
+class WorkersLost(SimulationError, ComputationError, RuntimeError):
     """Worker processes kept dying (simulation chunks, frontier blocks, sensitivity points),
     even after the unfinished tasks were run again.
 
     Not a bad argument (the CLI exits 1, not 2): the machine or the cluster could not run the
     work. Nothing is returned and nothing was written.
     """
+
+    exit_code = 1
 
 
 PARENT_POLL_S = 0.5
@@ -114,6 +122,23 @@ class _ParentWatched:
 
 Tasks = Sequence[tuple[Any, ...]]
 """The per-call arguments of every task, in order."""
+
+
+def check_n_jobs(n_jobs: object) -> int:
+    """``n_jobs`` as an int, or an :class:`~models.errors.OptionError` saying what is valid.
+
+    The one check of every ``n_jobs`` (simulate, frontier, marginal values, sensitivity):
+    a positive integer (numpy's too), or -1 for one worker per core.
+
+    Examples
+    --------
+    >>> check_n_jobs(-1)
+    -1
+    """
+    integer = isinstance(n_jobs, int | np.integer) and not isinstance(n_jobs, bool)
+    if not integer or (n_jobs < 1 and n_jobs != -1):  # type: ignore[operator]
+        raise OptionError(f"n_jobs must be a positive integer or -1 (all cores), got {n_jobs!r}")
+    return int(n_jobs)
 
 
 def local_workers(n_jobs: int) -> int:
@@ -220,7 +245,7 @@ def _on_dask(
     try:
         from dask.distributed import Client, KilledWorker, LocalCluster
     except ImportError:
-        raise SimulationError(
+        raise SimulationOptionError(
             "backend 'dask' needs dask.distributed: pip install 'ppc-finance[dask]'"
         ) from None
     cluster = None
@@ -228,7 +253,7 @@ def _on_dask(
         try:
             client = Client(scheduler, timeout="10s")
         except OSError as exc:
-            raise SimulationError(
+            raise SimulationOptionError(
                 f"cannot reach the dask scheduler at {scheduler}: {exc}"
             ) from None
     else:

@@ -47,7 +47,7 @@ def main(argv: list[str] | None = None) -> int:
     """
     with interrupt_signals() as received:
         try:
-            code = dispatch(app, argv)
+            code = dispatch(app, argv, received)
         except KeyboardInterrupt:  # outside typer's own handling (e.g. while printing)
             code = 128 + signal.SIGINT
         except Exception:

@@ -10,6 +10,7 @@ from typing import Annotated
 import typer
 
 from models import DEFAULT_SAMPLING, DEFAULT_SCENARIOS
+from models.errors import OptionError
 from optimizer.cli_app import (
     CaseArg,
     Float32Opt,
@@ -60,9 +61,9 @@ def frontier_command(
     loaded = start(case, out, "frontier", force, sampling)
     spec = parse_sweep(loaded, None, sweep)  # a bad sweep is refused before simulating
     if method not in METHODS:
-        raise ValueError(f"--method {method!r}: choose from {', '.join(METHODS)}")
+        raise OptionError(f"--method {method!r}: choose from {', '.join(METHODS)}")
     if not 1 <= points <= MAX_FRONTIER_POINTS:  # refused before simulating, not after
-        raise ValueError(f"--points must be in 1..{MAX_FRONTIER_POINTS:,}, got {points:,}")
+        raise OptionError(f"--points must be in 1..{MAX_FRONTIER_POINTS:,}, got {points:,}")
     backend = backend_of(scheduler)
     with console.status("Simulating scenarios…"):
         scen = simulate(loaded, scenarios, seed=seed, method=sampling, n_jobs=jobs,

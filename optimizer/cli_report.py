@@ -25,7 +25,13 @@ from optimizer.cli_app import (
     SeedOpt,
     console,
 )
-from optimizer.cli_steps import dtype_of, print_written, report_formats, staged, start
+from optimizer.cli_steps import (
+    dtype_of,
+    print_written,
+    report_formats,
+    staged,
+    start,
+)
 from optimizer.cli_widgets import shown
 from optimizer.outputs import MANIFEST_NAME
 
@@ -54,10 +60,12 @@ def run_command(
 ) -> None:
     """The whole job: simulate, optimize, out-of-sample and stress checks, reports."""
     from optimizer.cli_result_views import print_allocation
+    from optimizer.confidence import resolve_confidence
     from optimizer.run import run_case, save_run
 
     formats = report_formats(format)
     loaded = start(case, out, "run", force, sampling)
+    resolve_confidence(loaded, confidence)  # a bad value is refused before any work
     with console.status("Starting…") as status:
         record = run_case(loaded, scenarios, seed, method=sampling, n_jobs=jobs,
                           scheduler=scheduler,

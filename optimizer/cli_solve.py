@@ -10,7 +10,7 @@ from typing import Annotated
 import typer
 
 from models import DEFAULT_SAMPLING, DEFAULT_SCENARIOS
-from models.errors import SimulationError
+from models.errors import OptionError
 from optimizer.cli_app import (
     CaseArg,
     ConfidenceOpt,
@@ -27,7 +27,14 @@ from optimizer.cli_app import (
     SeedOpt,
     console,
 )
-from optimizer.cli_steps import backend_of, dtype_of, load, print_written, staged, start
+from optimizer.cli_steps import (
+    backend_of,
+    dtype_of,
+    load,
+    print_written,
+    staged,
+    start,
+)
 from optimizer.cli_widgets import shown
 from optimizer.outputs import MANIFEST_NAME, OutputError
 
@@ -64,7 +71,7 @@ def simulate_command(
         from optimizer.outputs import check_output_file
 
         if out.suffix.lower() not in (".npz", ".parquet"):
-            raise SimulationError(f"--out {out}: the file must end in .npz or .parquet")
+            raise OptionError(f"--out {out}: the file must end in .npz or .parquet")
         check_output_file(out, _is_scenario_file)
     with progress_bar(console, "Simulating", scenarios) as advance:
         scen = simulate(

@@ -8,7 +8,7 @@ from contextlib import AbstractContextManager
 from pathlib import Path
 
 from models import Case, load_case
-from models.errors import SimulationError
+from models.errors import OptionError
 from optimizer.cli_app import console, err_console
 from optimizer.cli_widgets import shown
 
@@ -39,7 +39,7 @@ def check_sampling(sampling: str) -> None:
 
     choices = [m.value for m in Method]
     if sampling not in choices:
-        raise ValueError(f"--sampling {sampling!r:.40}: choose from {', '.join(choices)}")
+        raise OptionError(f"--sampling {sampling!r:.40}: choose from {', '.join(choices)}")
 
 
 def out_rule(command: str, force: bool, case: Case) -> dict:
@@ -67,7 +67,7 @@ def report_formats(text: str) -> list[str]:
     chosen = [f.strip().lower() for f in text.split(",") if f.strip()]
     bad = [f for f in chosen if f not in FORMATS]
     if bad or not chosen:
-        raise SimulationError(f"--format {text!r}: choose from {', '.join(FORMATS)}")
+        raise OptionError(f"--format {text!r}: choose from {', '.join(FORMATS)}")
     return chosen
 
 

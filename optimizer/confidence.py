@@ -43,6 +43,7 @@ from typing import Any
 import pandas as pd
 from scipy import stats
 
+from models.errors import OptionError
 from models.scenarios import ScenarioSet
 from models.schema import Case
 from optimizer.errors import InfeasibleCase
@@ -169,8 +170,8 @@ def resolve_confidence(case: Case, confidence: float | None) -> float:
 
     Raises
     ------
-    ValueError
-        ``confidence`` is neither 0 nor in [0.5, 0.9999].
+    OptionError
+        A ``ValueError``: ``confidence`` is neither 0 nor in [0.5, 0.9999].
     """
     from models.schema import MAX_CONFIDENCE, MIN_CONFIDENCE
 
@@ -180,7 +181,7 @@ def resolve_confidence(case: Case, confidence: float | None) -> float:
     value = float(confidence)
     if value == 0.0 or MIN_CONFIDENCE <= value <= MAX_CONFIDENCE:
         return value
-    raise ValueError(
+    raise OptionError(
         f"confidence must be 0 (off) or between {MIN_CONFIDENCE} and {MAX_CONFIDENCE}, got "
         f"{confidence!r}: e.g. 0.95 holds each risk limit with 95 % confidence out of sample"
     )

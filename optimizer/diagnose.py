@@ -45,6 +45,7 @@ from typing import Any
 import pandas as pd
 from cvxpy import settings as status_codes
 
+from models.errors import InputError, OptionError
 from models.scenarios import ScenarioSet
 from models.schema import Case
 from optimizer.elastic import SOLVERS, elastic_problem, solve_elastic
@@ -93,7 +94,7 @@ KNOWN_FAMILIES = (
 _FIELD = re.compile(r"^(?P<group>sources|funds|segments)\[(?P<id>[^\]]+)\]\.(?P<attr>\w+)$")
 
 
-class RelaxationNotMappable(OptimizerError, ValueError):
+class RelaxationNotMappable(OptimizerError, InputError, ValueError):
     """A needed relaxation has no case field that carries it (change the case by hand)."""
 
 
@@ -167,7 +168,7 @@ class Diagnosis:
             Naming each family whose relaxation no case field carries.
         """
         if case.name != self.case_name:
-            raise ValueError(
+            raise OptionError(
                 f"this diagnosis is of case {self.case_name!r}, got case {case.name!r}"
             )
         rel = self.relaxations
@@ -241,16 +242,16 @@ def diagnose(
     """
     name = str(solver).upper()
     if name not in SOLVERS:
-        raise ValueError(f"solver must be one of {', '.join(SOLVERS)}, got {solver!r}")
+        raise OptionError(f"solver must be one of {', '.join(SOLVERS)}, got {solver!r}")
     for fam, w in (weights or {}).items():
         if fam not in KNOWN_FAMILIES:
-            raise ValueError(
+            raise OptionError(
                 f"weights: unknown constraint family {fam!r}; known: {', '.join(KNOWN_FAMILIES)}"
             )
         if not (isinstance(w, int | float) and math.isfinite(w) and w > 0):
-            raise ValueError(f"weights[{fam!r}] must be a finite number > 0, got {w!r}")
+            raise OptionError(f"weights[{fam!r}] must be a finite number > 0, got {w!r}")
     if time_limit_s is not None and not time_limit_s > 0:
-        raise ValueError(f"time_limit_s must be > 0 seconds, got {time_limit_s}")
+        raise OptionError(f"time_limit_s must be > 0 seconds, got {time_limit_s}")
     timings: dict[str, float] = {}
     start = time.perf_counter()
     prob = build_problem(case, scenarios)  # the one-LP formulation: every row explicit
@@ -309,14 +310,14 @@ def optimize_or_diagnose(case: Case, scenarios: ScenarioSet, **kwargs: Any) -> A
 
 def _check_target(prob: AllocationProblem, target_usd: float) -> None:
     if not (isinstance(target_usd, int | float) and math.isfinite(target_usd) and target_usd >= 0):
-        raise ValueError(f"max_weighted_gap_usd must be a finite number >= 0, got {target_usd!r}")
+        raise OptionError(f"max_weighted_gap_usd must be a finite number >= 0, got {target_usd!r}")
     case = prob.case
     lendable = set(prob.scenarios.cells["segment"].to_numpy()[prob.elig.x_cell])
     w = segment_weights(case)
     floor = sum(w[k] * seg.gap_usd for k, seg in enumerate(case.segments) if seg.id not in lendable)
     if target_usd < floor * (1 - 1e-12):
         shut = [seg.id for seg in case.segments if seg.id not in lendable and seg.gap_usd > 0]
-        raise ValueError(
+        raise OptionError(
             f"max_weighted_gap_usd={target_usd:,.0f} can never be met: no source may lend to "
             f"segments {shut}, whose weighted gap alone is US${floor:,.0f}"
         )

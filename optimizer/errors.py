@@ -1,24 +1,34 @@
 """Typed errors of the optimizer: every solver outcome that is not a usable answer.
 
 Each error says what happened in the user's terms and what to change. The command line turns
-them into one message and a non-zero exit code.
+them into one message and a non-zero exit code. Each is in one branch of the tree of
+:mod:`models.errors`: a scenario set of another case is an input error, no usable answer a
+computation error.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-
-class OptimizerError(RuntimeError):
-    """Base of every error raised while building or solving an allocation problem."""
+from models.errors import ComputationError, InputError, PpcfinError
 
 
-class ScenarioMismatch(OptimizerError, ValueError):
+class OptimizerError(PpcfinError, RuntimeError):
+    """Base of every error raised while building or solving an allocation problem.
+
+    A layer family: the errors it holds are each in one branch of the tree as well. Raised as
+    itself, it exits 2 (as every optimizer error but :class:`SolverFailure` always has).
+    """
+
+    exit_code = 2
+
+
+class ScenarioMismatch(OptimizerError, InputError, ValueError):
     """The scenario set was not simulated for this case (its cells differ from the case's)."""
 
 
-class InfeasibleCase(OptimizerError):
-    """No allocation satisfies every constraint of the case.
+class InfeasibleCase(OptimizerError, ComputationError):
+    """No allocation satisfies every constraint of the case (exit 2: the case must change).
 
     Attributes
     ----------
@@ -32,6 +42,8 @@ class InfeasibleCase(OptimizerError):
         Hook for the elastic re-solve that finds the smallest relaxation making the case
         feasible; ``None`` until that diagnosis runs.
     """
+
+    exit_code = 2
 
     def __init__(self, case_name: str, stage: int, solver: str, detail: str = ""):
         self.case_name = case_name
@@ -56,7 +68,7 @@ class InfeasibleCase(OptimizerError):
         )
 
 
-class SolverFailure(OptimizerError):
+class SolverFailure(OptimizerError, ComputationError):
     """The solver(s) returned no usable answer: unbounded, time limit, numerical error...
 
     Attributes
@@ -70,6 +82,8 @@ class SolverFailure(OptimizerError):
     attempts : tuple of str
         Every solver tried and what it returned, in order.
     """
+
+    exit_code = 1
 
     def __init__(
         self,

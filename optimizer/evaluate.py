@@ -21,6 +21,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
+from models.errors import OptionError
 from models.scenarios import ScenarioSet
 from models.schema import Case
 from optimizer.errors import ScenarioMismatch
@@ -277,7 +278,7 @@ def holdings_of(case: Case, allocation: Allocation, cells: pd.DataFrame) -> Hold
 def _known(what: str, ids: set, known: dict[str, int], case: Case) -> None:
     unknown = sorted(str(i) for i in ids if i not in known)
     if unknown:
-        raise ValueError(
+        raise OptionError(
             f"the allocation names {what}(s) {unknown} that case {case.name!r} does not have "
             f"(it has {sorted(known)}); evaluate with the case the allocation was made for or "
             "a stress overlay of it"

@@ -19,9 +19,10 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from models.errors import OptionError
 from models.scenarios import ScenarioSet
 from models.schema import Case
-from models.workers import Backend, local_workers, run_in_order
+from models.workers import Backend, check_n_jobs, local_workers, run_in_order
 from optimizer.exposures import check_cells
 from optimizer.frontier_sweep import (
     FAILED_STATUSES,
@@ -197,29 +198,29 @@ def frontier(
     spec = parse_sweep(case, scenarios, sweep)
     if values is None:
         if isinstance(points, bool) or not isinstance(points, int | np.integer) or points < 1:
-            raise ValueError(f"points must be an integer >= 1, got {points!r}")
+            raise OptionError(f"points must be an integer >= 1, got {points!r}")
         if points > MAX_FRONTIER_POINTS:
-            raise ValueError(
+            raise OptionError(
                 f"points = {points:,} is more than a frontier takes (at most "
                 f"{MAX_FRONTIER_POINTS:,}, each an LP solve): use fewer points, or several "
                 "sweeps over narrower ranges"
             )
         values = with_own_setting(default_values(spec, int(points)), spec.base)
     elif np.size(values) > MAX_FRONTIER_POINTS:
-        raise ValueError(
+        raise OptionError(
             f"values holds {np.size(values):,} points, more than a frontier takes (at most "
             f"{MAX_FRONTIER_POINTS:,}, each an LP solve): sweep fewer values"
         )
     values = check_values(spec, values)
     name = str(solver).upper()
     if name not in SOLVERS:
-        raise ValueError(f"solver must be one of {', '.join(SOLVERS)}, got {solver!r}")
+        raise OptionError(f"solver must be one of {', '.join(SOLVERS)}, got {solver!r}")
     if method not in METHODS:
-        raise ValueError(f"method must be one of {', '.join(METHODS)}, got {method!r}")
+        raise OptionError(f"method must be one of {', '.join(METHODS)}, got {method!r}")
     if method == "auto":
         method = auto_method(scenarios)
     if time_limit_s is not None and not time_limit_s > 0:
-        raise ValueError(f"time_limit_s must be > 0 seconds, got {time_limit_s}")
+        raise OptionError(f"time_limit_s must be > 0 seconds, got {time_limit_s}")
     _check_parallel(n_jobs, backend, scheduler)
     cvar_method = "cuts" if method == "cutting_plane" else "lp"
 
@@ -311,9 +312,8 @@ def case_at(case: Case, sweep: str, value: float) -> Case:
 
 
 def _check_parallel(n_jobs: object, backend: object, scheduler: object) -> None:
-    if isinstance(n_jobs, bool) or not isinstance(n_jobs, int | np.integer) or n_jobs == 0:
-        raise ValueError(f"n_jobs must be a non-zero integer (-1: one per core), got {n_jobs!r}")
+    check_n_jobs(n_jobs)
     if backend not in BACKENDS:
-        raise ValueError(f"backend must be one of {', '.join(BACKENDS)}, got {backend!r}")
+        raise OptionError(f"backend must be one of {', '.join(BACKENDS)}, got {backend!r}")
     if scheduler is not None and backend != "dask":
-        raise ValueError(f"scheduler {scheduler!r} needs backend='dask', got {backend!r}")
+        raise OptionError(f"scheduler {scheduler!r} needs backend='dask', got {backend!r}")

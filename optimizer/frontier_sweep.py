@@ -32,6 +32,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from models.cells import build_cells
+from models.errors import OptionError
 from models.scenarios import ScenarioSet
 from models.schema import Case
 from optimizer.cutting_plane import CutMaster, CutPool
@@ -64,7 +65,7 @@ def sweep_kind(sweep: str) -> str:
     """
     kind = str(sweep).partition(":")[0]
     if kind not in SWEEP_KINDS:
-        raise ValueError(f"sweep must be one of {', '.join(SWEEP_CHOICES)}; got {sweep!r}")
+        raise OptionError(f"sweep must be one of {', '.join(SWEEP_CHOICES)}; got {sweep!r}")
     return kind
 
 
@@ -109,13 +110,13 @@ def parse_sweep(case: Case, scenarios: ScenarioSet | None, sweep: str) -> Sweep:
     src_ids = [s.id for s in case.sources]
     limited = [s.id for s in case.sources if s.cvar_alpha is not None]
     if head == "cvar_scale" and not limited:
-        raise ValueError(f"sweep {sweep!r}: no source of case {case.name!r} has a CVaR limit")
+        raise OptionError(f"sweep {sweep!r}: no source of case {case.name!r} has a CVaR limit")
     if sweep == "cvar_scale":
         return Sweep(sweep, "cvar_scale", tuple(limited), "scale on every funder's CVaR limit",
                      1.0, True)  # fmt: skip
     if head == "cvar_scale" and arg:
         if arg not in limited:
-            raise ValueError(
+            raise OptionError(
                 f"sweep {sweep!r}: {arg!r} is not a CVaR-limited source; choose from "
                 f"{_choices(limited)}"
             )
@@ -126,9 +127,9 @@ def parse_sweep(case: Case, scenarios: ScenarioSet | None, sweep: str) -> Sweep:
         if arg in SOURCE_KINDS:
             ids = tuple(s.id for s in case.sources if s.kind.value == arg)
             if not ids:
-                raise ValueError(f"sweep {sweep!r}: case {case.name!r} has no {arg} source")
+                raise OptionError(f"sweep {sweep!r}: case {case.name!r} has no {arg} source")
             return Sweep(sweep, "amount", ids, f"multiple of all {arg} money", 1.0, True)
-        raise ValueError(
+        raise OptionError(
             f"sweep {sweep!r}: unknown source {arg!r}; sources: {_choices(src_ids)}, or a kind: "
             f"{', '.join(SOURCE_KINDS)}"
         )
@@ -137,7 +138,7 @@ def parse_sweep(case: Case, scenarios: ScenarioSet | None, sweep: str) -> Sweep:
         covering = sorted(set(eligibility(case, cells).z_fund.tolist()))
         funds = [case.funds[g].id for g in covering]
         if arg not in funds:
-            raise ValueError(
+            raise OptionError(
                 f"sweep {sweep!r}: {arg!r} is not a fund that covers any lending in this case; "
                 f"choose from {_choices(funds)}"
             )
@@ -146,13 +147,13 @@ def parse_sweep(case: Case, scenarios: ScenarioSet | None, sweep: str) -> Sweep:
                      float(eps), False)  # fmt: skip
     if sweep == "mobilization":
         if not any(s.is_concessional for s in case.sources):
-            raise ValueError(f"sweep {sweep!r}: case {case.name!r} has no concessional money")
+            raise OptionError(f"sweep {sweep!r}: case {case.name!r} has no concessional money")
         return Sweep(sweep, "mobilization", (), "private lending required per concessional US$",
                      float(case.policy.min_private_per_concessional), False)  # fmt: skip
     if sweep == "deforestation_priority":
         return Sweep(sweep, "deforestation_priority", (), "deforestation priority",
                      float(case.policy.deforestation_priority), False)  # fmt: skip
-    raise ValueError(f"sweep must be one of {', '.join(SWEEP_CHOICES)}; got {sweep!r}")
+    raise OptionError(f"sweep must be one of {', '.join(SWEEP_CHOICES)}; got {sweep!r}")
 
 
 def default_values(sweep: Sweep, points: int) -> np.ndarray:
@@ -172,16 +173,16 @@ def check_values(sweep: Sweep, values: Any) -> np.ndarray:
     """The values as a float array, or ValueError saying what is allowed."""
     arr = np.asarray(values, dtype=float)
     if arr.ndim != 1 or arr.size == 0 or not np.isfinite(arr).all():
-        raise ValueError(f"values must be a non-empty 1-D list of finite numbers, got {values}")
+        raise OptionError(f"values must be a non-empty 1-D list of finite numbers, got {values}")
     if sweep.kind == "depletion":
         if ((arr <= 0) | (arr >= 1)).any():
-            raise ValueError(
+            raise OptionError(
                 f"sweep {sweep.name!r}: values are depletion probabilities, each in (0, 1), "
                 f"got {arr.tolist()}"
             )
     elif (arr < 0).any():
         what = "multipliers >= 0" if sweep.multiplier else f"{sweep.label} values >= 0"
-        raise ValueError(f"sweep {sweep.name!r}: values must be {what}, got {arr.tolist()}")
+        raise OptionError(f"sweep {sweep.name!r}: values must be {what}, got {arr.tolist()}")
     return arr
 
 

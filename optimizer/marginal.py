@@ -39,9 +39,10 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
+from models.errors import OptionError
 from models.scenarios import ScenarioSet
 from models.schema import Case
-from models.workers import Backend, run_in_order
+from models.workers import Backend, check_n_jobs, run_in_order
 from optimizer.errors import OptimizerError
 from optimizer.marginal_resolve import STEP_USD, BlockResult, marginal_block
 from optimizer.result import Allocation
@@ -171,18 +172,17 @@ def marginal_values(
     from optimizer.frontier import BACKENDS
 
     if allocation.case_sha256 is not None and allocation.case_sha256 != case.content_sha256:
-        raise ValueError("allocation was solved for another case: re-optimize this case first")
+        raise OptionError("allocation was solved for another case: re-optimize this case first")
     if allocation.n_scenarios != scenarios.n_scenarios:
-        raise ValueError(
+        raise OptionError(
             f"allocation was solved on {allocation.n_scenarios:,} scenarios, not these "
             f"{scenarios.n_scenarios:,}: pass the scenario set it was solved on"
         )
-    if isinstance(n_jobs, bool) or not isinstance(n_jobs, int | np.integer) or n_jobs == 0:
-        raise ValueError(f"n_jobs must be a non-zero integer (-1: one per core), got {n_jobs!r}")
+    check_n_jobs(n_jobs)
     if backend not in BACKENDS:
-        raise ValueError(f"backend must be one of {', '.join(BACKENDS)}, got {backend!r}")
+        raise OptionError(f"backend must be one of {', '.join(BACKENDS)}, got {backend!r}")
     if method not in ("cutting_plane", "lp", "same"):
-        raise ValueError(f"method must be 'cutting_plane', 'lp' or 'same', got {method!r}")
+        raise OptionError(f"method must be 'cutting_plane', 'lp' or 'same', got {method!r}")
     method = allocation.method if method == "same" else method
     name, tol = solver_and_tolerance(case, solver, gap_tolerance)
     start = time.perf_counter()

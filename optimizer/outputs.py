@@ -33,6 +33,8 @@ from collections.abc import Iterable
 from contextlib import suppress
 from pathlib import Path
 
+from models.errors import OutputError
+
 __all__ = [
     "MANIFEST_NAME",
     "STAGE_MARKER",
@@ -67,12 +69,14 @@ _HINTS = {
 }
 
 
-class OutputError(Exception):
-    """An output file or directory that cannot be written; earlier outputs are intact."""
-
-
 class OutputRefused(OutputError):
-    """Something ppcfin may not replace stands where an output would go (a usage error)."""
+    """Something ppcfin may not replace stands where an output would go (a usage error).
+
+    In the output branch of :mod:`models.errors` (whose :class:`OutputError` is re-exported
+    here), with a usage error's exit code: nothing was done.
+    """
+
+    exit_code = 2
 
 
 def describe_os_error(exc: OSError) -> str:

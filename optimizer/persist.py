@@ -28,13 +28,15 @@ from pydantic import (
     ValidationError,
 )
 
+from models.errors import InputError
+
 T = TypeVar("T")
 M = TypeVar("M", bound=BaseModel)
 MAX_PROBLEMS_SHOWN = 3
 """Problems named in one message; the count of the others follows."""
 
 
-class SavedRunError(ValueError):
+class SavedRunError(InputError, ValueError):
     """A saved result that cannot be used: missing, edited, of another version or case.
 
     The message names the file, the field and what is wrong, and says what to do.

@@ -25,6 +25,7 @@ import cvxpy as cp
 import numpy as np
 import pandas as pd
 
+from models.errors import OptionError
 from models.scenarios import ScenarioSet
 from models.schema import Case
 from optimizer.claims import FundClaims
@@ -176,7 +177,7 @@ def build_problem(case: Case, scenarios: ScenarioSet, cvar_method: str = "lp") -
         Set to stage 1. :func:`optimizer.solve.optimize` solves it.
     """
     if cvar_method not in ("lp", "cuts"):
-        raise ValueError(f"cvar_method must be 'lp' or 'cuts', got {cvar_method!r}")
+        raise OptionError(f"cvar_method must be 'lp' or 'cuts', got {cvar_method!r}")
     b = RowBuilder(case, scenarios)
     cvar = CVAR_MODES[cvar_method](scenarios)
     b.volumes()

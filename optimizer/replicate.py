@@ -25,6 +25,7 @@ import numpy as np
 import pandas as pd
 
 from models import DEFAULT_SAMPLING, Case, simulate
+from models.errors import OptionError
 from models.workers import Backend, run_in_order
 from optimizer.errors import OptimizerError
 from optimizer.tail_oracle import one_blas_thread
@@ -123,7 +124,7 @@ def check_replications(replications: object) -> int:
         or not isinstance(replications, int)
         or not (replications == 0 or 2 <= replications <= MAX_REPLICATIONS)
     ):
-        raise ValueError(
+        raise OptionError(
             f"replications must be 0 (none) or at least 2, got {replications!r} (at most "
             f"{MAX_REPLICATIONS:,}; a spread needs two draws)"
         )
@@ -191,12 +192,12 @@ def replicate(
     from optimizer.confidence import resolve_confidence
 
     if isinstance(replications, bool) or not 2 <= int(replications) <= MAX_REPLICATIONS:
-        raise ValueError(
+        raise OptionError(
             f"replications must be between 2 and {MAX_REPLICATIONS:,} (a spread needs two "
             f"draws), got {replications!r}"
         )
     if not 0.0 < float(target_relative_se) < 1.0:
-        raise ValueError(
+        raise OptionError(
             f"target_relative_se must be in (0, 1), e.g. 0.01 for 1 %, got {target_relative_se!r}"
         )
     level = resolve_confidence(case, confidence)

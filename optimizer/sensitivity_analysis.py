@@ -25,8 +25,9 @@ import pandas as pd
 from pydantic import ValidationError
 
 from models import DEFAULT_SAMPLING, DEFAULT_SCENARIOS, Case, ScenarioSet, simulate
+from models.errors import InputError, OptionError
 from models.problems import Origins, problems_from_validation
-from models.workers import Backend, run_in_order
+from models.workers import Backend, check_n_jobs, run_in_order
 from optimizer.eligibility import check_cells
 from optimizer.errors import InfeasibleCase, OptimizerError
 from optimizer.result import Allocation
@@ -204,7 +205,7 @@ class Sensitivity:
 
 
 # --- building perturbed cases -----------------------------------------------------------------
-class InvalidPerturbation(ValueError):
+class InvalidPerturbation(InputError, ValueError):
     """A perturbed case that fails the case checks; the message names field and value."""
 
 
@@ -309,9 +310,8 @@ def _check(shock: object, n_jobs: object, inputs: list[str] | None, case: Case) 
     # 0 would perturb nothing and 1 sets every input to zero (money, PDs, limits): neither is
     # a sensitivity, and anything outside (0, 1) is a typo (20 for 0.2) or a negative factor
     if isinstance(shock, bool) or not isinstance(shock, int | float) or not 0 < shock < 1:
-        raise ValueError(f"shock must be a number in (0, 1) (0.2 = ±20 %), got {shock!r}")
-    if isinstance(n_jobs, bool) or not isinstance(n_jobs, int) or (n_jobs < 1 and n_jobs != -1):
-        raise ValueError(f"n_jobs must be a positive integer or -1 (all cores), got {n_jobs!r}")
+        raise OptionError(f"shock must be a number in (0, 1) (0.2 = ±20 %), got {shock!r}")
+    check_n_jobs(n_jobs)
     return _check_inputs(inputs, case)
 
 
@@ -321,10 +321,10 @@ def _check_inputs(inputs: list[str] | None, case: Case) -> list[str]:
         return [i.id for i in INPUTS if i.applies(case)]
     unknown = [i for i in inputs if i not in _BY_ID]
     if unknown or not inputs:
-        raise ValueError(f"inputs {unknown or '[]'}: choose from {', '.join(INPUT_IDS)}")
+        raise OptionError(f"inputs {unknown or '[]'}: choose from {', '.join(INPUT_IDS)}")
     idle = [i for i in inputs if not _BY_ID[i].applies(case)]
     if idle:
-        raise ValueError(f"inputs {idle}: case {case.name!r} has nothing to perturb there")
+        raise OptionError(f"inputs {idle}: case {case.name!r} has nothing to perturb there")
     return [i for i in INPUT_IDS if i in inputs]  # table order, each once
 
 
@@ -407,7 +407,7 @@ def sensitivity(
             case, n_scenarios, seed, method, dtype, optimize_method, scenarios=scenarios
         )
     elif base.case_name != case.name or base.n_scenarios != n_scenarios:
-        raise ValueError(
+        raise OptionError(
             f"base: an allocation of case {base.case_name!r} on {base.n_scenarios:,} scenarios, "
             f"not of {case.name!r} on {n_scenarios:,}: pass the allocation of this sweep's case "
             "and scenario set, or none"
@@ -464,7 +464,7 @@ def _check_base_scenarios(
     )
     for name, got, want in facts:
         if got != want:
-            raise ValueError(
+            raise OptionError(
                 f"scenarios: {name} {got!r}, but the sweep draws {want!r}: pass the base's own "
                 "scenario set, or none"
             )

@@ -22,6 +22,7 @@ import numpy as np
 import pandas as pd
 from cvxpy import settings as status_codes
 
+from models.errors import OptionError
 from models.scenarios import ScenarioSet
 from models.schema import Case
 from optimizer import warm_start
@@ -77,10 +78,10 @@ def solver_and_tolerance(case: Case, solver: str, gap_tolerance: float | None) -
     """
     name = str(solver).upper()
     if name not in SOLVERS:
-        raise ValueError(f"solver must be one of {', '.join(SOLVERS)}, got {solver!r}")
+        raise OptionError(f"solver must be one of {', '.join(SOLVERS)}, got {solver!r}")
     tol = case.policy.gap_tolerance_share if gap_tolerance is None else float(gap_tolerance)
     if not 0.0 <= tol <= 0.1:
-        raise ValueError(f"gap_tolerance must be in [0, 0.1], got {gap_tolerance}")
+        raise OptionError(f"gap_tolerance must be in [0, 0.1], got {gap_tolerance}")
     return name, tol
 
 
@@ -143,9 +144,9 @@ def optimize(
     """
     name, tol = solver_and_tolerance(case, solver, gap_tolerance)
     if time_limit_s is not None and not time_limit_s > 0:
-        raise ValueError(f"time_limit_s must be > 0 seconds, got {time_limit_s}")
+        raise OptionError(f"time_limit_s must be > 0 seconds, got {time_limit_s}")
     if method not in ("auto", "lp", "cutting_plane"):
-        raise ValueError(f"method must be 'auto', 'lp' or 'cutting_plane', got {method!r}")
+        raise OptionError(f"method must be 'auto', 'lp' or 'cutting_plane', got {method!r}")
     _check_depletion_levels(case, scenarios)
     if method == "auto":
         method = auto_method(scenarios)
@@ -226,7 +227,7 @@ def _check_depletion_levels(case: Case, scenarios: ScenarioSet) -> None:
         if eps >= MIN_DEPLETION_PROBABILITY:
             continue
         floor = depletion_floor(scenarios.probabilities)
-        raise ValueError(
+        raise OptionError(
             f"fund {fund.id}: max_depletion_probability = {eps:g} is too small to serve as a "
             "probability level (1 − ε is 1 to double precision); set it between "
             f"{MIN_DEPLETION_PROBABILITY:g} and 0.5: on these {scenarios.n_scenarios:,} "

@@ -17,6 +17,7 @@ from pathlib import Path
 import pandas as pd
 
 from models import DEFAULT_SAMPLING, DEFAULT_SCENARIOS, Case, ScenarioSet, load_case, simulate
+from models.errors import OptionError
 from models.loader import DEFAULT_CASE
 from models.yaml_io import CASE_SUFFIXES, ReadProblem, read_yaml
 from optimizer.diagnose import optimize_or_diagnose
@@ -241,15 +242,15 @@ def check_overlay(case: Case, path: Path) -> Path:
     try:
         raw = read_yaml(path, CASE_SUFFIXES)
     except ReadProblem as exc:
-        raise ValueError(f"stress overlay {path}: {exc.message}") from None
+        raise OptionError(f"stress overlay {path}: {exc.message}") from None
     if not isinstance(raw, dict) or not isinstance(raw.get("base_case"), str):
-        raise ValueError(
+        raise OptionError(
             f"stress overlay {path}: not an overlay (it needs base_case: naming the case it "
             "changes, stress: and changes:)"
         )
     base = (path.parent / raw["base_case"]).resolve()
     if case.source_file is None or base != Path(case.source_file).resolve():
-        raise ValueError(
+        raise OptionError(
             f"stress overlay {path} changes {base}, not the case being stressed "
             f"({case.source_file or 'built in Python, no file'}); set its base_case to the "
             "case's file or stress that case"
@@ -264,14 +265,14 @@ def _refuse_repeats(paths: list[Path], stressed: list[Case]) -> None:
     for path, overlay in zip(paths, stressed, strict=True):
         real = path.resolve()
         if real in by_file:
-            raise ValueError(
+            raise OptionError(
                 f"stress overlay {path} is given twice (also as {by_file[real]}); give each "
                 "stress once"
             )
         by_file[real] = path
         sid = overlay.stress.id if overlay.stress else None
         if sid is not None and sid in by_id:
-            raise ValueError(
+            raise OptionError(
                 f"stress overlays {by_id[sid]} and {path} have the same stress id {sid!r}; give "
                 "each stress once, or one of them another id"
             )
@@ -326,13 +327,13 @@ def stress(
         An overlay that is not a valid case once applied.
     """
     if allocation.case_name != case.name:
-        raise ValueError(
+        raise OptionError(
             f"the allocation was made for case {allocation.case_name!r}, not {case.name!r}; "
             "stress the case it was optimised for"
         )
     if stresses is None:
         if case.source_file is None or Path(case.source_file).resolve() != DEFAULT_CASE:
-            raise ValueError(
+            raise OptionError(
                 "the shipped stress overlays stress the default case only; pass overlays whose "
                 f"base_case is {case.source_file or 'your case file'}"
             )

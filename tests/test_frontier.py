@@ -229,7 +229,7 @@ def test_the_frontier_survives_a_round_trip_through_plain_json(small):
         ("cvar_scale", {"points": 0}, "points must be an integer >= 1"),
         ("cvar_scale", {"method": "fast"}, "method must be one of auto, lp, cutting_plane"),
         ("cvar_scale", {"backend": "mpi"}, "backend must be one of loky, threading, dask"),
-        ("cvar_scale", {"n_jobs": 0}, "n_jobs must be a non-zero integer"),
+        ("cvar_scale", {"n_jobs": 0}, "n_jobs must be a positive integer or -1"),
         ("cvar_scale", {"scheduler": "tcp://x:1"}, "needs backend='dask'"),
         ("cvar_scale", {"solver": "GUROBI"}, "solver must be one of HIGHS, CLARABEL"),
     ],
