@@ -67,7 +67,8 @@ def main() -> None:
         steps = json.loads((out / "timings.json").read_text(encoding="utf-8"))["run_s"]
         run = json.loads((out / "run.json").read_text(encoding="utf-8"))
 
-    print(f"\nppcfin {' '.join(argv[:-2])}: {total_s:.1f} s (target <= {TARGET_S:.0f} s: "
+    shown = [a for i, a in enumerate(argv) if a != "--out" and argv[i - 1] != "--out"]
+    print(f"\nppcfin {' '.join(shown)}: {total_s:.1f} s (target <= {TARGET_S:.0f} s: "
           f"{'met' if total_s <= TARGET_S else 'NOT met'}), peak {maxrss_mib():,.0f} MiB")  # fmt: skip
     for name, seconds in steps.items():
         print(f"  {name:<26} {seconds:7.1f} s  {seconds / total_s:6.1%}")
