@@ -22,15 +22,20 @@ from dataclasses import dataclass
 from typing import Any
 
 import pandas as pd
-from pydantic import ValidationError
 
 from models import DEFAULT_SAMPLING, DEFAULT_SCENARIOS, Case, ScenarioSet, simulate
-from models.errors import InputError, OptionError
-from models.problems import Origins, problems_from_validation
+from models.errors import OptionError
 from models.workers import Backend, check_n_jobs, run_in_order
 from optimizer.eligibility import check_cells
 from optimizer.errors import InfeasibleCase, OptimizerError
 from optimizer.result import Allocation
+from optimizer.sensitivity_inputs import (
+    INPUT_IDS,
+    INPUTS,
+    INPUTS_BY_ID,
+    InvalidPerturbation,
+    perturbed_case,
+)
 from optimizer.solve import optimize
 from optimizer.tail_oracle import one_blas_thread
 from optimizer.warm_start import WarmStart
@@ -41,95 +46,6 @@ SENSITIVITY_COLUMNS = (
 )  # fmt: skip
 DIRECTIONS = (("low", -1.0), ("high", 1.0))
 SOLVED = ("optimal", "optimal_inaccurate")
-
-
-# --- the inputs -------------------------------------------------------------------------------
-def _scale_products(field: str) -> Callable[[dict, float], str]:
-    def apply(raw: dict, f: float) -> str:
-        for p in raw["products"]:
-            p[field] *= f
-        values = [p[field] for p in raw["products"]]
-        return f"× {f:g} ({min(values):.4g}–{max(values):.4g})"
-
-    return apply
-
-
-def _scale_copula(raw: dict, f: float) -> str:
-    cop = raw["risk_model"]["copula"]
-    for key in ("rho_macro", "rho_chain", "rho_region"):
-        cop[key] *= f
-    total = cop["rho_macro"] + cop["rho_chain"] + cop["rho_region"]
-    return f"× {f:g} (total ρ {total:.4g})"
-
-
-def _scale_events(raw: dict, f: float) -> str:
-    events = raw["risk_model"]["events"]
-    for e in events:
-        e["probability"] *= f
-    values = [e["probability"] for e in events]
-    return f"× {f:g} ({min(values):.4g}–{max(values):.4g})"
-
-
-def _scale_amounts(kind: str) -> Callable[[dict, float], str]:
-    def apply(raw: dict, f: float) -> str:
-        total = 0.0
-        for s in raw["sources"]:
-            if str(s["kind"]) == kind:
-                s["amount_usd"] *= f
-                total += s["amount_usd"]
-        return f"× {f:g} (US${total / 1e6:,.1f}m)"
-
-    return apply
-
-
-def _scale_cvar_limits(raw: dict, f: float) -> str:
-    for s in raw["sources"]:
-        for key in ("cvar_limit_usd", "cvar_limit_share"):
-            if s.get(key) is not None:
-                s[key] *= f
-    return f"× {f:g}"
-
-
-@dataclass(frozen=True)
-class SensitivityInput:
-    """An input the sweep can perturb: a stable id, a label, and how to scale it.
-
-    ``applies`` says whether the case has anything to scale (no climate source, no event...);
-    ``apply`` scales the input in a ``Case.model_dump()`` tree in place and describes the
-    perturbed value.
-    """
-
-    id: str
-    label: str
-    applies: Callable[[Case], bool]
-    apply: Callable[[dict, float], str]
-    moves_risk: bool = False
-    """Whether the input changes the simulated losses (a risk-model input): the other points
-    are solved on the base's own scenario set, which a re-draw would reproduce bit for bit."""
-
-
-INPUTS: tuple[SensitivityInput, ...] = (
-    SensitivityInput("pd", "Probability of default (every product's base PD)",
-                     lambda c: True, _scale_products("base_pd"), True),
-    SensitivityInput("lgd", "Loss given default (every product's mean LGD)",
-                     lambda c: True, _scale_products("lgd_mean"), True),
-    SensitivityInput("correlation", "Asset correlation (copula factor loadings)",
-                     lambda c: c.risk_model.copula.rho_total > 0, _scale_copula, True),
-    SensitivityInput("event_probability", "Shock-event probabilities",
-                     lambda c: bool(c.risk_model.events), _scale_events, True),
-    *(
-        SensitivityInput(f"amount_{kind}", f"{kind.capitalize()} money (every {kind} source)",
-                         lambda c, k=kind: any(s.kind == k for s in c.sources),
-                         _scale_amounts(kind))
-        for kind in ("public", "private", "climate")
-    ),
-    SensitivityInput("cvar_limit", "CVaR limits (every funder's, US$ or share)",
-                     lambda c: any(s.cvar_limit_usd is not None or s.cvar_limit_share is not None
-                                   for s in c.sources), _scale_cvar_limits),
-)  # fmt: skip
-"""Every input, in the order of the table. Ids are stable: scripts and ``--inputs`` use them."""
-INPUT_IDS = tuple(i.id for i in INPUTS)
-_BY_ID = {i.id: i for i in INPUTS}
 
 
 # --- the result -------------------------------------------------------------------------------
@@ -204,42 +120,6 @@ class Sensitivity:
         return pd.DataFrame(rows)
 
 
-# --- building perturbed cases -----------------------------------------------------------------
-class InvalidPerturbation(InputError, ValueError):
-    """A perturbed case that fails the case checks; the message names field and value."""
-
-
-def perturbed_case(case: Case, input_id: str, factor: float) -> tuple[Case, str]:
-    """The case with one input scaled by ``factor``, validated like a loaded case.
-
-    Returns
-    -------
-    (Case, str)
-        The perturbed case (its ``content_sha256`` cleared: it is no longer the file's) and a
-        description of the perturbed value.
-
-    Raises
-    ------
-    KeyError
-        Unknown ``input_id``.
-    InvalidPerturbation
-        The scaled case breaks a bound or a cross-field check (e.g. a PD pushed to 1).
-    """
-    spec = _BY_ID[input_id]
-    raw = case.model_dump(mode="json")  # plain lists and strings, as the loader validates
-    setting = spec.apply(raw, float(factor))
-    raw["content_sha256"] = None
-    try:
-        return Case.model_validate(raw), setting
-    except ValidationError as exc:
-        origin = f"{case.source_file or case.name} ({input_id} × {factor:g})"
-        problems = problems_from_validation(exc, raw, Origins(origin))
-        text = "; ".join(f"{p.field} = {p.value}: {p.message}" for p in problems)
-        raise InvalidPerturbation(
-            f"{input_id} × {factor:g} makes the case invalid: {text}"
-        ) from None
-
-
 def _simulate_and_optimize(
     case: Case,
     n: int,
@@ -282,7 +162,7 @@ def _solve_point(
     """Perturb, simulate (same seed) and optimise one point; failures become a status."""
     row: dict[str, Any] = {
         "input": input_id,
-        "label": _BY_ID[input_id].label,
+        "label": INPUTS_BY_ID[input_id].label,
         "direction": direction,
         "factor": float(factor),
         "setting": "",
@@ -290,7 +170,7 @@ def _solve_point(
     }
     try:
         point, row["setting"] = perturbed_case(case, input_id, factor)
-        same = None if _BY_ID[input_id].moves_risk else base_scenarios
+        same = None if INPUTS_BY_ID[input_id].moves_risk else base_scenarios
         res = _simulate_and_optimize(point, n, seed, method, dtype, solve, start, same)
     except InvalidPerturbation as exc:
         return {**row, "status": "invalid", "reason": str(exc)}
@@ -319,10 +199,10 @@ def _check_inputs(inputs: list[str] | None, case: Case) -> list[str]:
     """The chosen input ids in table order, or ValueError naming the valid ones."""
     if inputs is None:
         return [i.id for i in INPUTS if i.applies(case)]
-    unknown = [i for i in inputs if i not in _BY_ID]
+    unknown = [i for i in inputs if i not in INPUTS_BY_ID]
     if unknown or not inputs:
         raise OptionError(f"inputs {unknown or '[]'}: choose from {', '.join(INPUT_IDS)}")
-    idle = [i for i in inputs if not _BY_ID[i].applies(case)]
+    idle = [i for i in inputs if not INPUTS_BY_ID[i].applies(case)]
     if idle:
         raise OptionError(f"inputs {idle}: case {case.name!r} has nothing to perturb there")
     return [i for i in INPUT_IDS if i in inputs]  # table order, each once

@@ -60,7 +60,7 @@ EXIT_CODES = {
     "optimizer.diagnose.RelaxationNotMappable": 2,
     "optimizer.outputs.OutputRefused": 2,
     "optimizer.persist.SavedRunError": 2,
-    "optimizer.sensitivity_analysis.InvalidPerturbation": 2,
+    "optimizer.sensitivity_inputs.InvalidPerturbation": 2,
 }
 """Every error class and its exit code, as the command line has always given them."""
 
