@@ -16,6 +16,7 @@ from optimizer.cli_app import (
     Float32Opt,
     ForceOpt,
     JobsOpt,
+    MethodOpt,
     OutOpt,
     SamplingOpt,
     ScenariosOpt,
@@ -42,7 +43,7 @@ def frontier_command(
         ),
     ] = "cvar_scale",
     points: Annotated[int, typer.Option(help="Number of points.")] = 7,
-    method: Annotated[str, typer.Option(help="auto, lp or cutting_plane.")] = "auto",
+    method: MethodOpt = "auto",
     sampling: SamplingOpt = DEFAULT_SAMPLING,
     jobs: JobsOpt = 1,
     scheduler: SchedulerOpt = None,
@@ -61,7 +62,7 @@ def frontier_command(
     loaded = start(case, out, "frontier", force, sampling)
     spec = parse_sweep(loaded, None, sweep)  # a bad sweep is refused before simulating
     if method not in METHODS:
-        raise OptionError(f"--method {method!r}: choose from {', '.join(METHODS)}")
+        raise OptionError(f"--cvar-method {method!r}: choose from {', '.join(METHODS)}")
     if not 1 <= points <= MAX_FRONTIER_POINTS:  # refused before simulating, not after
         raise OptionError(f"--points must be in 1..{MAX_FRONTIER_POINTS:,}, got {points:,}")
     backend = backend_of(scheduler)

@@ -77,8 +77,9 @@ SamplingOpt = Annotated[
 MethodOpt = Annotated[
     str,
     typer.Option(
-        help="auto, lp or cutting_plane (auto: the cutting plane above 5,000 scenarios or on "
-        "importance-sampled ones)."
+        "--cvar-method",
+        help="How CVaR enters the problem: auto, lp or cutting_plane (auto: the cutting plane "
+        "above 5,000 scenarios or on importance-sampled ones).",
     ),
 ]
 Float32Opt = Annotated[

@@ -29,6 +29,7 @@ from optimizer.cli_app import (
 )
 from optimizer.cli_steps import (
     backend_of,
+    check_sampling,
     dtype_of,
     load,
     print_written,
@@ -51,7 +52,13 @@ def simulate_command(
     case: CaseArg = None,
     scenarios: ScenariosOpt = 50_000,
     seed: SeedOpt = 7,
-    method: Annotated[str, typer.Option(help="mc, antithetic, sobol or importance.")] = "mc",
+    sampling: Annotated[
+        str,
+        typer.Option(
+            help="How scenarios are drawn: mc (the default here: the model's own draws), "
+            "antithetic, sobol or importance."
+        ),
+    ] = "mc",
     jobs: JobsOpt = 1,
     scheduler: SchedulerOpt = None,
     granular: Annotated[bool, typer.Option(help="Binomial defaults in finite pools.")] = False,
@@ -67,6 +74,7 @@ def simulate_command(
     from optimizer.cli_widgets import progress_bar
 
     loaded = load(case)
+    check_sampling(sampling)
     if out is not None:
         from optimizer.outputs import check_output_file
 
@@ -78,7 +86,7 @@ def simulate_command(
             loaded,
             scenarios,
             seed=seed,
-            method=method,
+            method=sampling,
             n_jobs=jobs,
             backend=backend_of(scheduler),
             scheduler=scheduler,

@@ -41,7 +41,7 @@ def test_book_table_whole_book_equals_exposure_weighted_mean() -> None:
     ("args", "needle"),
     [
         (["-n", "0"], "n_scenarios must be in"),
-        (["--method", "montecarlo"], "method must be one of"),
+        (["--sampling", "montecarlo"], "--sampling 'montecarlo': choose from"),
         (["--seed", "-1"], "seed must be a non-negative integer"),
         (["--out", "scen.csv"], "must end in .npz or .parquet"),
     ],

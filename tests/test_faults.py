@@ -325,7 +325,7 @@ def test_both_solvers_failing_is_a_solver_failure_and_optimize_exits_1(
     assert info.value.stage == 1
 
     out = tmp_path / "opt"
-    assert main(["optimize", "-n", "300", "--method", "lp", "--out", str(out)]) == 1
+    assert main(["optimize", "-n", "300", "--cvar-method", "lp", "--out", str(out)]) == 1
     err = capsys.readouterr().err
     lines = [line for line in err.splitlines() if line.strip()]
     assert len(lines) == 1 and lines[0].startswith("Error: ")

@@ -269,7 +269,7 @@ def test_the_command_writes_csv_and_json(tmp_path, write_case, minimal_case_dict
     path = write_case(minimal_case_dict)
     out = tmp_path / "front"
     argv = ["frontier", str(path), "-n", "200", "--sweep", "amount:climate", "--points", "3",
-            "--method", "lp", "--jobs", "1", "--out", str(out)]  # fmt: skip
+            "--cvar-method", "lp", "--jobs", "1", "--out", str(out)]  # fmt: skip
     assert main(argv) == 0
     table = pd.read_csv(out / "frontier.csv")
     assert list(table["value"]) == [0.0, 1.0, 2.0]
