@@ -134,6 +134,16 @@ MINIMAL_CASE: dict[str, Any] = {
 """The smallest valid case: 2 regions, 2 chains, 2 segments, 2 products, 1 fund, 3 sources."""
 
 
+def default_signals() -> None:
+    """``preexec_fn`` for a ``ppcfin`` subprocess a test signals: SIGINT, SIGTERM and SIGHUP at
+    their default disposition, whatever the runner's. A runner under ``nohup`` (SIGHUP ignored)
+    or a background job of a non-interactive shell (SIGINT ignored) hands those on, and ppcfin
+    rightly keeps an ignored signal ignored: the test would then wait for a signal that never
+    lands."""
+    for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+        signal.signal(sig, signal.SIG_DFL)
+
+
 @pytest.fixture
 def minimal_case_dict() -> dict[str, Any]:
     """A fresh deep copy of :data:`MINIMAL_CASE`, free to edit."""

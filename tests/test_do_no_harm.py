@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from conftest import INPUTS, MINIMAL_CASE, REPO
+from conftest import INPUTS, MINIMAL_CASE, REPO, default_signals
 
 from models import load_case, simulate
 from models.text import printable
@@ -137,6 +137,7 @@ def ppcfin(*args: str, cwd: Path) -> subprocess.Popen:
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
         text=True,
+        preexec_fn=default_signals,
     )
 
 

@@ -22,6 +22,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import yaml
+from conftest import default_signals
 from cvxpy.error import SolverError
 from fault_cases import KillWorker, chunk_starting_at, descendants, still_running
 from optimizer_cases import random_case, synthetic_scenarios
@@ -526,6 +527,7 @@ def test_a_signal_during_ppcfin_run_exits_cleanly(signum, code, previous_run, tm
         [sys.executable, "-m", "optimizer.cli", "run", "-n", "40000", "--jobs", "2",
          "--out", str(previous_run)],
         cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        preexec_fn=default_signals,
     )  # fmt: skip
     try:
         deadline = time.monotonic() + 90
