@@ -18,7 +18,9 @@ def entry() -> None:
     """
     try:
         from optimizer.cli import main
-    except KeyboardInterrupt:
+    except (KeyboardInterrupt, ImportError) as exc:
+        if not _interrupted(exc):
+            raise
         _quiet_exit()
         sys.stderr.write("Interrupted (SIGINT) while starting: nothing was done.\n")
         sys.stderr.flush()
@@ -29,6 +31,18 @@ def entry() -> None:
     code = main()
     _quiet_exit()
     sys.exit(code)
+
+
+def _interrupted(exc: BaseException) -> bool:
+    """Whether the import was cut short by Ctrl-C: a KeyboardInterrupt, or the ImportError
+    ("initialization failed") a compiled extension raises from one that landed while it
+    initialised (seen with scipy's HiGHS module)."""
+    seen: BaseException | None = exc
+    while seen is not None:
+        if isinstance(seen, KeyboardInterrupt):
+            return True
+        seen = seen.__cause__ or seen.__context__
+    return False
 
 
 def _quiet_exit() -> None:

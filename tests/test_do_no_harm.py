@@ -141,6 +141,51 @@ def ppcfin(*args: str, cwd: Path) -> subprocess.Popen:
     )
 
 
+@pytest.mark.parametrize("how", ["KeyboardInterrupt()", "ImportError('initialization failed')"])
+def test_ctrl_c_while_a_compiled_module_initialises_is_one_line_and_exit_130(how, tmp_path):
+    # a Ctrl-C that lands while a pybind11 extension initialises (scipy's HiGHS module, 0.63 s
+    # into `ppcfin run`) comes back as ImportError("initialization failed") from it
+    script = (
+        "import builtins, sys\n"
+        "real = builtins.__import__\n"
+        "def fake(name, *a, **k):\n"
+        "    if name == 'optimizer.cli':\n"
+        "        try:\n"
+        "            raise KeyboardInterrupt\n"
+        "        except KeyboardInterrupt as exc:\n"
+        f"            raise {how} from exc\n"
+        "    return real(name, *a, **k)\n"
+        "builtins.__import__ = fake\n"
+        "from optimizer.entry import entry\n"
+        "entry()\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script], cwd=tmp_path, capture_output=True, text=True,
+        env={**os.environ, "PYTHONPATH": str(REPO)}, timeout=60,
+    )  # fmt: skip
+    assert done.returncode == 130, done.stderr
+    assert done.stderr == "Interrupted (SIGINT) while starting: nothing was done.\n"
+
+
+def test_an_import_error_that_is_not_an_interrupt_still_shows(tmp_path):
+    script = (
+        "import builtins\n"
+        "real = builtins.__import__\n"
+        "def fake(name, *a, **k):\n"
+        "    if name == 'optimizer.cli':\n"
+        "        raise ImportError('no such thing')\n"
+        "    return real(name, *a, **k)\n"
+        "builtins.__import__ = fake\n"
+        "from optimizer.entry import entry\n"
+        "entry()\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script], cwd=tmp_path, capture_output=True, text=True,
+        env={**os.environ, "PYTHONPATH": str(REPO)}, timeout=60,
+    )  # fmt: skip
+    assert done.returncode == 1 and "ImportError: no such thing" in done.stderr
+
+
 @pytest.mark.parametrize("delays_s", [(1.0,), (4.0, 0.05, 0.05), (4.0, 0.4, 0.4)])
 def test_ctrl_c_once_or_again_and_again_is_one_line_and_exit_130(delays_s, tmp_path):
     proc = ppcfin("run", "-n", "40000", "--jobs", "2", "--out", str(tmp_path / "o"), cwd=tmp_path)
