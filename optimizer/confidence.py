@@ -268,12 +268,12 @@ def hold_limits(
         The case itself is infeasible (from the unmargined solve).
     ConfidenceInfeasible
         The case is feasible but not with its limits tightened by their margins.
-    ValueError
-        ``validation`` has other cells than ``scenarios``.
+    OptionError
+        A ``ValueError``: ``validation`` has other cells than ``scenarios``.
     """
     level = resolve_confidence(case, confidence)
     if validation is not None and validation.losses.shape[1] != scenarios.losses.shape[1]:
-        raise ValueError(
+        raise OptionError(
             f"validation has {validation.losses.shape[1]} cells and scenarios "
             f"{scenarios.losses.shape[1]}: draw both for the same case"
         )

@@ -363,14 +363,19 @@ class CutMaster:
         self._append(rows)
         return int(back.size)
 
-    def add_cuts(self, cuts: list[Cut]) -> None:
-        """Append cuts; a block's cut bounds its block's ``η_kg`` when the master is split."""
-        rows = [
-            (cut.measure, cut.group if self.groups > 1 else -1, np.asarray(cut.coef, dtype=float),
+    def rows_of(self, cuts: list[Cut]) -> list[tuple[int, int, np.ndarray, float]]:
+        """Cuts as this master's rows ``(measure, block, coefficients, tail probability)``: a
+        block's cut bounds its block's ``η_kg`` when the master is split, else ``η_k`` (-1)."""
+        split = self.groups > 1
+        return [
+            (cut.measure, cut.group if split else -1, np.asarray(cut.coef, dtype=float),
              float(cut.tail_probability))
             for cut in cuts
         ]  # fmt: skip
-        self._append(rows)
+
+    def add_cuts(self, cuts: list[Cut]) -> None:
+        """Append cuts (:meth:`rows_of`)."""
+        self._append(self.rows_of(cuts))
 
     def _append(self, rows: list[tuple[int, int, np.ndarray, float]]) -> None:
         self.cut_rows.extend(rows)

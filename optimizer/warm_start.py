@@ -100,9 +100,4 @@ def _cuts_at(prob, point: np.ndarray) -> tuple[tuple[int, int, np.ndarray, float
     var, _ = oracle.var_and_excess(losses, 1.0 - 1.0 / factor)
     measures = np.arange(len(master.measures))
     cuts, _ = oracle.cuts(point, var, measures, losses, master.groups)
-    split = master.groups > 1
-    return tuple(
-        (c.measure, c.group if split else -1, np.asarray(c.coef, dtype=float),
-         float(c.tail_probability))
-        for c in cuts
-    )  # fmt: skip
+    return tuple(master.rows_of(cuts))

@@ -15,6 +15,7 @@ import re
 import signal
 import subprocess
 import sys
+import textwrap
 import time
 from pathlib import Path
 
@@ -141,48 +142,38 @@ def ppcfin(*args: str, cwd: Path) -> subprocess.Popen:
     )
 
 
-@pytest.mark.parametrize("how", ["KeyboardInterrupt()", "ImportError('initialization failed')"])
-def test_ctrl_c_while_a_compiled_module_initialises_is_one_line_and_exit_130(how, tmp_path):
-    # a Ctrl-C that lands while a pybind11 extension initialises (scipy's HiGHS module, 0.63 s
-    # into `ppcfin run`) comes back as ImportError("initialization failed") from it
-    script = (
-        "import builtins, sys\n"
-        "real = builtins.__import__\n"
-        "def fake(name, *a, **k):\n"
-        "    if name == 'optimizer.cli':\n"
-        "        try:\n"
-        "            raise KeyboardInterrupt\n"
-        "        except KeyboardInterrupt as exc:\n"
-        f"            raise {how} from exc\n"
-        "    return real(name, *a, **k)\n"
-        "builtins.__import__ = fake\n"
-        "from optimizer.entry import entry\n"
-        "entry()\n"
-    )
-    done = subprocess.run(
-        [sys.executable, "-c", script], cwd=tmp_path, capture_output=True, text=True,
-        env={**os.environ, "PYTHONPATH": str(REPO)}, timeout=60,
-    )  # fmt: skip
-    assert done.returncode == 130, done.stderr
-    assert done.stderr == "Interrupted (SIGINT) while starting: nothing was done.\n"
-
-
-def test_an_import_error_that_is_not_an_interrupt_still_shows(tmp_path):
+def _entry_with_cli_import_raising(body: str, tmp_path: Path) -> subprocess.CompletedProcess:
+    """Run the ``ppcfin`` entry point with ``import optimizer.cli`` replaced by ``body``
+    (Python statements that raise)."""
     script = (
         "import builtins\n"
         "real = builtins.__import__\n"
         "def fake(name, *a, **k):\n"
         "    if name == 'optimizer.cli':\n"
-        "        raise ImportError('no such thing')\n"
+        f"{textwrap.indent(body, ' ' * 8)}\n"
         "    return real(name, *a, **k)\n"
         "builtins.__import__ = fake\n"
         "from optimizer.entry import entry\n"
         "entry()\n"
     )
-    done = subprocess.run(
+    return subprocess.run(
         [sys.executable, "-c", script], cwd=tmp_path, capture_output=True, text=True,
         env={**os.environ, "PYTHONPATH": str(REPO)}, timeout=60,
     )  # fmt: skip
+
+
+@pytest.mark.parametrize("how", ["KeyboardInterrupt()", "ImportError('initialization failed')"])
+def test_ctrl_c_while_a_compiled_module_initialises_is_one_line_and_exit_130(how, tmp_path):
+    # a Ctrl-C that lands while a pybind11 extension initialises (scipy's HiGHS module, 0.63 s
+    # into `ppcfin run`) comes back as ImportError("initialization failed") from it
+    body = f"try:\n    raise KeyboardInterrupt\nexcept KeyboardInterrupt as exc:\n    raise {how} from exc"
+    done = _entry_with_cli_import_raising(body, tmp_path)
+    assert done.returncode == 130, done.stderr
+    assert done.stderr == "Interrupted (SIGINT) while starting: nothing was done.\n"
+
+
+def test_an_import_error_that_is_not_an_interrupt_still_shows(tmp_path):
+    done = _entry_with_cli_import_raising("raise ImportError('no such thing')", tmp_path)
     assert done.returncode == 1 and "ImportError: no such thing" in done.stderr
 
 
