@@ -247,7 +247,7 @@ def _two_stages(
     start: WarmStart | None = None,
 ) -> tuple[AllocationProblem, float, pd.DataFrame, WarmStart | None]:
     """Build, solve stage 1 (from ``start``), hold its gap, solve stage 2: (problem, optimum
-    US$m, binding, the warm start stage 1 leaves)."""
+    US$m, binding, the warm start both stages leave)."""
     began = time.perf_counter()
     prob = build_problem(case, scenarios, "cuts" if method == "cutting_plane" else "lp")
     log.add_time("build_s", time.perf_counter() - began)
@@ -262,7 +262,7 @@ def _two_stages(
     warm = warm_start.take(prob)
     prob.set_stage(2, optimum * (1.0 + tol) + HOLD_SLACK_USD_M)
     solve_stage(prob, 2, solver, time_limit_s, log)
-    return prob, optimum, binding, warm
+    return prob, optimum, binding, warm_start.finish(warm, prob)
 
 
 def _worst(statuses: list[str]) -> str:

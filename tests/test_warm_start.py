@@ -87,3 +87,27 @@ def test_on_the_default_case_a_replication_starts_nearer_and_ends_at_the_same_op
     # measured 17 -> 16 stage-1 iterations here, 23 -> 16 at 100,000 scenarios
     assert warm.timings_s["stage1_iterations"] <= cold.timings_s["stage1_iterations"]
     assert warm.timings_s["stage1_start_cuts"] > 0
+
+
+def test_the_stage_2_cuts_wait_in_the_pool_and_spare_the_next_stage_2_its_passes():
+    case = load_case()
+    scen = simulate(case, 20_000, seed=7)
+    base = optimize(case, scen)
+    warm = base.warm_start
+    assert warm.point2 is not None and warm.point2.shape == warm.point.shape
+    # stage 2 moved the exposures, and the cuts binding there are in the pool, not the rows
+    assert not np.allclose(warm.point2, warm.point)
+    assert warm.pool.pool and not {id(r) for r in warm.pool.pool} & {id(r) for r in warm.pool.rows}
+    again = optimize(case, scen, start=warm)
+    without = optimize(case, scen, start=type(warm)(type(warm.pool)(warm.pool.rows, (), None),
+                                                  warm.fingerprint, warm.point))  # fmt: skip
+    for res in (again, without):
+        assert res.objective_weighted_gap_usd == pytest.approx(
+            base.objective_weighted_gap_usd, rel=1e-6
+        )
+        assert res.gap_closed_usd == pytest.approx(base.gap_closed_usd, rel=1e-4)
+    # measured at 100,000 importance-sampled scenarios: 13 passes -> 3, the solve 4.0 -> 1.7 s
+    assert again.timings_s["stage2_iterations"] < without.timings_s["stage2_iterations"]
+    # on other scenarios the pool holds cuts made on them at the stage-2 optimum
+    prob = build_problem(case, simulate(case, 20_000, seed=8), "cuts")
+    assert apply(prob, warm) == "point" and prob.cut_master.pool
