@@ -3,7 +3,7 @@
 Default mode: for each seed (7, 8, 9 unless told), draws the shipped case at 10^5 scenarios
 (plain Monte Carlo, float64: ``simulate(case, n, seed=seed)``) and a validation set at
 ``seed + VALIDATION_SEED_OFFSET``, and holds every risk limit at 0.95 twice: with margins of
-``z · SE`` in sample (no validation) and validated (:func:`optimizer.confidence.hold_limits`
+``z · SE`` in sample (no validation) and validated (:func:`optimizer.analysis.confidence.hold_limits`
 with ``validation=``). Prints, per method, the margined solves, the weighted gap added and the
 gap closed given up, the seconds of ``hold_limits`` and the breaches on an independent set
 (``seed + 1,000,003``).
@@ -28,9 +28,9 @@ from pathlib import Path
 
 def shipped(seeds: list[int], n_scenarios: int) -> None:
     from models import load_case, simulate
-    from optimizer.confidence import VALIDATION_SEED_OFFSET, hold_limits
-    from optimizer.evaluate import evaluate
-    from optimizer.run import OUT_OF_SAMPLE_SEED_OFFSET
+    from optimizer.analysis.confidence import VALIDATION_SEED_OFFSET, hold_limits
+    from optimizer.analysis.evaluate import evaluate
+    from optimizer.door.run import OUT_OF_SAMPLE_SEED_OFFSET
 
     case = load_case()
     print(f"{n_scenarios:,} scenarios; US$m")
@@ -53,9 +53,9 @@ def breach(first: int, last: int) -> None:
     sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
     from optimizer_cases import modified, random_case, synthetic_scenarios
 
-    from optimizer.confidence import VALIDATION_SEED_OFFSET, optimize_with_confidence
-    from optimizer.evaluate import evaluate
-    from optimizer.margins import limit_rows
+    from optimizer.analysis.confidence import VALIDATION_SEED_OFFSET, optimize_with_confidence
+    from optimizer.analysis.evaluate import evaluate
+    from optimizer.analysis.margins import limit_rows
 
     case = modified(random_case(5), sources={"SEN": {"cvar_alpha": 0.95}})
     truth = synthetic_scenarios(case, 400_000, 4242)

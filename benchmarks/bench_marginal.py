@@ -2,7 +2,7 @@
 they cost against one solve.
 
 In one process: simulate the default case (float32 losses by default), ``optimize`` it with the
-cutting plane (timed: "one solve"), then :func:`optimizer.marginal.marginal_values` (timed: the
+cutting plane (timed: "one solve"), then :func:`optimizer.analysis.marginal.marginal_values` (timed: the
 marginal-value step, every binding group relaxed and tightened, both stages each). Prints the
 two lines the LP dual got wrong on this case (US$1m more money from PUB_GUAR; US$1m less net
 income required of PRIV_SOCIAL), every programme lever's dual against its re-solve, and both
@@ -47,7 +47,7 @@ def main() -> None:
 
     from models import load_case, simulate
     from optimizer import optimize
-    from optimizer.marginal import committee_lines, marginal_groups, marginal_values
+    from optimizer.analysis.marginal import committee_lines, marginal_groups, marginal_values
 
     case = load_case()
     scen = simulate(case, args.scenarios, seed=args.seed, dtype=np.dtype(args.dtype).type)

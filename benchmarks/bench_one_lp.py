@@ -1,7 +1,7 @@
 """Cutting plane against the one-LP formulation on the default case: time ratio, same optimum.
 
 The one-LP formulation (one variable and one row per scenario and CVaR, Rockafellar–Uryasev) is
-built straight into HiGHS (:func:`optimizer.scenario_rows.solve_one_lp`), which needs about half
+built straight into HiGHS (:func:`optimizer.formulation.scenario_rows.solve_one_lp`), which needs about half
 the memory of cvxpy's model of it (``optimize(..., method="lp")``, 2.6 GiB at 10^4 scenarios and
 ~26 GiB at 10^5) and none of its compile time, so the comparison is against the strongest
 version of the baseline. Both solve stage 1 (the least weighted gap) of the same scenarios;
@@ -39,8 +39,8 @@ def _scenarios(n: int, seed: int):
 
 
 def one_lp(n: int, seed: int, time_limit_s: float) -> dict[str, Any]:
-    from optimizer.problem import build_problem
-    from optimizer.scenario_rows import solve_one_lp
+    from optimizer.formulation.problem import build_problem
+    from optimizer.formulation.scenario_rows import solve_one_lp
 
     case, scen = _scenarios(n, seed)
     t0 = time.perf_counter()
@@ -58,7 +58,7 @@ def one_lp(n: int, seed: int, time_limit_s: float) -> dict[str, Any]:
 
 def cutting_plane(n: int, seed: int) -> dict[str, Any]:
     from optimizer import optimize
-    from optimizer.problem import build_problem
+    from optimizer.formulation.problem import build_problem
     from optimizer.solve import solve_stage
 
     case, scen = _scenarios(n, seed)

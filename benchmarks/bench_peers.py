@@ -125,7 +125,7 @@ def _ours(method: str):
     def solve(returns, floor):
         from importlib.metadata import version
 
-        from optimizer.portfolio import min_cvar_portfolio
+        from optimizer.formulation.portfolio import min_cvar_portfolio
 
         start = time.perf_counter()
         sol = min_cvar_portfolio(

@@ -1,7 +1,7 @@
 """Re-solving a changed problem from a base's cuts, against re-solving it from no cut.
 
 The default case is built once (cutting plane) and its stage 1 solved: the base. Its cut pool
-(:meth:`optimizer.cutting_plane.CutMaster.snapshot`) is taken, then each CVaR-limited funder's
+(:meth:`optimizer.formulation.cutting_plane.CutMaster.snapshot`) is taken, then each CVaR-limited funder's
 limit is relaxed by US$1m in turn (its ``cvar_scale`` parameter, so the problem is not
 recompiled) and stage 1 solved twice: from no cut (``CutMaster.reset``) and from the base's
 pool (``CutMaster.start``). Both run in this one process, alternately, so a busy machine slows
@@ -48,8 +48,8 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(sys.argv[1:] if argv is None else argv)
 
     from models import load_case, simulate
-    from optimizer.problem import build_problem
-    from optimizer.tail_oracle import one_blas_thread
+    from optimizer.formulation.problem import build_problem
+    from optimizer.formulation.tail_oracle import one_blas_thread
 
     case = load_case()
     dtype = "float32" if args.scenarios >= 500_000 else "float64"

@@ -40,7 +40,7 @@ def main() -> None:
 
     from models import load_case, simulate
     from optimizer import optimize
-    from optimizer.cli import main as ppcfin
+    from optimizer.door.cli import main as ppcfin
 
     case = load_case()
     dtype = "float32" if args.float32 else "float64"

@@ -39,10 +39,10 @@ def main() -> None:
     args = parser.parse_args()
 
     from models import load_case, simulate
-    from optimizer.confidence import VALIDATION_SEED_OFFSET, hold_limits
-    from optimizer.evaluate import evaluate
-    from optimizer.run import OUT_OF_SAMPLE_SEED_OFFSET
-    from optimizer.tail_oracle import one_blas_thread
+    from optimizer.analysis.confidence import VALIDATION_SEED_OFFSET, hold_limits
+    from optimizer.analysis.evaluate import evaluate
+    from optimizer.door.run import OUT_OF_SAMPLE_SEED_OFFSET
+    from optimizer.formulation.tail_oracle import one_blas_thread
 
     case = load_case()
     levels = [case.policy.confidence] + ([0.0] if args.without else [])

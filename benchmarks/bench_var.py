@@ -29,7 +29,7 @@ def main() -> None:
     args = parser.parse_args()
 
     from models.risk_measures import var_and_excess_by_column
-    from optimizer.tail_oracle import TailOracle
+    from optimizer.formulation.tail_oracle import TailOracle
 
     rng = np.random.default_rng(7)
     n = args.scenarios

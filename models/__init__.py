@@ -19,6 +19,7 @@ from models.schema import (
     ShockEvent,
     SourceKind,
 )
+from models.recipe import Recipe
 from models.simulate import Method, Tilt, simulate
 from models.text import printable
 
@@ -36,6 +37,7 @@ __all__ = [
     "LoanProduct",
     "Method",
     "Policy",
+    "Recipe",
     "RiskModel",
     "ScenarioSet",
     "Segment",

@@ -9,12 +9,12 @@ branches named by what the user does about it:
   usable answer, lost workers). Exit code 1, except :class:`~optimizer.errors.InfeasibleCase`
   (2: the case as given has no answer).
 - :class:`OutputError`: an output that cannot be written (1), or a folder ppcfin may not
-  replace (:class:`~optimizer.outputs.OutputRefused`, 2).
+  replace (:class:`~optimizer.door.outputs.OutputRefused`, 2).
 
 Two layer families, :class:`SimulationError` and :class:`~optimizer.errors.OptimizerError`,
 group errors by the layer that raises them, for callers that catch them so; each error they
 hold is also in one branch. Each class's ``exit_code`` is the command line's exit code for it.
-Anything else reaching the command line is a bug (:mod:`optimizer.cli_errors`).
+Anything else reaching the command line is a bug (:mod:`optimizer.door.cli_errors`).
 
 Every error says what is wrong and what would be valid, so a risk analyst can fix a case file
 without reading code. This module sits at the bottom of the layers (everything imports it).

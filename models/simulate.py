@@ -52,9 +52,11 @@ __all__ = [
 MAX_SCENARIOS = 50_000_000
 
 
-def _check_arguments(
+def check_arguments(
     n_scenarios: object, seed: object, method: object, n_jobs: object, backend: object
 ) -> tuple[Method, Backend]:
+    """The sampling method and backend of valid :func:`simulate` arguments, or one
+    :class:`SimulationOptionError` naming the argument and what is valid."""
     if isinstance(n_scenarios, bool) or not isinstance(n_scenarios, int | np.integer):
         raise SimulationOptionError(f"n_scenarios must be an integer, got {n_scenarios!r}")
     if not 1 <= n_scenarios <= MAX_SCENARIOS:
@@ -78,6 +80,18 @@ def _check_arguments(
     except OptionError as exc:  # the simulator's own kind, as for its other arguments
         raise SimulationOptionError(str(exc)) from None
     return method, backend
+
+
+def check_dtype(dtype: object) -> np.dtype:
+    """The loss matrix's dtype, float64 or float32, or :class:`SimulationOptionError`."""
+    try:
+        found = np.dtype(dtype)
+        shown = found.name
+    except TypeError:  # not a dtype at all ("bogus"); None means float64 to numpy: refused too
+        found, shown = np.dtype(np.void), repr(dtype)
+    if dtype is None or found.name not in ("float64", "float32"):
+        raise SimulationOptionError(f"dtype must be float64 or float32, got {shown}")
+    return found
 
 
 def simulate(
@@ -148,9 +162,8 @@ def simulate(
         Carlo set of the same seed, ``method="mc"``, ``metadata["importance"]["fallback"]``
         true; otherwise the importance-sampled set is kept.
     """
-    method, backend = _check_arguments(n_scenarios, seed, method, n_jobs, backend)
-    if np.dtype(dtype) not in (np.dtype(np.float64), np.dtype(np.float32)):
-        raise SimulationOptionError(f"dtype must be float64 or float32, got {np.dtype(dtype)}")
+    method, backend = check_arguments(n_scenarios, seed, method, n_jobs, backend)
+    check_dtype(dtype)
     if tilt is not None and not isinstance(tilt, TailTilt | Tilt):
         raise SimulationOptionError(f"tilt must be a TailTilt or a Tilt, got {tilt!r:.60}")
     model = build_loss_model(case)

@@ -70,6 +70,12 @@ class Backend(StrEnum):
     dask = "dask"
 
 
+def backend_for(scheduler: str | None) -> Backend:
+    """Where parallel work runs: a dask.distributed scheduler address means that cluster,
+    none means local loky processes."""
+    return Backend.dask if scheduler else Backend.loky
+
+
 class WorkersLost(SimulationError, ComputationError, RuntimeError):
     """Worker processes kept dying (simulation chunks, frontier blocks, sensitivity points),
     even after the unfinished tasks were run again.

@@ -1,7 +1,7 @@
 """ppcfin's decision layer: the allocation problem, its solution and the command line.
 
 ``from optimizer import optimize`` gives the Python API; the names are imported on first use
-so that ``import optimizer.cli`` (``ppcfin validate``) does not pay for importing cvxpy.
+so that ``import optimizer.door.cli`` (``ppcfin validate``) does not pay for importing cvxpy.
 """
 
 from __future__ import annotations
@@ -17,13 +17,13 @@ _EXPORTS = {
     "InfeasibleCase": "optimizer.errors",
     "SolverFailure": "optimizer.errors",
     "ScenarioMismatch": "optimizer.errors",
-    "Evaluation": "optimizer.evaluate",
-    "Diagnosis": "optimizer.diagnose",
-    "optimize_or_diagnose": "optimizer.diagnose",
-    "sensitivity": "optimizer.sensitivity_analysis",
-    "Sensitivity": "optimizer.sensitivity_analysis",
-    "stress": "optimizer.stress_testing",
-    "StressReport": "optimizer.stress_testing",
+    "Evaluation": "optimizer.analysis.evaluate",
+    "Diagnosis": "optimizer.analysis.diagnose",
+    "optimize_or_diagnose": "optimizer.analysis.diagnose",
+    "sensitivity": "optimizer.analysis.sensitivity_analysis",
+    "Sensitivity": "optimizer.analysis.sensitivity_analysis",
+    "stress": "optimizer.analysis.stress_testing",
+    "StressReport": "optimizer.analysis.stress_testing",
 }
 
 __all__ = sorted(_EXPORTS)

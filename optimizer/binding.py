@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from optimizer.problem import USD_PER_UNIT, AllocationProblem
+from optimizer.formulation.problem import USD_PER_UNIT, AllocationProblem
 
 BINDING_SLACK_USD_M = 1e-6
 """A row is binding when its slack is within US$1 (plus 1e-7 of its right-hand side)..."""

@@ -22,8 +22,8 @@ import pandas as pd
 from optimizer.result_tables import FUND_COLUMNS, REPORT_ALPHA, Solution, build_tables
 
 if TYPE_CHECKING:
-    from optimizer.confidence import LimitConfidence
-    from optimizer.warm_start import WarmStart
+    from optimizer.analysis.confidence import LimitConfidence
+    from optimizer.formulation.warm_start import WarmStart
 
 __all__ = [
     "FORMAT_VERSION",
@@ -77,9 +77,9 @@ class Allocation:
     binding : DataFrame
         Binding constraint rows of stage 1: family, subject, label, relaxation, slack and
         shadow price (the dual: weighted-gap US$ per US$ of relaxation). With marginal values
-        (:func:`optimizer.marginal.marginal_values`) also what a re-solve with each limit
+        (:func:`optimizer.analysis.marginal.marginal_values`) also what a re-solve with each limit
         relaxed or tightened by one step closes or opens, in weighted and in plain credit gap,
-        and whether the dual disagrees (:data:`optimizer.marginal.MARGINAL_COLUMNS`).
+        and whether the dual disagrees (:data:`optimizer.analysis.marginal.MARGINAL_COLUMNS`).
     euler : DataFrame
         For each CVaR-limited source, each cell's Euler contribution to its CVaR; they sum to
         the source's CVaR.
@@ -105,12 +105,12 @@ class Allocation:
         ``content_sha256`` of the case solved (None for a case built in Python): a saved
         result is refused for any other case.
     confidence : LimitConfidence or None
-        Set by :func:`optimizer.confidence.optimize_with_confidence`: the margin taken on each
+        Set by :func:`optimizer.analysis.confidence.optimize_with_confidence`: the margin taken on each
         risk limit so it holds at that confidence out of sample, and its cost in gap; None for
         an unmargined optimum.
     warm_start : WarmStart or None
         Where another solve of this case can start from this one (its stage-1 cuts and
-        optimum: :mod:`optimizer.warm_start`); None for the one-LP formulation or a result read
+        optimum: :mod:`optimizer.formulation.warm_start`); None for the one-LP formulation or a result read
         from a file. Not part of the result: left out of ``==`` and of :meth:`to_json`.
     """
 
@@ -246,7 +246,7 @@ class Allocation:
                 f"  {row.source:<14} CVaR{row.cvar_alpha * 100:g}% US${row.cvar_usd / m:,.2f}m "
                 f"(limit US${row.cvar_limit_usd / m:,.2f}m)"
             )
-        from optimizer.marginal import committee_lines, has_marginal_values  # needs cvxpy
+        from optimizer.analysis.marginal import committee_lines, has_marginal_values  # needs cvxpy
 
         if has_marginal_values(self):
             for row in committee_lines(self.binding).head(5).itertuples():

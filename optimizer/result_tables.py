@@ -23,10 +23,10 @@ from models.risk_measures import (
     tail_weights,
     value_at_risk,
 )
-from optimizer.claims import cell_contributions, fund_table, owner_losses
+from optimizer.formulation.claims import cell_contributions, fund_table, owner_losses
 
 if TYPE_CHECKING:
-    from optimizer.problem import AllocationProblem
+    from optimizer.formulation.problem import AllocationProblem
 
 FUND_COLUMNS = [
     "fund", "structure", "capital_usd", "capital_cap_usd", "guaranteed_usd", "leverage_used",
@@ -107,7 +107,7 @@ def _allocation(prob: AllocationProblem, sol: Solution, covered: np.ndarray) -> 
 
 
 def _gaps(prob: AllocationProblem, credit_by_cell: np.ndarray) -> dict[str, Any]:
-    from optimizer.problem import segment_weights
+    from optimizer.formulation.problem import segment_weights
 
     case, cells = prob.case, prob.scenarios.cells
     credit = pd.Series(credit_by_cell).groupby(cells["segment"].to_numpy()).sum()

@@ -27,7 +27,7 @@ from pydantic import (
 )
 
 from optimizer.persist import SplitFrame, StrictModel, table, wrapped
-from optimizer.saved_case import check_ids, made_from  # noqa: F401 (optimizer.run's import)
+from optimizer.saved_case import check_ids, made_from  # noqa: F401 (optimizer.door.run's import)
 from optimizer.saved_columns import (
     ALLOCATION_COLUMNS,
     COVER_PREFIX,
@@ -71,7 +71,7 @@ def _absolute(path: str | None) -> str | None:
 
 
 def _sweep(sweep: str) -> str:
-    from optimizer.frontier_sweep import sweep_kind  # imported when a run.json is read
+    from optimizer.analysis.frontier_sweep import sweep_kind  # imported when a run.json is read
 
     sweep_kind(sweep)  # ValueError naming the valid sweeps
     return sweep
@@ -79,7 +79,7 @@ def _sweep(sweep: str) -> str:
 
 def _frontier_rows(table: SplitFrame) -> SplitFrame:
     """A point that did not fail has its optimum (the chart plots it)."""
-    from optimizer.frontier_sweep import FAILED_STATUSES
+    from optimizer.analysis.frontier_sweep import FAILED_STATUSES
 
     status, gap = (table.columns.index(c) for c in ("status", "weighted_gap_usd"))
     for i, row in enumerate(table.data):
@@ -93,7 +93,7 @@ def _frontier_rows(table: SplitFrame) -> SplitFrame:
 
 def _sensitivity_rows(table: SplitFrame) -> SplitFrame:
     """The tornado looks rows up by (input, direction): known ones, each once."""
-    from optimizer.sensitivity_analysis import DIRECTIONS, INPUT_IDS  # not for result.json
+    from optimizer.analysis.sensitivity_analysis import DIRECTIONS, INPUT_IDS  # not for result.json
 
     at = {c: table.columns.index(c) for c in ("input", "direction")}
     pairs = [(row[at["input"]], row[at["direction"]]) for row in table.data]
@@ -108,7 +108,7 @@ def _sensitivity_rows(table: SplitFrame) -> SplitFrame:
 
 # --- the files -------------------------------------------------------------------------------
 class ConfidenceFile(StrictModel):
-    """result.json's ``confidence``: :class:`optimizer.confidence.LimitConfidence`."""
+    """result.json's ``confidence``: :class:`optimizer.analysis.confidence.LimitConfidence`."""
 
     confidence: Annotated[FiniteFloat, Field(ge=0.5, lt=1.0)]
     z: FiniteFloat
@@ -123,8 +123,8 @@ class ConfidenceFile(StrictModel):
     validation_n_scenarios: PositiveCount | None = None
 
     def build_confidence(self) -> Any:
-        from optimizer.confidence import LimitConfidence
-        from optimizer.margins import MARGIN_COLUMNS
+        from optimizer.analysis.confidence import LimitConfidence
+        from optimizer.analysis.margins import MARGIN_COLUMNS
 
         values = {name: getattr(self, name) for name in type(self).model_fields}
         # a file from before the validation columns: they read as not measured (NaN)
@@ -163,7 +163,7 @@ class ResultFile(StrictModel):
 
 
 class EvaluationFile(StrictModel):
-    """An :class:`optimizer.evaluate.Evaluation` inside run.json."""
+    """An :class:`optimizer.analysis.evaluate.Evaluation` inside run.json."""
 
     tables: ClassVar[dict[str, dict[str, str]]] = EVALUATION_COLUMNS
 
@@ -180,7 +180,7 @@ class EvaluationFile(StrictModel):
 
 
 class FrontierFile(StrictModel):
-    """An :class:`optimizer.frontier.Frontier` inside run.json (without point timings)."""
+    """An :class:`optimizer.analysis.frontier.Frontier` inside run.json (without point timings)."""
 
     tables: ClassVar[dict[str, dict[str, str]]] = {"table": FRONTIER_SAVED_COLUMNS}
 
@@ -193,7 +193,7 @@ class FrontierFile(StrictModel):
 
 
 class SensitivityFile(StrictModel):
-    """An :class:`optimizer.sensitivity_analysis.Sensitivity` inside run.json."""
+    """An :class:`optimizer.analysis.sensitivity_analysis.Sensitivity` inside run.json."""
 
     tables: ClassVar[dict[str, dict[str, str]]] = {"table": SENSITIVITY_SAVED_COLUMNS}
 
@@ -208,7 +208,7 @@ class SensitivityFile(StrictModel):
 
 
 class ReplicationsFile(StrictModel):
-    """An :class:`optimizer.replicate.Replications` inside run.json (null statistics: NaN, as
+    """An :class:`optimizer.analysis.replicate.Replications` inside run.json (null statistics: NaN, as
     when fewer than two replications solved)."""
 
     tables: ClassVar[dict[str, dict[str, str]]] = {"table": REPLICATION_SAVED_COLUMNS}
@@ -236,7 +236,7 @@ class ReplicationsFile(StrictModel):
 
 
 class StressFile(StrictModel):
-    """A :class:`optimizer.stress_testing.StressOutcome` inside run.json."""
+    """A :class:`optimizer.analysis.stress_testing.StressOutcome` inside run.json."""
 
     stress_id: Text
     name: StrictStr
@@ -245,7 +245,7 @@ class StressFile(StrictModel):
 
 
 class DrawFile(StrictModel):
-    """One analysis's scenario set inside run.json (:class:`optimizer.run.Draw`)."""
+    """One analysis's scenario set inside run.json (:class:`optimizer.door.run.Draw`)."""
 
     n_scenarios: PositiveCount
     seed: Count

@@ -50,7 +50,7 @@ ALLOCATION_COLUMNS: dict[str, dict[str, str]] = {
     "funds": columns_of(_FUNDS.format(o="?")),  # an empty table has only FUND_COLUMNS
     "binding": columns_of(
         "family:id subject:id label:id relaxation:id slack_usd:value shadow_price:value "
-        # re-solved marginal values (optimizer.marginal), absent when not computed
+        # re-solved marginal values (optimizer.analysis.marginal), absent when not computed
         "marginal_group:id? step_usd:value? step_rate:number? dual_gain_usd:value? "
         "resolved_gain_usd:number? resolved_loss_usd:number? resolved_gain_gap_usd:number? "
         "resolved_loss_gap_usd:number? dual_disagrees:bool? marginal_note:text?"
@@ -103,4 +103,4 @@ MARGIN_SAVED_COLUMNS = columns_of(
     # null without a validation set; absent from files written before it existed
     "validation_value_usd:number? validation_std_error_usd:number? binding:bool holds:bool"
 )
-"""The margins table of result.json's ``confidence`` (:mod:`optimizer.confidence`)."""
+"""The margins table of result.json's ``confidence`` (:mod:`optimizer.analysis.confidence`)."""

@@ -25,7 +25,6 @@ from cvxpy import settings as status_codes
 from models.errors import OptionError
 from models.scenarios import ScenarioSet
 from models.schema import Case
-from optimizer import warm_start
 from optimizer.binding import (
     ACTIVE_USD_M,
     BINDING_SLACK_USD_M,
@@ -34,11 +33,17 @@ from optimizer.binding import (
     binding_constraints,
 )
 from optimizer.errors import SolverFailure
-from optimizer.problem import USD_PER_UNIT, AllocationProblem, build_problem, depletion_floor
+from optimizer.formulation import warm_start
+from optimizer.formulation.problem import (
+    USD_PER_UNIT,
+    AllocationProblem,
+    build_problem,
+    depletion_floor,
+)
+from optimizer.formulation.warm_start import WarmStart
 from optimizer.result import Allocation
 from optimizer.result_tables import Solution, build_tables
 from optimizer.solve_stage import SOLVERS, SolveLog, solve_stage
-from optimizer.warm_start import WarmStart
 
 __all__ = [
     "ACTIVE_USD_M",
@@ -116,15 +121,15 @@ def optimize(
         ``"lp"``: one LP with a variable per scenario and CVaR (Rockafellar–Uryasev), the
         reference formulation. ``"cutting_plane"``: a small master LP plus CVaR cuts found by
         one pass over the loss matrix per iteration (Künzi-Bay & Mayer, split over scenario
-        blocks, :func:`~optimizer.cutting_plane.cut_groups`); same optimum, far faster at many
+        blocks, :func:`~optimizer.formulation.cutting_plane.cut_groups`); same optimum, far faster at many
         scenarios. ``"auto"`` picks the cutting plane above
         ``AUTO_CUTS_ABOVE_SCENARIOS`` scenarios or on weighted ones (:func:`auto_method`). The
         method used is recorded on the result.
     marginal : bool, default False
         Also re-solve each binding limit relaxed and tightened by US$1m (in this process):
-        :func:`optimizer.marginal.marginal_values`, whose columns the binding table gains.
+        :func:`optimizer.analysis.marginal.marginal_values`, whose columns the binding table gains.
     start : WarmStart, optional
-        Where the cutting plane begins (:mod:`optimizer.warm_start`): another solve's
+        Where the cutting plane begins (:mod:`optimizer.formulation.warm_start`): another solve's
         ``Allocation.warm_start``, from the same scenarios (its cuts) or from others of the same
         cells (cuts at its optimum). The loop stops on the same test, so the answer is an
         optimum to the same tolerance; ignored by the one-LP formulation.
@@ -190,7 +195,7 @@ def optimize(
     )
     if not marginal:
         return result
-    from optimizer.marginal import marginal_values  # it builds on this module
+    from optimizer.analysis.marginal import marginal_values  # it builds on this module
 
     return marginal_values(
         case, scenarios, result, solver=name, gap_tolerance=tol, time_limit_s=time_limit_s
@@ -218,7 +223,7 @@ def _check_depletion_levels(case: Case, scenarios: ScenarioSet) -> None:
     """Refuse a depletion probability ε below :data:`MIN_DEPLETION_PROBABILITY`.
 
     Any ε below the smallest scenario probability is solved as that floor, with a warning
-    (:func:`optimizer.problem.depletion_floor`); but under ~1.1e-16 (2^-53) ``1 − ε`` is 1 in
+    (:func:`optimizer.formulation.problem.depletion_floor`); but under ~1.1e-16 (2^-53) ``1 − ε`` is 1 in
     double precision, and the result's risk tables (claims CVaR at ``1 − ε``) cannot be taken
     there. Checked before anything is built, so the message names the fund, not a solver.
     """

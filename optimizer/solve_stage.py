@@ -2,7 +2,7 @@
 
 :func:`solve_stage` leaves the solution in the problem's variables and the duals in its
 constraints: the one-LP formulation through cvxpy with the other solver as fallback, the cut
-formulation through its persistent master and the cut loop (:mod:`optimizer.cut_loop`), and a
+formulation through its persistent master and the cut loop (:mod:`optimizer.formulation.cut_loop`), and a
 problem with nothing to decide as all zeros. Every solver status maps to a solution or a typed
 error; fallbacks, warnings and timings go to a :class:`SolveLog`.
 """
@@ -17,10 +17,10 @@ import numpy as np
 from cvxpy import settings as status_codes
 from cvxpy.error import SolverError
 
-from optimizer.cut_loop import solve_with_cuts
-from optimizer.cut_master import master_options
 from optimizer.errors import InfeasibleCase, SolverFailure
-from optimizer.problem import AllocationProblem
+from optimizer.formulation.cut_loop import solve_with_cuts
+from optimizer.formulation.cut_master import master_options
+from optimizer.formulation.problem import AllocationProblem
 
 SOLVERS = ("HIGHS", "CLARABEL")
 """Solvers ``optimize`` accepts; the one not chosen is the fallback."""

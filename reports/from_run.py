@@ -13,12 +13,12 @@ import pandas as pd
 
 from models.tables import assumptions_frame
 from models.text import printable
-from optimizer.evaluate import Evaluation
-from optimizer.fixed import scenario_exposures
-from optimizer.frontier_sweep import FAILED_STATUSES, sweep_kind
-from optimizer.replicate import Replications
+from optimizer.analysis.evaluate import Evaluation
+from optimizer.analysis.fixed import scenario_exposures
+from optimizer.analysis.frontier_sweep import FAILED_STATUSES, sweep_kind
+from optimizer.analysis.replicate import Replications
+from optimizer.door.run import RunRecord
 from optimizer.result import Allocation
-from optimizer.run import RunRecord
 from optimizer.solve import PROGRAMME_FAMILIES
 from reports.context import (
     Assumption,
@@ -148,7 +148,7 @@ def _scenario_sets(record: RunRecord) -> str:
 def _prices(all_rows: pd.DataFrame, binding: pd.DataFrame) -> tuple[ShadowPrice, ...]:
     """The levers' lines: re-solved marginal values when the result has them (one per group,
     largest weighted gain first), else the LP duals of the binding programme rows."""
-    from optimizer.marginal import MARGINAL_COLUMNS, committee_lines
+    from optimizer.analysis.marginal import MARGINAL_COLUMNS, committee_lines
 
     if not set(MARGINAL_COLUMNS) <= set(all_rows.columns):
         return tuple(

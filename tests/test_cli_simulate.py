@@ -7,7 +7,7 @@ import pytest
 
 from models import ScenarioSet, load_case, simulate
 from models.book import book_loss_table, reference_book_weights
-from optimizer.cli import main
+from optimizer.door.cli import main
 
 
 def test_simulate_prints_book_losses_and_writes_a_loadable_file(tmp_path, capsys) -> None:

@@ -1,6 +1,6 @@
 """``ppcfin validate``: the summary of a good case, one clear screen of problems for a bad one.
 
-Most tests call :func:`optimizer.cli.main` in-process with ``capsys``; one runs the module in a
+Most tests call :func:`optimizer.door.cli.main` in-process with ``capsys``; one runs the module in a
 subprocess to prove that nothing reaches stderr as a traceback.
 """
 
@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 import yaml
 
-from optimizer.cli import main
+from optimizer.door.cli import main
 
 REPO = Path(__file__).resolve().parent.parent
 INPUTS = REPO / "inputs"
@@ -292,7 +292,7 @@ def test_validate_value_with_markup_characters(
 # --- as a separate process -------------------------------------------------------------------
 def _run_module(*args: str | Path) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "optimizer.cli", "validate", *map(str, args)],
+        [sys.executable, "-m", "optimizer.door.cli", "validate", *map(str, args)],
         capture_output=True,
         text=True,
         encoding="utf-8",

@@ -1,4 +1,4 @@
-"""Limits that hold out of sample at a confidence level (optimizer.confidence).
+"""Limits that hold out of sample at a confidence level (optimizer.analysis.confidence).
 
 The fast tests pin the mechanics on one small case (margins are z standard errors of the
 returned allocation, the tables keep the case's own limits, the cost is the gap given up, the
@@ -21,7 +21,7 @@ from models import load_case, simulate
 from models.risk_measures import conditional_value_at_risk
 from models.schema import Policy
 from optimizer import optimize
-from optimizer.confidence import (
+from optimizer.analysis.confidence import (
     FREE_SOLVES,
     STABLE_SE,
     VALIDATION_SEED_OFFSET,
@@ -31,9 +31,9 @@ from optimizer.confidence import (
     optimize_with_confidence,
     resolve_confidence,
 )
+from optimizer.analysis.evaluate import evaluate
+from optimizer.analysis.margins import depletion_level, limit_rows, margin_targets
 from optimizer.errors import InfeasibleCase
-from optimizer.evaluate import evaluate
-from optimizer.margins import depletion_level, limit_rows, margin_targets
 from optimizer.result import Allocation
 
 Z95 = 1.6448536269514722

@@ -26,10 +26,10 @@ from optimizer_cases import random_case, synthetic_scenarios
 from threadpoolctl import threadpool_limits
 
 from models import load_case, simulate
-from optimizer.cli import main
-from optimizer.frontier import MAX_FRONTIER_POINTS, frontier
-from optimizer.problem import depletion_floor
-from optimizer.sensitivity_analysis import sensitivity
+from optimizer.analysis.frontier import MAX_FRONTIER_POINTS, frontier
+from optimizer.analysis.sensitivity_analysis import sensitivity
+from optimizer.door.cli import main
+from optimizer.formulation.problem import depletion_floor
 from optimizer.solve import MIN_DEPLETION_PROBABILITY, optimize
 
 CUT_SCENARIOS = 6_000

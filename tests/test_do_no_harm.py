@@ -10,6 +10,7 @@
 from __future__ import annotations
 
 import copy
+import importlib
 import os
 import re
 import signal
@@ -26,10 +27,10 @@ from conftest import INPUTS, MINIMAL_CASE, REPO, default_signals
 from models import load_case, simulate
 from models.text import printable
 from optimizer import __version__
-from optimizer.cli import main
-from optimizer.cli_signals import interrupt_signals
+from optimizer.analysis.stress_testing import shipped_stresses, stress
+from optimizer.door.cli import main
+from optimizer.door.cli_signals import interrupt_signals
 from optimizer.solve import optimize
-from optimizer.stress_testing import shipped_stresses, stress
 
 
 def readme_example_case(folder: Path) -> Path:
@@ -79,9 +80,9 @@ def default_allocation():
 def test_the_same_stress_twice_is_refused_before_any_work(default_allocation, monkeypatch):
     case, allocation = default_allocation
     roya = next(p for p in shipped_stresses() if p.stem == "roya_2013")
-    monkeypatch.setattr(
-        "optimizer.stress_testing.simulate", lambda *a, **k: pytest.fail("simulated first")
-    )
+    # every draw goes through the recipe's models.simulate.simulate
+    simulate_module = importlib.import_module("models.simulate")
+    monkeypatch.setattr(simulate_module, "simulate", lambda *a, **k: pytest.fail("simulated"))
     with pytest.raises(ValueError, match="given twice"):
         stress(case, allocation, [roya, roya], n_scenarios=300, seed=7)
     with pytest.raises(ValueError, match="given twice"):
@@ -132,7 +133,7 @@ def test_version(capsys):
 
 def ppcfin(*args: str, cwd: Path) -> subprocess.Popen:
     return subprocess.Popen(
-        [sys.executable, "-m", "optimizer.entry", *args],
+        [sys.executable, "-m", "optimizer.door.entry", *args],
         cwd=cwd,
         env={**os.environ, "PYTHONPATH": str(REPO)},
         stdout=subprocess.DEVNULL,
@@ -143,17 +144,17 @@ def ppcfin(*args: str, cwd: Path) -> subprocess.Popen:
 
 
 def _entry_with_cli_import_raising(body: str, tmp_path: Path) -> subprocess.CompletedProcess:
-    """Run the ``ppcfin`` entry point with ``import optimizer.cli`` replaced by ``body``
+    """Run the ``ppcfin`` entry point with ``import optimizer.door.cli`` replaced by ``body``
     (Python statements that raise)."""
     script = (
         "import builtins\n"
         "real = builtins.__import__\n"
         "def fake(name, *a, **k):\n"
-        "    if name == 'optimizer.cli':\n"
+        "    if name == 'optimizer.door.cli':\n"
         f"{textwrap.indent(body, ' ' * 8)}\n"
         "    return real(name, *a, **k)\n"
         "builtins.__import__ = fake\n"
-        "from optimizer.entry import entry\n"
+        "from optimizer.door.entry import entry\n"
         "entry()\n"
     )
     return subprocess.run(
@@ -218,7 +219,7 @@ def test_a_plain_install_finds_the_shipped_case_from_any_folder(tmp_path):
     elsewhere.mkdir()
     env = {**os.environ, "PYTHONPATH": str(target)}
     code = (
-        "import models, optimizer.cli as c, sys; "
+        "import models, optimizer.door.cli as c, sys; "
         f"assert models.__file__.startswith({str(target)!r}), models.__file__; "
         "sys.exit(c.main(sys.argv[1:]))"
     )

@@ -27,7 +27,7 @@ from models import CaseError, load_case, simulate
 from models.cells import PD_CAP, build_cells
 from models.schema import Case
 from optimizer import optimize
-from optimizer.diagnose import diagnose
+from optimizer.analysis.diagnose import diagnose
 from optimizer.errors import InfeasibleCase
 
 METHODS = ("lp", "cutting_plane")
@@ -39,7 +39,7 @@ JUST_UNDER_ONE = math.nextafter(1.0, 0.0)
 _TINY_UNITS = pytest.mark.xfail(
     strict=True,
     raises=(AssertionError, InfeasibleCase),
-    reason="known limit: the problem is written in US$ millions (optimizer/problem.py "
+    reason="known limit: the problem is written in US$ millions (optimizer/formulation/problem.py "
     "USD_PER_UNIT), so at amounts of US$1-US$60 its numbers (1e-6 to 6e-5) sit near HiGHS' "
     "tolerances: the LP exceeds a US$1 CVaR limit by 0.4 %, the cutting plane's second stage "
     "cannot hold the first stage's optimum (HiGHS calls it infeasible)",

@@ -25,19 +25,19 @@ from models.errors import (
     SimulationError,
 )
 from models.workers import WorkersLost, check_n_jobs
-from optimizer.cli import main
-from optimizer.cli_errors import LOG_DIR_ENV
+from optimizer.door.cli import main
+from optimizer.door.cli_errors import LOG_DIR_ENV
+from optimizer.door.outputs import OutputRefused
 from optimizer.errors import InfeasibleCase, OptimizerError, ScenarioMismatch, SolverFailure
-from optimizer.outputs import OutputRefused
 
 PACKAGES = ("models", "optimizer", "reports")
 BRANCHES = (InputError, ComputationError, OutputError)
 FAMILIES = (SimulationError, OptimizerError)
 """Layer families: group errors by the layer raising them; their members are in a branch."""
 NOT_IN_THE_TREE = {
-    # control flow inside optimizer.portfolio: always caught there and turned into an
+    # control flow inside optimizer.formulation.portfolio: always caught there and turned into an
     # OptionError naming the caps; never leaves the module
-    "optimizer.portfolio_dual._NoPortfolio",
+    "optimizer.formulation.portfolio_dual._NoPortfolio",
 }
 EXIT_CODES = {
     "models.errors.PpcfinError": 1,
@@ -56,11 +56,11 @@ EXIT_CODES = {
     "optimizer.errors.ScenarioMismatch": 2,
     "optimizer.errors.InfeasibleCase": 2,
     "optimizer.errors.SolverFailure": 1,
-    "optimizer.confidence.ConfidenceInfeasible": 2,
-    "optimizer.diagnose.RelaxationNotMappable": 2,
-    "optimizer.outputs.OutputRefused": 2,
+    "optimizer.analysis.confidence.ConfidenceInfeasible": 2,
+    "optimizer.analysis.diagnose.RelaxationNotMappable": 2,
+    "optimizer.door.outputs.OutputRefused": 2,
     "optimizer.persist.SavedRunError": 2,
-    "optimizer.sensitivity_inputs.InvalidPerturbation": 2,
+    "optimizer.analysis.sensitivity_inputs.InvalidPerturbation": 2,
 }
 """Every error class and its exit code, as the command line has always given them."""
 
@@ -69,8 +69,8 @@ def _error_classes() -> dict[str, type[BaseException]]:
     found = {}
     for name in PACKAGES:
         package = importlib.import_module(name)
-        for info in pkgutil.iter_modules(package.__path__):
-            module = importlib.import_module(f"{name}.{info.name}")
+        for info in pkgutil.walk_packages(package.__path__, prefix=f"{name}."):  # rooms too
+            module = importlib.import_module(info.name)
             for obj in vars(module).values():
                 if (
                     inspect.isclass(obj)
@@ -87,7 +87,7 @@ ERRORS = _error_classes()
 def test_the_walk_finds_the_errors_of_every_layer() -> None:
     modules = {name.split(".")[0] for name in ERRORS}
     assert {"models", "optimizer"} <= modules
-    assert "models.errors.CaseError" in ERRORS and "optimizer.outputs.OutputRefused" in ERRORS
+    assert "models.errors.CaseError" in ERRORS and "optimizer.door.outputs.OutputRefused" in ERRORS
 
 
 @pytest.mark.parametrize("name", sorted(ERRORS))
@@ -132,7 +132,7 @@ def test_check_n_jobs_refuses_anything_else(value) -> None:
 def _one_of_each_branch() -> list:
     case_error = CaseError([CaseProblem("my.yaml", "sources[A].amount_usd", "-5", "must be >= 0")])
     margins = pd.DataFrame({"owner": ["PRIV"], "what": ["CVaR"], "margin_usd": [1e6]})
-    from optimizer.confidence import ConfidenceInfeasible
+    from optimizer.analysis.confidence import ConfidenceInfeasible
 
     return [
         (case_error, 2, "The case cannot be used: 1 problem(s)."),
@@ -157,7 +157,7 @@ def test_the_cli_gives_each_branch_its_exit_code(error, code, shown, monkeypatch
     def fail(*args, **kwargs):
         raise error
 
-    monkeypatch.setattr("optimizer.cli_views.print_case_summary", fail)
+    monkeypatch.setattr("optimizer.door.cli_views.print_case_summary", fail)
     assert main(["validate"]) == code
     err = capsys.readouterr().err
     assert shown in err
@@ -170,7 +170,7 @@ def test_a_bug_is_one_line_and_its_traceback_goes_to_a_log_file(
     def bug(*args, **kwargs):
         return {}["missing"]
 
-    monkeypatch.setattr("optimizer.cli_views.print_case_summary", bug)
+    monkeypatch.setattr("optimizer.door.cli_views.print_case_summary", bug)
     logs = tmp_path / "logs"
     monkeypatch.setenv(LOG_DIR_ENV, str(logs))
     assert main(["validate"]) == 1
@@ -193,7 +193,7 @@ def test_a_bug_whose_log_cannot_be_written_still_says_so_in_one_line(
     def bug(*args, **kwargs):
         raise KeyError("missing")
 
-    monkeypatch.setattr("optimizer.cli_views.print_case_summary", bug)
+    monkeypatch.setattr("optimizer.door.cli_views.print_case_summary", bug)
     blocked = tmp_path / "a-file"
     blocked.write_text("not a folder")
     monkeypatch.setenv(LOG_DIR_ENV, str(blocked / "logs"))
@@ -207,7 +207,7 @@ def test_a_bare_value_error_is_a_bug_not_bad_input(tmp_path: Path, monkeypatch, 
     def bug(*args, **kwargs):
         raise ValueError("operands could not be broadcast together")
 
-    monkeypatch.setattr("optimizer.cli_views.print_case_summary", bug)
+    monkeypatch.setattr("optimizer.door.cli_views.print_case_summary", bug)
     monkeypatch.setenv(LOG_DIR_ENV, str(tmp_path))
     assert main(["validate"]) == 1
     assert capsys.readouterr().err.startswith("internal error: ValueError: operands")

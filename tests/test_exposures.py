@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from optimizer_cases import random_case, synthetic_scenarios
 
-from optimizer.exposures import expected_rates, fund_claims, owner_losses
+from optimizer.formulation.exposures import expected_rates, fund_claims, owner_losses
 
 
 @pytest.fixture(params=[(1, False, "float64"), (2, True, "float32")], ids=["equal", "weighted32"])

@@ -31,9 +31,9 @@ from models import load_case, simulate
 from models.simulate import CHUNK_SCENARIOS
 from models.workers import WorkersLost
 from optimizer import SolverFailure, optimize
-from optimizer.atomic import OutputError, staged_directory, write_text_atomic
-from optimizer.cli import main
-from optimizer.outputs import write_manifest
+from optimizer.door.atomic import OutputError, staged_directory, write_text_atomic
+from optimizer.door.cli import main
+from optimizer.door.outputs import write_manifest
 
 draws_module = importlib.import_module("models.draws")  # where simulate draws its chunks
 N_CHUNKED = 2 * CHUNK_SCENARIOS + 1_000  # three chunks: two workers both get one
@@ -215,7 +215,7 @@ def small():
 def test_a_frontier_survives_a_killed_dask_worker_with_identical_points(
     small, tmp_path, monkeypatch, two_dask_workers
 ):
-    frontier_module = importlib.import_module("optimizer.frontier")
+    frontier_module = importlib.import_module("optimizer.analysis.frontier")
     case, scen = small
     values = [0.5, 1.0, 1.5, 2.0]
     clean = frontier_module.frontier(case, scen, "cvar_scale", values=values)
@@ -234,7 +234,7 @@ FRONTIER_KILLING_EVERY_WORKER = """
 import importlib, sys
 from fault_cases import KillWorker
 from optimizer_cases import random_case, synthetic_scenarios
-fr = importlib.import_module("optimizer.frontier")
+fr = importlib.import_module("optimizer.analysis.frontier")
 case = random_case(2)
 scen = synthetic_scenarios(case, 300, 2, importance=True)
 fr.sweep_block = KillWorker(fr.sweep_block, sys.argv[2], always=True)
@@ -347,7 +347,7 @@ def test_a_tiny_time_limit_is_a_solver_failure_not_a_fallback(small, method):
 @pytest.fixture(scope="module")
 def run_record():
     """A small finished run, so the write faults below skip the minutes of a real one."""
-    from optimizer.run import RunRecord
+    from optimizer.door.run import RunRecord
 
     case = load_case()
     scen = simulate(case, 300, seed=5)
@@ -359,7 +359,7 @@ def run_record():
 
 @pytest.fixture
 def fast_run(run_record, monkeypatch):
-    monkeypatch.setattr("optimizer.run.run_case", lambda *args, **kwargs: run_record)
+    monkeypatch.setattr("optimizer.door.run.run_case", lambda *args, **kwargs: run_record)
 
 
 @pytest.fixture
@@ -445,7 +445,7 @@ def test_a_refused_staging_folder_exits_1_naming_the_output(
     def refuse(*args, **kwargs):
         raise PermissionError(errno.EACCES, os.strerror(errno.EACCES))
 
-    monkeypatch.setattr("optimizer.atomic.tempfile.mkdtemp", refuse)
+    monkeypatch.setattr("optimizer.door.atomic.tempfile.mkdtemp", refuse)
     before = snapshot(previous_run)
     assert main(["run", "-n", "300", "--out", str(previous_run), "--format", "html"]) == 1
     assert f"cannot write {previous_run}: Permission denied" in capsys.readouterr().err
@@ -495,7 +495,7 @@ def test_a_signal_during_the_swap_is_held_until_the_new_folder_is_in_place(
             os.kill(os.getpid(), signal.SIGINT)
         real_replace(src, dst)
 
-    monkeypatch.setattr("optimizer.atomic.os.replace", replace_then_signal)
+    monkeypatch.setattr("optimizer.door.atomic.os.replace", replace_then_signal)
     with pytest.raises(KeyboardInterrupt), staged_directory(previous_run, command="run") as stage:
         (stage / "result.json").write_text("new", encoding="utf-8")
     assert len(calls) == 2  # both renames ran before the interrupt was delivered
@@ -524,7 +524,7 @@ def _loky_workers(pid: int) -> list[int]:
 def test_a_signal_during_ppcfin_run_exits_cleanly(signum, code, previous_run, tmp_path):
     before = snapshot(previous_run)
     proc = subprocess.Popen(
-        [sys.executable, "-m", "optimizer.cli", "run", "-n", "40000", "--jobs", "2",
+        [sys.executable, "-m", "optimizer.door.cli", "run", "-n", "40000", "--jobs", "2",
          "--out", str(previous_run)],
         cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
         preexec_fn=default_signals,

@@ -12,10 +12,10 @@ from optimizer_cases import _COPULA, _product, _segment, random_case, synthetic_
 
 from models.schema import Case
 from optimizer import ScenarioMismatch, optimize
-from optimizer.cli import main
-from optimizer.frontier import FRONTIER_COLUMNS, case_at, frontier
+from optimizer.analysis.frontier import FRONTIER_COLUMNS, case_at, frontier
+from optimizer.door.cli import main
+from optimizer.formulation.problem import build_problem
 from optimizer.persist import from_plain, to_plain
-from optimizer.problem import build_problem
 
 REL = 1e-6
 """Each point against a fresh optimize: 1e-6 relative (plus US$1 for an optimum near zero)."""
@@ -206,7 +206,7 @@ def test_a_failed_point_stays_in_the_table_with_its_reason(small, method):
 
 
 def test_the_frontier_survives_a_round_trip_through_plain_json(small):
-    from optimizer.frontier import Frontier
+    from optimizer.analysis.frontier import Frontier
 
     case, scen = small
     front = frontier(case, scen, "mobilization", points=2, method="cutting_plane")
@@ -296,8 +296,8 @@ def test_default_case_frontier_matches_fresh_optimize():
 
 @pytest.mark.parametrize("points", [1, 2, 6, 7])
 def test_default_values_always_hold_the_case_itself(small, points):
-    from optimizer.frontier import with_own_setting
-    from optimizer.frontier_sweep import default_values, parse_sweep
+    from optimizer.analysis.frontier import with_own_setting
+    from optimizer.analysis.frontier_sweep import default_values, parse_sweep
 
     case, scen = small
     for sweep in ("cvar_scale", "mobilization", "deforestation_priority"):

@@ -50,7 +50,7 @@ from pydantic.fields import FieldInfo
 
 from models import Case, CaseError, CaseProblem, load_case
 from models import schema as S
-from optimizer.cli import main
+from optimizer.door.cli import main
 
 HARD_TIMEOUT_S = 20
 """An example still running after this is a hang (the deadline below is only checked after)."""

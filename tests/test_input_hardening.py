@@ -28,7 +28,7 @@ from conftest import INPUTS, MINIMAL_CASE
 from models import CaseError, CaseProblem, case_warnings, load_case
 from models.errors import one_line
 from models.problems import show
-from optimizer.cli import main
+from optimizer.door.cli import main
 
 SECRET = "SECRET-7f3a9c-TOKEN"
 PASSWD_HEADER = "root:x:0:0:root:/root:/bin/bash"

@@ -19,7 +19,7 @@ from optimizer_cases import (
 
 from models.schema import Case
 from optimizer import optimize
-from optimizer.marginal import (
+from optimizer.analysis.marginal import (
     GROUPED_FAMILIES,
     MARGINAL_COLUMNS,
     STEP_USD,
@@ -265,7 +265,7 @@ def test_an_allocation_of_other_scenarios_is_refused(marginal_result):
 def test_optimize_command_quotes_the_resolves_unless_told_not_to(
     skip, minimal_case_dict, write_case, tmp_path, capsys
 ):
-    from optimizer.cli import main
+    from optimizer.door.cli import main
 
     for src in minimal_case_dict["sources"]:  # money short of the gap: budgets bind
         src["amount_usd"] /= 4

@@ -26,7 +26,7 @@ from models.simulate import (
     simulate,
     simulation_bytes,
 )
-from optimizer.cli import main
+from optimizer.door.cli import main
 
 memory = importlib.import_module("models.memory")  # where the machine's memory is read
 LIMIT = 21_300_000_000

@@ -1,6 +1,6 @@
 """The cutting plane's speed paths give the numbers of the plain ones: the oracle's VaR and tail
 excess selected among sampled-bound tail rows, and a changed problem re-solved from a base's
-cut pool (:class:`optimizer.cutting_plane.CutPool`)."""
+cut pool (:class:`optimizer.formulation.cutting_plane.CutPool`)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from models.risk_measures import var_and_excess_by_column
-from optimizer.tail_oracle import SELECT_MIN_ROWS, TailOracle
+from optimizer.formulation.tail_oracle import SELECT_MIN_ROWS, TailOracle
 
 
 def _oracle(p: np.ndarray) -> TailOracle:
@@ -53,7 +53,7 @@ def test_oracle_var_and_excess_weighted_scenarios_use_the_reference() -> None:
 @pytest.fixture(scope="module")
 def base_problem():
     from models import load_case, simulate
-    from optimizer.problem import build_problem
+    from optimizer.formulation.problem import build_problem
     from optimizer.solve import solve_stage
 
     case = load_case()
@@ -116,8 +116,8 @@ def test_every_start_from_one_pool_gives_the_same_numbers(base_problem) -> None:
 
 
 def test_a_pool_from_another_problem_is_refused(base_problem) -> None:
-    from optimizer.cutting_plane import CutPool
     from optimizer.errors import OptimizerError
+    from optimizer.formulation.cutting_plane import CutPool
 
     _, _, prob, pool, _ = base_problem
     k, block, coef, prob_tail = pool.pool[0]

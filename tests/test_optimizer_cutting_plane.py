@@ -10,11 +10,12 @@ from test_optimizer_limits import check_all_limits
 
 from models import load_case, simulate
 from models.risk_measures import conditional_value_at_risk
-from optimizer import cutting_plane, optimize
-from optimizer.problem import build_problem
-from optimizer.scenario_rows import solve_one_lp
+from optimizer import optimize
+from optimizer.formulation import cutting_plane
+from optimizer.formulation.problem import build_problem
+from optimizer.formulation.scenario_rows import solve_one_lp
+from optimizer.formulation.tail_oracle import TailOracle
 from optimizer.solve import solve_stage
-from optimizer.tail_oracle import TailOracle
 
 
 @pytest.mark.parametrize(("seed", "importance"), [(1, False), (2, True), (3, False), (4, True)])
@@ -162,7 +163,7 @@ def _oracle_at_a_point(method: str):
 def test_block_cuts_add_up_to_the_aggregated_cut():
     """Split over 7 scenario blocks, the cuts of a threshold sum to its aggregated cut, and
     each block's cut is its block's exact tail excess at the point (weighted scenarios)."""
-    from optimizer.tail_oracle import group_bounds
+    from optimizer.formulation.tail_oracle import group_bounds
 
     scen, prob, oracle, expo, losses, k_all = _oracle_at_a_point("importance")
     thresholds = np.quantile(losses, 0.9, axis=0)
@@ -188,7 +189,7 @@ def test_a_shortfall_below_the_blocks_tolerance_gets_one_summed_row():
     """Under ``G·tol`` of η no block row bites, so the measure gets its block tangents summed
     into one row on η itself (value: the whole tail excess at the point); a block's second
     (Kelley) cut is not summed twice, and a measure short by more gets none."""
-    from optimizer.cutting_plane import FEASIBILITY_TOL, _summed_cuts
+    from optimizer.formulation.cutting_plane import FEASIBILITY_TOL, _summed_cuts
 
     _, _, oracle, expo, losses, k_all = _oracle_at_a_point("mc")
     var = np.quantile(losses, 0.99, axis=0)
@@ -212,9 +213,9 @@ def test_a_limit_met_within_the_blocks_tolerance_converges():
     """The default run's private-money x1.2 tornado point (held limits, 10^5 scenarios, seed
     7) once ran 400 iterations with a limit met to US$0.32 too much; it converges now, and every
     CVaR, recomputed from its scenario losses, is within its limit."""
-    from optimizer.confidence import hold_limits
-    from optimizer.sensitivity_analysis import perturbed_case
-    from optimizer.tail_oracle import one_blas_thread
+    from optimizer.analysis.confidence import hold_limits
+    from optimizer.analysis.sensitivity_analysis import perturbed_case
+    from optimizer.formulation.tail_oracle import one_blas_thread
 
     case = load_case()
     scen = simulate(case, 100_000, seed=7, dtype="float32")
@@ -234,7 +235,7 @@ def test_a_limit_met_within_the_blocks_tolerance_converges():
 def test_block_cuts_reach_the_same_optimum_in_fewer_iterations(monkeypatch):
     """One aggregated cut per measure (Kelley) and 16 blocks per measure end at the same
     optimum; the blocks need far fewer passes over the scenarios."""
-    import optimizer.problem_cvar as cvar_module  # where the cut mode reads its block count
+    import optimizer.formulation.problem_cvar as cvar_module  # where the cut mode reads its block count
 
     case = load_case()
     scen = simulate(case, 10_000, seed=7, dtype="float32")
@@ -251,7 +252,7 @@ def test_block_cuts_reach_the_same_optimum_in_fewer_iterations(monkeypatch):
 
 
 def test_block_count_grows_with_the_scenarios_within_its_bounds():
-    from optimizer.cutting_plane import MAX_GROUPS, cut_groups
+    from optimizer.formulation.cutting_plane import MAX_GROUPS, cut_groups
 
     assert [cut_groups(n) for n in (1, 7, 300, 10_000, 100_000, 1_000_000)] == [
         1, 7, 16, 16, 32, 64,

@@ -15,13 +15,13 @@ from optimizer_cases import _COPULA, _product, _segment, random_case, synthetic_
 from models import load_case, simulate
 from models.schema import Case
 from optimizer import InfeasibleCase, SolverFailure, optimize
-from optimizer.diagnose import (
+from optimizer.analysis.diagnose import (
     STRUCTURAL_WEIGHT,
     RelaxationNotMappable,
     diagnose,
     optimize_or_diagnose,
 )
-from optimizer.problem import build_problem
+from optimizer.formulation.problem import build_problem
 
 CLIM = {"id": "CLIM", "name": "CLIM", "kind": "climate", "amount_usd": 30e6,
         "cost_of_funds_rate": 0.0, "products": ["P"]}  # fmt: skip
@@ -224,7 +224,7 @@ def test_a_relaxation_no_case_field_carries_is_refused_by_name():
 
 
 def test_a_failed_diagnosis_leaves_the_original_error_with_a_note(small, monkeypatch):
-    import optimizer.diagnose as module
+    import optimizer.analysis.diagnose as module
 
     def fail(*args, **kwargs):
         raise SolverFailure("HIGHS", "solver_error", 1, "test")

@@ -22,9 +22,9 @@ import yaml
 from conftest import MINIMAL_CASE
 from fault_cases import descendants, still_running
 
-from optimizer.atomic import staged_directory, staged_files
-from optimizer.cli import main
-from optimizer.outputs import (
+from optimizer.door.atomic import staged_directory, staged_files
+from optimizer.door.cli import main
+from optimizer.door.outputs import (
     MANIFEST_NAME,
     STAGE_MARKER,
     OutputRefused,
@@ -83,7 +83,7 @@ def test_the_refusal_comes_before_any_simulation(case_file, tmp_path, monkeypatc
         raise AssertionError("simulated before checking --out")
 
     monkeypatch.setattr("models.simulate", must_not_run)
-    monkeypatch.setattr("optimizer.run.run_case", must_not_run)
+    monkeypatch.setattr("optimizer.door.run.run_case", must_not_run)
     for command in ("optimize", "run", "frontier", "sensitivity", "stress"):
         assert main([command, str(case_file), "-n", N, "--out", str(users)]) == 2, command
     assert tree(users) == {"notes.txt": b"mine"}

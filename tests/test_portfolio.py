@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from models.risk_measures import conditional_value_at_risk
-from optimizer.portfolio import METHODS, min_cvar_portfolio
+from optimizer.formulation.portfolio import METHODS, min_cvar_portfolio
 
 SOLVING = ("column_generation", "dual", "cutting_plane", "lp")
 # (scenarios, assets, alpha, max_weight, floor quantile or None, weighted scenarios)

@@ -5,7 +5,7 @@ For every seed a random valid case (:mod:`random_cases`) is written to YAML, loa
 acceptable outcomes are
 
 * an allocation whose every limit, recomputed from the scenario losses, holds: the in-sample
-  :func:`optimizer.evaluate.evaluate` breaches nothing, and an independent recomputation here
+  :func:`optimizer.analysis.evaluate.evaluate` breaches nothing, and an independent recomputation here
   (each funder's and fund's scenario losses rebuilt from the allocation table and the fund
   terms, CVaR by sorting) checks CVaR and expected-loss limits, budgets, claims CVaR within
   capital and depletion probabilities, plus the programme rules ``evaluate`` does not cover
@@ -36,8 +36,8 @@ from models import load_case, simulate
 from models.scenarios import ScenarioSet
 from models.schema import Case, GuaranteeFund, SourceKind
 from optimizer import Allocation, InfeasibleCase, optimize
-from optimizer.diagnose import RelaxationNotMappable, diagnose, optimize_or_diagnose
-from optimizer.evaluate import evaluate
+from optimizer.analysis.diagnose import RelaxationNotMappable, diagnose, optimize_or_diagnose
+from optimizer.analysis.evaluate import evaluate
 
 N_SCENARIOS = 300
 DEFAULT_SEEDS = list(range(20))

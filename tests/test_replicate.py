@@ -1,4 +1,4 @@
-"""The headline's error bar: replications of the whole optimisation (optimizer.replicate)."""
+"""The headline's error bar: replications of the whole optimisation (optimizer.analysis.replicate)."""
 
 from __future__ import annotations
 
@@ -7,8 +7,8 @@ import json
 import pytest
 from optimizer_cases import random_case
 
-from optimizer.cli import main
-from optimizer.replicate import advised_scenarios, replicate, replication_seeds
+from optimizer.analysis.replicate import advised_scenarios, replicate, replication_seeds
+from optimizer.door.cli import main
 from optimizer.result import Allocation
 
 

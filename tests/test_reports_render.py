@@ -422,7 +422,7 @@ def test_the_frontier_axis_says_what_the_swept_value_is(sweep, label, x_label, c
     # probability read "0.05x"
     from types import SimpleNamespace
 
-    from optimizer.frontier import Frontier as SweptFrontier
+    from optimizer.analysis.frontier import Frontier as SweptFrontier
     from reports.formats import format_value
     from reports.from_run import _frontier
     from reports.tables import frontier_table
@@ -441,7 +441,7 @@ def test_the_frontier_axis_says_what_the_swept_value_is(sweep, label, x_label, c
 def test_an_inaccurate_frontier_point_keeps_its_gap_and_a_failed_one_its_reason():
     from types import SimpleNamespace
 
-    from optimizer.frontier import Frontier as SweptFrontier
+    from optimizer.analysis.frontier import Frontier as SweptFrontier
     from reports.from_run import _frontier
 
     table = pd.DataFrame(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 import json
 import re
 import shutil
@@ -10,7 +11,7 @@ import subprocess
 import pytest
 from openpyxl import load_workbook
 
-from optimizer.cli import main
+from optimizer.door.cli import main
 from optimizer.result import Allocation
 
 N = "1200"
@@ -73,7 +74,7 @@ def test_a_run_that_fails_midway_leaves_the_previous_output_intact(run_dir, monk
     def boom(*args, **kwargs):
         raise OSError(28, "No space left on device")
 
-    monkeypatch.setattr("optimizer.cli_report._render", boom)
+    monkeypatch.setattr("optimizer.door.cli_report._render", boom)
     code = main(["run", "-n", "300", "--out", str(run_dir)])
     assert code == 1
     assert "No space left" in capsys.readouterr().err
@@ -133,7 +134,8 @@ def test_run_report_has_the_frontier_section(run_dir):
 
 
 def test_every_analysis_of_a_run_is_on_the_headline_scenario_set(run_dir):
-    from optimizer.run import OUT_OF_SAMPLE_SEED_OFFSET, load_run
+    from optimizer.door.run import OUT_OF_SAMPLE_SEED_OFFSET
+    from optimizer.door.run_files import load_run
 
     record = load_run(run_dir)
     headline = record.allocation
@@ -163,8 +165,8 @@ def test_every_analysis_of_a_run_is_on_the_headline_scenario_set(run_dir):
 
 
 def test_run_holds_limits_at_95_percent_and_gives_the_gap_closed_its_error_bar(run_dir):
-    from optimizer.replicate import replication_seeds
-    from optimizer.run import load_run
+    from optimizer.analysis.replicate import replication_seeds
+    from optimizer.door.run_files import load_run
 
     record = load_run(run_dir)
     conf = record.allocation.confidence
@@ -186,7 +188,7 @@ def test_run_holds_limits_at_95_percent_and_gives_the_gap_closed_its_error_bar(r
 
 
 def test_run_report_has_the_sensitivity_tornado(run_dir):
-    from optimizer.run import load_run
+    from optimizer.door.run_files import load_run
     from reports.formats import ColumnFormat, format_value
 
     sens = load_run(run_dir).sensitivity
@@ -208,15 +210,17 @@ def test_run_report_has_the_sensitivity_tornado(run_dir):
 def test_run_refuses_a_bad_confidence_or_replication_count_before_simulating(
     monkeypatch, capsys, tmp_path
 ):
-    import optimizer.run as run
-    from models import load_case
+    import optimizer.door.run as run
+    from models import Recipe, load_case
 
-    monkeypatch.setattr(run, "simulate", lambda *a, **k: pytest.fail("simulated first"))
+    # every draw of a run goes through the recipe's models.simulate.simulate
+    simulate_module = importlib.import_module("models.simulate")
+    monkeypatch.setattr(simulate_module, "simulate", lambda *a, **k: pytest.fail("simulated"))
     case = load_case()
     with pytest.raises(ValueError, match="confidence must be 0"):
-        run.run_case(case, 100, confidence=0.3)
+        run.run_case(case, Recipe(100), confidence=0.3)
     with pytest.raises(ValueError, match="replications must be 0"):
-        run.run_case(case, 100, replications=1)
+        run.run_case(case, Recipe(100), replications=1)
     assert main(["run", "-n", "100", "--replications", "1", "--out", str(tmp_path / "o")]) == 2
     assert not (tmp_path / "o").exists()
     assert "replications must be 0 (none) or at least 2, got 1" in capsys.readouterr().err

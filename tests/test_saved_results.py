@@ -36,15 +36,18 @@ from conftest import MINIMAL_CASE
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from models import CaseError, load_case, simulate
+from models import CaseError, Recipe, load_case, simulate
 from models.errors import ScenarioFileError
 from models.scenarios import ScenarioSet
 from optimizer import optimize
-from optimizer.cli import main
-from optimizer.evaluate import CHECK_COLUMNS, Evaluation
-from optimizer.frontier import FRONTIER_COLUMNS, Frontier
+from optimizer.analysis.evaluate import CHECK_COLUMNS, Evaluation
+from optimizer.analysis.frontier import FRONTIER_COLUMNS, Frontier
+from optimizer.analysis.sensitivity_analysis import SENSITIVITY_COLUMNS, Sensitivity
+from optimizer.analysis.stress_testing import StressOutcome, read_allocation
+from optimizer.door.cli import main
+from optimizer.door.run import run_case
+from optimizer.door.run_files import TIMINGS_FILE, SavedRunError, load_run, save_run
 from optimizer.result import FUND_COLUMNS, Allocation
-from optimizer.run import TIMINGS_FILE, SavedRunError, load_run, run_case, save_run
 from optimizer.saved import EvaluationFile, FrontierFile, ResultFile, SensitivityFile, StressFile
 from optimizer.saved_columns import (
     ALLOCATION_COLUMNS,
@@ -52,8 +55,6 @@ from optimizer.saved_columns import (
     FRONTIER_SAVED_COLUMNS,
     SENSITIVITY_SAVED_COLUMNS,
 )
-from optimizer.sensitivity_analysis import SENSITIVITY_COLUMNS, Sensitivity
-from optimizer.stress_testing import StressOutcome, read_allocation
 from reports.from_run import report_context
 
 N = 300
@@ -99,7 +100,7 @@ def cases(tmp_path_factory) -> SimpleNamespace:
 @pytest.fixture(scope="module")
 def record(cases):
     """One run of the minimal case with out-of-sample, frontier, sensitivity and 3 stresses."""
-    return run_case(load_case(cases.case), N, SEED, stresses=cases.overlays)
+    return run_case(load_case(cases.case), Recipe(N, SEED), stresses=cases.overlays)
 
 
 @pytest.fixture(scope="module")
@@ -441,7 +442,8 @@ def test_a_run_of_a_case_built_in_python_cannot_be_reported(record, tmp_path):
 def test_equal_runs_write_byte_identical_files_whatever_the_jobs(cases, saved, tmp_path):
     two = tmp_path / "two"
     two.mkdir()
-    save_run(run_case(load_case(cases.case), N, SEED, stresses=cases.overlays, n_jobs=2), two)
+    record = run_case(load_case(cases.case), Recipe(N, SEED, n_jobs=2), stresses=cases.overlays)
+    save_run(record, two)
     for name in ("result.json", "run.json", "scenarios.npz"):
         assert (two / name).read_bytes() == (saved / name).read_bytes(), name
     assert "timings_s" not in (saved / "result.json").read_text(encoding="utf-8")

@@ -32,9 +32,9 @@ from conftest import INPUTS, MINIMAL_CASE
 
 from models import CaseError, load_case, simulate
 from models.yaml_io import MAX_FILE_BYTES, MAX_YAML_BYTES
-from optimizer.cli import main
-from optimizer.evaluate import evaluate
-from optimizer.run import OUT_OF_SAMPLE_SEED_OFFSET, RunRecord
+from optimizer.analysis.evaluate import evaluate
+from optimizer.door.cli import main
+from optimizer.door.run import OUT_OF_SAMPLE_SEED_OFFSET, RunRecord
 from optimizer.solve import optimize
 
 REPO = Path(__file__).resolve().parent.parent
@@ -465,7 +465,7 @@ socket.create_connection = lambda address, *a, **k: _refuse(f"create_connection 
 
 def _ppcfin() -> list[str]:
     script = Path(sys.executable).with_name("ppcfin")
-    return [str(script)] if script.exists() else [sys.executable, "-m", "optimizer.cli"]
+    return [str(script)] if script.exists() else [sys.executable, "-m", "optimizer.door.cli"]
 
 
 @pytest.mark.slow

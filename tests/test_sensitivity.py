@@ -17,10 +17,7 @@ import pytest
 from optimizer_cases import one_cell_case, random_case
 
 from models import Case, load_case, simulate
-from optimizer.cli import main
-from optimizer.errors import InfeasibleCase
-from optimizer.persist import from_plain, to_plain
-from optimizer.sensitivity_analysis import (
+from optimizer.analysis.sensitivity_analysis import (
     INPUT_IDS,
     INPUTS,
     SENSITIVITY_COLUMNS,
@@ -31,9 +28,12 @@ from optimizer.sensitivity_analysis import (
     sensitivity,
     sensitivity_points,
 )
+from optimizer.door.cli import main
+from optimizer.errors import InfeasibleCase
+from optimizer.persist import from_plain, to_plain
 
 USD_TOL = 1.0
-"""The optimiser's tolerance on money (US$1, as in ``optimizer.evaluate``)."""
+"""The optimiser's tolerance on money (US$1, as in ``optimizer.analysis.evaluate``)."""
 
 
 @pytest.fixture(scope="module")
@@ -203,7 +203,7 @@ def test_an_invalid_perturbation_is_a_row_with_its_reason():
 
 
 def test_an_infeasible_point_stays_in_the_table(case, monkeypatch):
-    import optimizer.sensitivity_analysis as module
+    import optimizer.analysis.sensitivity_analysis as module
 
     real, calls = module.optimize, []
 
@@ -243,12 +243,12 @@ def test_bad_arguments_are_refused(case):
 
 def test_the_package_exports_the_functions_even_after_their_modules_are_imported():
     import optimizer
-    import optimizer.sensitivity_analysis
-    import optimizer.stress_testing
+    import optimizer.analysis.sensitivity_analysis
+    import optimizer.analysis.stress_testing
     from optimizer import sensitivity, stress
 
-    assert sensitivity is optimizer.sensitivity_analysis.sensitivity
-    assert stress is optimizer.stress_testing.stress
+    assert sensitivity is optimizer.analysis.sensitivity_analysis.sensitivity
+    assert stress is optimizer.analysis.stress_testing.stress
     assert optimizer.Sensitivity is Sensitivity
 
 

@@ -21,8 +21,7 @@ from models import load_case, simulate
 from models.problems import RESERVED_FIELDS
 from models.yaml_io import read_yaml
 from optimizer import optimize
-from optimizer.cli import main
-from optimizer.stress_testing import (
+from optimizer.analysis.stress_testing import (
     LIMIT_COLUMNS,
     REOPTIMIZED_COLUMNS,
     STRESS_DIR,
@@ -32,6 +31,7 @@ from optimizer.stress_testing import (
     stress,
     stress_steps,
 )
+from optimizer.door.cli import main
 
 ROYA = STRESS_DIR / "roya_2013.yaml"
 PD, LGD = 0.05, 0.5
@@ -229,7 +229,7 @@ def test_overlays_and_allocations_of_another_case_are_refused(small, tmp_path):
 
 
 def test_run_keeps_importing_the_stress_helpers():
-    import optimizer.run as run
+    import optimizer.door.run as run
 
     assert run.StressOutcome is StressOutcome and run.shipped_stresses is shipped_stresses
     assert [p.stem for p in shipped_stresses()] == [
@@ -296,7 +296,7 @@ def test_reading_something_that_is_not_an_allocation_says_so(tmp_path):
 def test_an_infeasible_stress_says_what_must_give(small, monkeypatch):
     import types
 
-    import optimizer.stress_testing as module
+    import optimizer.analysis.stress_testing as module
     from optimizer.errors import InfeasibleCase
 
     case, alloc, _, half = small

@@ -10,8 +10,8 @@ from test_optimizer_limits import check_all_limits
 
 from models import load_case, simulate
 from optimizer import optimize
-from optimizer.problem import build_problem
-from optimizer.warm_start import apply
+from optimizer.formulation.problem import build_problem
+from optimizer.formulation.warm_start import apply
 
 
 @pytest.mark.parametrize(("seed", "importance"), [(1, False), (2, True), (4, True)])

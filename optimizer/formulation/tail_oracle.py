@@ -1,0 +1,399 @@
+"""One pass over the loss matrix per cutting-plane iteration: every CVaR's losses and its cut.
+
+For a CVaR measure k (a funder's losses or a fund's claims) with net exposures ``e`` and
+threshold ``t_k``, the Künzi-Bay & Mayer aggregated cut is
+
+    η_k  >=  Σ_{ω ∈ T_k} π_ω L_k(ω)  −  t_k Σ_{ω ∈ T_k} π_ω ,     T_k = {ω : L_k(ω) > t_k},
+
+linear in (e, t_k) because ``L_k(ω) = Σ_col r_col(ω) e_col``. Its coefficient on an exposure
+column is ``Σ_{ω ∈ T_k} π_ω r_col(ω)``: a masked product over the tail rows only, never a copy
+of the rows.
+
+The pass itself is one dense product ``ℓ @ M`` of the loss matrix with a (J, K) matrix of
+exposures by cell and measure: claim shapes that always pay fold into it, since
+``min(ℓ, c) = ℓ − (ℓ − c)+`` and the excess over a first-loss cap is sparse (kept once as a
+sparse matrix); a contingent fund's shape pays only in its trigger scenarios, whose rates are
+kept once as a small dense block. Tail rows are then gathered for the cut coefficients.
+
+Cuts can be split by scenario group (partially aggregated multi-cut): with the scenarios cut
+into ``G`` contiguous blocks, ``Σ_ω π_ω (L_k(ω) − t_k)+ = Σ_g Σ_{ω ∈ block g} ...``, and each
+block gets its own cut on its own share of the tail excess. The master then models the tail
+function ``G`` times more finely per pass (measurements in :mod:`optimizer.formulation.cutting_plane`).
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import scipy.sparse as sp
+from threadpoolctl import ThreadpoolController
+
+from models.risk_measures import _CUM_RTOL, var_and_excess_by_column
+from optimizer.formulation.exposures import ExposureColumns
+
+CHUNK_ROWS = 32_768
+"""Rows per block of the sparse cap excess and of gathered tail rows (bounds temporaries)."""
+GATHER_MAX_SHARE = 0.05
+"""Up to this share of a block's rows in some tail, cut coefficients gather those rows; above
+it one transposed pass over the block is cheaper."""
+SELECT_MIN_ROWS = 65_536
+"""Columns this long select their VaR among the values above a sampled bound (the tail is a
+few per cent of them); shorter ones go to :func:`var_and_excess_by_column` whole."""
+SAMPLE_ROWS = 4_096
+BLAS_THREADS = 1
+"""The pass is bound by memory bandwidth, its other products are tiny: OpenBLAS threads gained
+nothing on 2 cores and made the small products 50x slower when the cores were busy."""
+
+_pin_lock = threading.Lock()
+_pin_depth = 0
+_pin_limiter: Any = None
+_controller: ThreadpoolController | None = None
+
+
+@contextmanager
+def one_blas_thread() -> Iterator[None]:
+    """BLAS on one thread while any caller in this process is inside; re-entrant, thread-safe.
+
+    OpenBLAS splits some products (``w @ block`` with a short ``w``, as in the expected loss
+    rates) between its threads and adds the partial sums, so their last digits depend on the
+    number of threads: the parent process has one per core, a loky worker ``cores / n_jobs``
+    (joblib's limit), a dask worker whatever it inherited. A frontier block or a sensitivity
+    point run inside this context gives the same numbers in any of them. The thread count is
+    one setting for the whole process, so the context is counted: the first caller in sets it,
+    the last one out restores it, and two threads of one process (``backend="threading"``, a
+    dask worker with several threads) never undo each other's limit mid-product.
+    """
+    global _pin_depth, _pin_limiter, _controller
+    with _pin_lock:
+        if _pin_depth == 0:
+            if _controller is None:  # inspecting the loaded libraries costs ~1 ms: once
+                _controller = ThreadpoolController()
+            _pin_limiter = _controller.limit(limits=BLAS_THREADS, user_api="blas")
+        _pin_depth += 1
+    try:
+        yield
+    finally:
+        with _pin_lock:
+            _pin_depth -= 1
+            if _pin_depth == 0:
+                _pin_limiter.restore_original_limits()
+                _pin_limiter = None
+
+
+@dataclass(frozen=True)
+class Cut:
+    """An aggregated cut for one measure: ``η >= coef @ e_k − tail_probability · t``.
+
+    Attributes
+    ----------
+    coef : ndarray of shape (n_cols_k,)
+        Coefficients on the measure's exposure columns.
+    tail_probability : float
+        Σ π over the tail scenarios (of the cut's group).
+    excess : float
+        Σ π (L − t)+ at the point the cut was made (its value there).
+    measure : int
+        The measure it bounds (its position in the oracle's ``measures``).
+    group : int
+        The scenario block the cut sums over (0 when cuts are not split by group).
+    """
+
+    coef: np.ndarray
+    tail_probability: float
+    excess: float
+    measure: int = 0
+    group: int = 0
+
+
+def group_bounds(n_scenarios: int, groups: int) -> np.ndarray:
+    """Row bounds of ``groups`` contiguous, near-equal scenario blocks, shape (groups + 1,)."""
+    return np.linspace(0, n_scenarios, max(1, min(groups, n_scenarios)) + 1).astype(np.int64)
+
+
+class TailOracle:
+    """Scenario losses and cuts of several CVaR measures sharing one loss matrix.
+
+    Parameters
+    ----------
+    losses : ndarray of shape (S, J), float64 or float32
+        Loss per dollar lent of every cell. The pass runs in its dtype (float32 halves the bytes
+        read); cut coefficients are summed in float64 over the tail rows.
+    probabilities : ndarray of shape (S,)
+    columns : ExposureColumns
+    measures : list of ndarray of int
+        For each measure, the exposure columns whose losses it adds up.
+    """
+
+    def __init__(
+        self,
+        losses: np.ndarray,
+        probabilities: np.ndarray,
+        columns: ExposureColumns,
+        measures: list[np.ndarray],
+    ):
+        self.losses = losses
+        self.p = np.asarray(probabilities, dtype=np.float64)
+        self.equal_weights = bool(self.p.size) and bool((self.p == self.p[0]).all())
+        self.columns = columns
+        self.measures = measures
+        self.n_cells = losses.shape[1]
+        self.dtype = losses.dtype if losses.dtype == np.float32 else np.dtype(np.float64)
+        held = np.concatenate([*measures, np.zeros(0, dtype=np.int64)])
+        # per claim shape, only the cells some measure holds (a fund covers few products)
+        self.shape_cells = {
+            int(s): np.unique(columns.cell[held[columns.shape[held] == s]])
+            for s in np.unique(columns.shape[held])
+        }
+        self.cap_excess: dict[int, sp.csr_matrix] = {}
+        self.active_rows: dict[int, np.ndarray] = {}
+        self.active_rates: dict[int, np.ndarray] = {}
+        for s, cells in self.shape_cells.items():
+            fc = columns.shapes[s]
+            if fc.active is not None:
+                rows = np.flatnonzero(fc.active)
+                self.active_rows[s] = rows
+                self.active_rates[s] = self._rates(s, np.asarray(losses[rows]), rows)
+            elif fc.cap_share is not None:
+                self.cap_excess[s] = self._excess(cells, fc.cap_share)
+
+    def _excess(self, cells: np.ndarray, cap: float) -> sp.csr_matrix:
+        """``(ℓ − cap)+`` on ``cells``, shape (S, len(cells)), sparse: few losses pass a cap."""
+        cap = self.dtype.type(cap)
+        counts, index, value = [], [], []
+        for lo in range(0, self.losses.shape[0], CHUNK_ROWS):
+            block = np.asarray(self.losses[lo : lo + CHUNK_ROWS][:, cells], dtype=self.dtype)
+            over = block > cap
+            counts.append(over.sum(axis=1))
+            index.append(np.nonzero(over)[1].astype(np.int32))  # row-major: CSR order
+            value.append(block[over] - cap)
+        indptr = np.concatenate([[0], np.cumsum(np.concatenate(counts))])
+        shape = (self.losses.shape[0], cells.size)
+        return sp.csr_matrix((np.concatenate(value), np.concatenate(index), indptr), shape=shape)
+
+    def _rates(self, shape: int, block: np.ndarray, rows: np.ndarray) -> np.ndarray:
+        """``a(ω) f(ℓ)`` of one claim shape on its cells, for the given rows of ``losses``."""
+        fc = self.columns.shapes[shape]
+        rates = np.asarray(block[:, self.shape_cells[shape]], dtype=self.dtype)  # a copy
+        if fc.cap_share is not None:
+            np.minimum(rates, self.dtype.type(fc.cap_share), out=rates)
+        if fc.active is not None:
+            rates *= fc.active[rows][:, None]
+        return rates
+
+    def _mapping(self, expo: np.ndarray) -> dict[int, np.ndarray]:
+        """Per claim shape, the (J_s, K) matrix of exposure by its cells and measure."""
+        out = {}
+        for s, cells in self.shape_cells.items():
+            mat = np.zeros((self.n_cells, len(self.measures)))
+            for k, cols in enumerate(self.measures):
+                mine = cols[self.columns.shape[cols] == s]
+                np.add.at(mat[:, k], self.columns.cell[mine], expo[mine])
+            out[s] = mat[cells]
+        return out
+
+    def scenario_losses(self, expo: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
+        """Losses of every measure in every scenario: one pass over the matrix.
+
+        Parameters
+        ----------
+        expo : ndarray of shape (n_cols,)
+        out : ndarray of shape (S, K) in the matrix's dtype, optional
+            Written in place and returned. A loop re-using one buffer saves, at 10^6
+            scenarios, half the time of the product (a fresh array's page faults).
+
+        Returns
+        -------
+        ndarray of shape (S, K), in the matrix's dtype (float32 losses stay float32: the
+        product is only that precise; sums over them are taken in float64).
+        """
+        with one_blas_thread():
+            return self._losses(self._mapping(expo), out)
+
+    def _losses(self, mapping: dict[int, np.ndarray], out: np.ndarray | None = None) -> np.ndarray:
+        dense = np.zeros((self.n_cells, len(self.measures)))
+        for s, mat in mapping.items():
+            if s not in self.active_rows:
+                dense[self.shape_cells[s]] += mat
+        if out is None:
+            out = np.empty((self.losses.shape[0], len(self.measures)), dtype=self.dtype)
+        np.matmul(self.losses, dense.astype(self.dtype), out=out)
+        for s, excess in self.cap_excess.items():
+            held = np.flatnonzero(mapping[s].any(axis=0))  # most measures hold no capped claim
+            if held.size:
+                # in the matrix's dtype: a float64 operand would widen all of ``excess``
+                out[:, held] -= excess @ mapping[s][:, held].astype(self.dtype)
+        for s, rows in self.active_rows.items():
+            out[rows] += self.active_rates[s] @ mapping[s].astype(self.dtype)
+        return out
+
+    def var_and_excess(
+        self, losses: np.ndarray, alphas: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Per measure, the smallest ``v`` with ``P(L_k <= v) >= α_k``, and the tail excess
+        ``Σ_ω π_ω (L_k(ω) − v)+`` there, each of shape (K,): ``v + excess/(1 − α)`` is the
+        CVaR.
+
+        With equal weights and many scenarios each measure's column is first copied contiguous
+        (a column of the (S, K) pass is strided: reading it cost as much as reading the whole
+        pass, nine times at 10^6 scenarios) and the order statistic is selected among the values
+        above a bound read off a strided sample, as :func:`var_and_excess_by_column` does;
+        the selected value is the same, the excess is the same sum in another order.
+        """
+        alphas = np.asarray(alphas, dtype=float)
+        with one_blas_thread():
+            if not self.equal_weights or losses.shape[0] < SELECT_MIN_ROWS:
+                return var_and_excess_by_column(losses, self.p, alphas)
+            return self._var_and_excess_equal(losses, alphas)
+
+    def _var_and_excess_equal(
+        self, losses: np.ndarray, alphas: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray]:
+        n, k = losses.shape
+        var, excess = np.empty(k), np.empty(k)
+        columns = np.ascontiguousarray(losses.T)  # (K, S): 36 MB at 10^6 x 9 in float32
+        for j in range(k):
+            col = columns[j]
+            # the same order statistic as models.risk_measures._column_var with equal weights
+            i = int(np.ceil(alphas[j] * (1.0 - _CUM_RTOL) * n)) - 1
+            sample = np.sort(col[:: max(1, n // SAMPLE_ROWS)])
+            # twice the tail below the quantile, plus ~3 standard errors of the sample's
+            level = max(0.0, 1.0 - 2.0 * (1.0 - alphas[j]) - 0.02)
+            top = col[col > sample[int(level * (sample.size - 1))]]
+            below = n - top.size
+            if below > i:  # the bound passed the quantile: select among all the values
+                top, below = col, 0
+            var[j] = float(np.partition(top, i - below)[i - below])
+            over = top.astype(np.float64) - var[j]
+            excess[j] = self.p[0] * float(over[over > 0.0].sum())
+        return var, excess
+
+    def cuts(
+        self,
+        expo: np.ndarray,
+        thresholds: np.ndarray,
+        which: np.ndarray | None = None,
+        losses: np.ndarray | None = None,
+        groups: int = 1,
+    ) -> tuple[list[Cut], np.ndarray]:
+        """Aggregated cuts at ``(expo, thresholds)``: the most violated one for each threshold.
+
+        Parameters
+        ----------
+        expo : ndarray of shape (n_cols,)
+        thresholds : ndarray of shape (n,)
+            A ``t`` per cut wanted (the master's, or a measure's VaR at ``expo``: the cut that
+            is tight for the true CVaR there).
+        which : ndarray of int, shape (n,), optional
+            The measure of each threshold; default ``arange(K)`` (one per measure).
+        losses : ndarray of shape (S, K), optional
+            ``scenario_losses(expo)`` if already computed (saves the pass over the matrix).
+        groups : int, default 1
+            Split each cut over this many contiguous scenario blocks (:func:`group_bounds`).
+
+        Returns
+        -------
+        cuts : list of Cut
+            One per threshold, or with ``groups > 1`` one per threshold and block whose tail
+            is not empty (threshold-major); their sum over blocks is the aggregated cut.
+        losses : ndarray of shape (S, K)
+        """
+        which = np.arange(len(self.measures)) if which is None else np.asarray(which)
+        with one_blas_thread():
+            if losses is None:
+                losses = self._losses(self._mapping(expo))
+            cuts = self._cuts(losses, np.asarray(thresholds, dtype=float), which, groups)
+            return cuts, losses
+
+    def _tail_sums(
+        self, tail: np.ndarray, weight: np.ndarray, used: set[int], bounds: np.ndarray
+    ) -> dict[int, np.ndarray]:
+        """Per claim shape, ``Σ_ω w_i(ω) r_s(ω)`` over each block's tail rows, shape
+        (n_blocks, n, J_s). A block whose tail rows are few gathers them; one with many is
+        cheaper as a transposed pass over its rows."""
+        split = np.searchsorted(tail, bounds)
+        n_blocks, n = bounds.size - 1, weight.shape[1]
+        sums = {s: np.zeros((n_blocks, n, self.shape_cells[s].size)) for s in used}
+        for g in range(n_blocks):
+            a, b = split[g], split[g + 1]
+            lo, hi = bounds[g], bounds[g + 1]
+            if b - a > GATHER_MAX_SHARE * (hi - lo):
+                found = self._sums_by_pass(tail[a:b], weight[a:b], used, lo, hi)
+            else:
+                found = self._sums_by_gather(tail[a:b], weight[a:b], used)
+            for s in used:
+                sums[s][g] = found[s]
+        return sums
+
+    def _sums_by_gather(
+        self, rows: np.ndarray, weight: np.ndarray, used: set[int]
+    ) -> dict[int, np.ndarray]:
+        """Σ_ω w(ω) r_s(ω) over the given rows, gathered a chunk at a time (few rows)."""
+        sums = {s: np.zeros((weight.shape[1], self.shape_cells[s].size)) for s in used}
+        for lo in range(0, rows.size, CHUNK_ROWS):
+            chunk = rows[lo : lo + CHUNK_ROWS]
+            block = self.losses[chunk]  # rates are exact in the stored dtype; sums in float64
+            w = weight[lo : lo + CHUNK_ROWS].T
+            for s in used:
+                sums[s] += w @ self._rates(s, block, chunk).astype(np.float64)
+        return sums
+
+    def _sums_by_pass(
+        self, rows: np.ndarray, weight: np.ndarray, used: set[int], lo: int, hi: int
+    ) -> dict[int, np.ndarray]:
+        """The same sums as one transposed pass ``ℓᵀ W`` over rows ``lo:hi`` of the matrix
+        (many tail rows): ``min(ℓ, c) = ℓ − (ℓ − c)+`` again, and a contingent shape's own
+        rows."""
+        full = np.zeros((hi - lo, weight.shape[1]), dtype=self.dtype)
+        full[rows - lo] = weight
+        plain = np.asarray(self.losses[lo:hi].T @ full, dtype=np.float64)  # (J, n)
+        sums = {}
+        for s in used:
+            if s in self.active_rows:
+                active = self.active_rows[s]
+                a, b = np.searchsorted(active, [lo, hi])
+                found = self.active_rates[s][a:b].T @ full[active[a:b] - lo]
+            else:
+                found = plain[self.shape_cells[s]]
+                if s in self.cap_excess:
+                    found = found - self.cap_excess[s][lo:hi].T @ full
+            sums[s] = np.asarray(found, dtype=np.float64).T
+        return sums
+
+    def _cuts(
+        self, losses: np.ndarray, thresholds: np.ndarray, which: np.ndarray, groups: int
+    ) -> list[Cut]:
+        lowest = np.full(losses.shape[1], np.inf)
+        np.minimum.at(lowest, which, thresholds)
+        # the rows in some tail: a few per cent, so everything after this works on them only
+        tail = np.flatnonzero((losses > lowest[None, :]).any(axis=1))
+        over = losses[tail][:, which] - thresholds[None, :]
+        weight = self.p[tail][:, None] * (over > 0)
+        used = {int(s) for k in which for s in np.unique(self.columns.shape[self.measures[k]])}
+        bounds = group_bounds(losses.shape[0], groups)
+        sums = self._tail_sums(tail, weight, used, bounds)
+        split = np.searchsorted(tail, bounds)
+
+        def by_block(values: np.ndarray) -> np.ndarray:  # (T, n) -> (n_blocks, n)
+            padded = np.vstack([values, np.zeros((1, values.shape[1]))])  # a block may be empty
+            out = np.add.reduceat(padded, split[:-1], axis=0)
+            out[split[:-1] == split[1:]] = 0.0
+            return out
+
+        tail_prob, excess = by_block(weight), by_block(weight * over)
+        out = []
+        for i, k in enumerate(which):
+            cols = self.measures[k]
+            coef = np.zeros((split.size - 1, cols.size))
+            for s in used:
+                mine = self.columns.shape[cols] == s
+                where = np.searchsorted(self.shape_cells[s], self.columns.cell[cols[mine]])
+                coef[:, mine] = sums[s][:, i, where]
+            for g in range(split.size - 1):
+                if groups == 1 or tail_prob[g, i] > 0.0:  # a block outside the tail says nothing
+                    out.append(Cut(coef[g], float(tail_prob[g, i]), float(excess[g, i]), int(k), g))
+        return out
