@@ -53,7 +53,7 @@ def worker(config: str, n_scenarios: int, points: int, sweep: str, method: str, 
     from models import load_case, simulate
     from optimizer import optimize
     from optimizer.analysis.frontier import case_at, frontier
-    from optimizer.analysis.frontier_sweep import default_values, parse_sweep
+    from optimizer.analysis.frontier_spec import default_values, parse_sweep
     from optimizer.formulation.problem import USD_PER_UNIT, build_problem
     from optimizer.solve import AUTO_CUTS_ABOVE_SCENARIOS, solve_stage
 

@@ -71,7 +71,7 @@ def _absolute(path: str | None) -> str | None:
 
 
 def _sweep(sweep: str) -> str:
-    from optimizer.analysis.frontier_sweep import sweep_kind  # imported when a run.json is read
+    from optimizer.analysis.frontier_spec import sweep_kind  # imported when a run.json is read
 
     sweep_kind(sweep)  # ValueError naming the valid sweeps
     return sweep
@@ -79,7 +79,7 @@ def _sweep(sweep: str) -> str:
 
 def _frontier_rows(table: SplitFrame) -> SplitFrame:
     """A point that did not fail has its optimum (the chart plots it)."""
-    from optimizer.analysis.frontier_sweep import FAILED_STATUSES
+    from optimizer.analysis.frontier_spec import FAILED_STATUSES
 
     status, gap = (table.columns.index(c) for c in ("status", "weighted_gap_usd"))
     for i, row in enumerate(table.data):

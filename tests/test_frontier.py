@@ -297,7 +297,7 @@ def test_default_case_frontier_matches_fresh_optimize():
 @pytest.mark.parametrize("points", [1, 2, 6, 7])
 def test_default_values_always_hold_the_case_itself(small, points):
     from optimizer.analysis.frontier import with_own_setting
-    from optimizer.analysis.frontier_sweep import default_values, parse_sweep
+    from optimizer.analysis.frontier_spec import default_values, parse_sweep
 
     case, scen = small
     for sweep in ("cvar_scale", "mobilization", "deforestation_priority"):

@@ -23,15 +23,15 @@ from models.errors import OptionError
 from models.scenarios import ScenarioSet
 from models.schema import Case
 from models.workers import Backend, check_n_jobs, local_workers, run_in_order
-from optimizer.analysis.frontier_sweep import (
+from optimizer.analysis.frontier_spec import (
     FAILED_STATUSES,
     SOURCE_KINDS,
     SWEEP_CHOICES,
     check_values,
     default_values,
     parse_sweep,
-    sweep_block,
 )
+from optimizer.analysis.frontier_sweep import sweep_block
 from optimizer.formulation.exposures import check_cells
 from optimizer.formulation.warm_start import WarmStart
 from optimizer.solve import SOLVERS, auto_method

@@ -53,7 +53,7 @@ def frontier_command(
 ) -> None:
     """The optimal gap against a swept limit, amount or ratio; writes frontier.csv and .json."""
     from optimizer.analysis.frontier import MAX_FRONTIER_POINTS, METHODS, frontier
-    from optimizer.analysis.frontier_sweep import parse_sweep
+    from optimizer.analysis.frontier_spec import parse_sweep
     from optimizer.door.cli_analysis_views import print_frontier
     from optimizer.door.cli_widgets import progress_bar
     from optimizer.persist import to_plain
