@@ -6,6 +6,7 @@ This layer never imports cvxpy or the reports.
 from models.crosscheck import case_warnings
 from models.errors import CaseError, CaseProblem
 from models.loader import DEFAULT_CASE, load_case
+from models.recipe import Recipe
 from models.scenarios import DEFAULT_SAMPLING, DEFAULT_SCENARIOS, RUN_REPLICATIONS, ScenarioSet
 from models.schema import (
     Case,
@@ -19,7 +20,6 @@ from models.schema import (
     ShockEvent,
     SourceKind,
 )
-from models.recipe import Recipe
 from models.simulate import Method, Tilt, simulate
 from models.text import printable
 

@@ -29,11 +29,12 @@ from models.memory import (
     check_memory,
     simulation_bytes,
 )
+from models.options import check_choice, check_n_jobs
 from models.scenarios import ScenarioSet
 from models.schema import Case
 from models.tail_check import check_tail
 from models.tilts import TailTilt, Tilt
-from models.workers import Backend, WorkersLost, check_n_jobs, local_workers
+from models.workers import Backend, WorkersLost, local_workers
 
 __all__ = [
     "CHUNK_SCENARIOS",
@@ -65,16 +66,8 @@ def check_arguments(
         )
     if isinstance(seed, bool) or not isinstance(seed, int | np.integer) or seed < 0:
         raise SimulationOptionError(f"seed must be a non-negative integer, got {seed!r}")
-    try:
-        method = Method(method)
-    except ValueError:
-        valid = ", ".join(m.value for m in Method)
-        raise SimulationOptionError(f"method must be one of {valid}; got {method!r}") from None
-    try:
-        backend = Backend(backend)
-    except ValueError:
-        valid = ", ".join(b.value for b in Backend)
-        raise SimulationOptionError(f"backend must be one of {valid}; got {backend!r}") from None
+    method = check_choice(method, Method, "method", SimulationOptionError)
+    backend = check_choice(backend, Backend, "backend", SimulationOptionError)
     try:
         check_n_jobs(n_jobs)
     except OptionError as exc:  # the simulator's own kind, as for its other arguments

@@ -40,12 +40,10 @@ from enum import StrEnum
 from itertools import islice
 from typing import Any
 
-import numpy as np
 from joblib import Parallel, cpu_count, delayed
 
 from models.errors import (
     ComputationError,
-    OptionError,
     SimulationError,
     SimulationOptionError,
 )
@@ -128,23 +126,6 @@ class _ParentWatched:
 
 Tasks = Sequence[tuple[Any, ...]]
 """The per-call arguments of every task, in order."""
-
-
-def check_n_jobs(n_jobs: object) -> int:
-    """``n_jobs`` as an int, or an :class:`~models.errors.OptionError` saying what is valid.
-
-    The one check of every ``n_jobs`` (simulate, frontier, marginal values, sensitivity):
-    a positive integer (numpy's too), or -1 for one worker per core.
-
-    Examples
-    --------
-    >>> check_n_jobs(-1)
-    -1
-    """
-    integer = isinstance(n_jobs, int | np.integer) and not isinstance(n_jobs, bool)
-    if not integer or (n_jobs < 1 and n_jobs != -1):  # type: ignore[operator]
-        raise OptionError(f"n_jobs must be a positive integer or -1 (all cores), got {n_jobs!r}")
-    return int(n_jobs)
 
 
 def local_workers(n_jobs: int) -> int:

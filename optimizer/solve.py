@@ -23,6 +23,7 @@ import pandas as pd
 from cvxpy import settings as status_codes
 
 from models.errors import OptionError
+from models.options import check_choice
 from models.scenarios import ScenarioSet
 from models.schema import Case
 from optimizer.binding import (
@@ -32,6 +33,7 @@ from optimizer.binding import (
     PROGRAMME_FAMILIES,
     binding_constraints,
 )
+from optimizer.choices import CvarMethod, Solver
 from optimizer.errors import SolverFailure
 from optimizer.formulation import warm_start
 from optimizer.formulation.problem import (
@@ -81,9 +83,7 @@ def solver_and_tolerance(case: Case, solver: str, gap_tolerance: float | None) -
 
     ``gap_tolerance`` None means the case's ``policy.gap_tolerance_share``.
     """
-    name = str(solver).upper()
-    if name not in SOLVERS:
-        raise OptionError(f"solver must be one of {', '.join(SOLVERS)}, got {solver!r}")
+    name = check_choice(str(solver).upper(), Solver, "solver").value
     tol = case.policy.gap_tolerance_share if gap_tolerance is None else float(gap_tolerance)
     if not 0.0 <= tol <= 0.1:
         raise OptionError(f"gap_tolerance must be in [0, 0.1], got {gap_tolerance}")
@@ -150,8 +150,7 @@ def optimize(
     name, tol = solver_and_tolerance(case, solver, gap_tolerance)
     if time_limit_s is not None and not time_limit_s > 0:
         raise OptionError(f"time_limit_s must be > 0 seconds, got {time_limit_s}")
-    if method not in ("auto", "lp", "cutting_plane"):
-        raise OptionError(f"method must be 'auto', 'lp' or 'cutting_plane', got {method!r}")
+    method = check_choice(method, CvarMethod, "method").value
     _check_depletion_levels(case, scenarios)
     if method == "auto":
         method = auto_method(scenarios)

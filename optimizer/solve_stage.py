@@ -17,13 +17,20 @@ import numpy as np
 from cvxpy import settings as status_codes
 from cvxpy.error import SolverError
 
+from optimizer.choices import Solver
 from optimizer.errors import InfeasibleCase, SolverFailure
 from optimizer.formulation.cut_loop import solve_with_cuts
 from optimizer.formulation.cut_master import master_options
 from optimizer.formulation.problem import AllocationProblem
 
-SOLVERS = ("HIGHS", "CLARABEL")
+SOLVERS = tuple(s.value for s in Solver)
 """Solvers ``optimize`` accepts; the one not chosen is the fallback."""
+
+
+def fallback_order(primary: str) -> list[str]:
+    """The solvers to try, ``primary`` first and then the others: the one fallback order."""
+    return [primary] + [s for s in SOLVERS if s != primary]
+
 
 _INFEASIBLE = (
     status_codes.INFEASIBLE,
@@ -128,9 +135,13 @@ _HIGHS_STAGE_OPTIONS: dict[int, dict[str, Any]] = {
 }
 
 
-def _solver_options(name: str, stage: int, time_limit_s: float | None) -> dict[str, Any]:
+def solver_options(
+    name: str, time_limit_s: float | None, highs: dict[str, Any] | None = None
+) -> dict[str, Any]:
+    """cvxpy's ``solve`` keywords for solver ``name``: silent, with the time limit (seconds)
+    and, for HiGHS, the ``highs`` options (a stage's, :data:`_HIGHS_STAGE_OPTIONS`)."""
     if name == "HIGHS":
-        opts: dict[str, Any] = {"output_flag": False, **_HIGHS_STAGE_OPTIONS[stage]}
+        opts: dict[str, Any] = {"output_flag": False, **(highs or {})}
         if time_limit_s is not None:
             opts["time_limit"] = float(time_limit_s)
         return {"highs_options": opts}
@@ -145,7 +156,7 @@ def _run(
         prob.problem.solve(
             solver=name,
             canon_backend="CPP" if prob.cut_measures else "SCIPY",
-            **_solver_options(name, stage, time_limit_s),
+            **solver_options(name, time_limit_s, _HIGHS_STAGE_OPTIONS[stage]),
         )
     except SolverError as exc:
         # cvxpy's text ends in advice for its own API ("solve with verbose=True"): keep the
@@ -164,7 +175,7 @@ def _solve_stage(
     prob: AllocationProblem, stage: int, primary: str, time_limit_s: float | None, log: SolveLog
 ) -> None:
     """Solve one stage with fallback; leave the solution in the problem's variables."""
-    order = [primary] + [s for s in SOLVERS if s != primary]
+    order = fallback_order(primary)
     attempts: list[str] = []
     statuses: list[str] = []
     for i, name in enumerate(order):

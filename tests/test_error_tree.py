@@ -24,7 +24,8 @@ from models.errors import (
     PpcfinError,
     SimulationError,
 )
-from models.workers import WorkersLost, check_n_jobs
+from models.options import check_n_jobs
+from models.workers import WorkersLost
 from optimizer.door.cli import main
 from optimizer.door.cli_errors import LOG_DIR_ENV
 from optimizer.door.outputs import OutputRefused

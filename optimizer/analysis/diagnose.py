@@ -46,9 +46,10 @@ import pandas as pd
 from cvxpy import settings as status_codes
 
 from models.errors import InputError, OptionError
+from models.options import check_choice
 from models.scenarios import ScenarioSet
 from models.schema import Case
-from optimizer.analysis.elastic import SOLVERS, elastic_problem, solve_elastic
+from optimizer.analysis.elastic import elastic_problem, solve_elastic
 from optimizer.analysis.relaxations import (
     MARGIN_SHARE,
     MARGIN_USD,
@@ -56,6 +57,7 @@ from optimizer.analysis.relaxations import (
     RELAXATION_COLUMNS,
     relaxation_table,
 )
+from optimizer.choices import Solver
 from optimizer.errors import InfeasibleCase, OptimizerError
 from optimizer.formulation.problem import (
     USD_PER_UNIT,
@@ -72,7 +74,6 @@ __all__ = [
     "MARGIN_USD",
     "POSITIVE_SLACK_USD_M",
     "RELAXATION_COLUMNS",
-    "SOLVERS",
     "STRUCTURAL_WEIGHT",
     "Diagnosis",
     "RelaxationNotMappable",
@@ -245,9 +246,7 @@ def diagnose(
     SolverFailure
         Neither solver solved the elastic problem (which is always feasible).
     """
-    name = str(solver).upper()
-    if name not in SOLVERS:
-        raise OptionError(f"solver must be one of {', '.join(SOLVERS)}, got {solver!r}")
+    name = check_choice(str(solver).upper(), Solver, "solver").value
     for fam, w in (weights or {}).items():
         if fam not in KNOWN_FAMILIES:
             raise OptionError(

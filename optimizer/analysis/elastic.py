@@ -11,7 +11,6 @@ with the other solver as fallback. Reading the slacks back into the case is
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any
 
 import cvxpy as cp
 from cvxpy import settings as status_codes
@@ -19,8 +18,8 @@ from cvxpy.error import SolverError
 
 from optimizer.errors import SolverFailure
 from optimizer.formulation.problem import USD_PER_UNIT, AllocationProblem, segment_weights
+from optimizer.solve_stage import fallback_order, solver_options
 
-SOLVERS = ("HIGHS", "CLARABEL")
 _SOLVED = (status_codes.OPTIMAL, status_codes.OPTIMAL_INACCURATE)
 
 
@@ -92,17 +91,9 @@ def solve_elastic(problem: cp.Problem, primary: str, time_limit_s: float | None)
     """
     attempts = []
     status = "not run"
-    for name in [primary] + [s for s in SOLVERS if s != primary]:
-        opts: dict[str, Any]
-        if name == "HIGHS":
-            highs = {"output_flag": False}
-            if time_limit_s is not None:
-                highs["time_limit"] = float(time_limit_s)
-            opts = {"highs_options": highs}
-        else:
-            opts = {} if time_limit_s is None else {"time_limit": float(time_limit_s)}
+    for name in fallback_order(primary):
         try:
-            problem.solve(solver=name, canon_backend="SCIPY", **opts)
+            problem.solve(solver=name, canon_backend="SCIPY", **solver_options(name, time_limit_s))
             status = str(problem.status)
         except SolverError as exc:
             status = f"solver_error: {exc}"

@@ -20,9 +20,10 @@ import numpy as np
 import pandas as pd
 
 from models.errors import OptionError
+from models.options import check_choice, check_n_jobs
 from models.scenarios import ScenarioSet
 from models.schema import Case
-from models.workers import Backend, check_n_jobs, local_workers, run_in_order
+from models.workers import Backend, local_workers, run_in_order
 from optimizer.analysis.frontier_spec import (
     FAILED_STATUSES,
     SOURCE_KINDS,
@@ -32,16 +33,15 @@ from optimizer.analysis.frontier_spec import (
     parse_sweep,
 )
 from optimizer.analysis.frontier_sweep import sweep_block
+from optimizer.choices import CvarMethod, Solver
 from optimizer.formulation.exposures import check_cells
 from optimizer.formulation.warm_start import WarmStart
-from optimizer.solve import SOLVERS, auto_method
+from optimizer.solve import auto_method
 
 __all__ = [
-    "BACKENDS",
     "FAILED_STATUSES",
     "FRONTIER_COLUMNS",
     "MAX_FRONTIER_POINTS",
-    "METHODS",
     "SOURCE_KINDS",
     "SWEEP_CHOICES",
     "Frontier",
@@ -54,8 +54,6 @@ FRONTIER_COLUMNS = (
     "value", "weighted_gap_usd", "gap_closed_usd", "gap_closed_share", "public_usd",
     "private_usd", "climate_usd", "binding", "status", "reason", "seconds",
 )  # fmt: skip
-BACKENDS = ("loky", "threading", "dask")
-METHODS = ("auto", "lp", "cutting_plane")
 MAX_FRONTIER_POINTS = 1_000
 """Most points (``points``, or ``values``) one frontier takes. Each is an LP solve (default case:
 ~4 s at 2,000 scenarios in LP mode, ~0.4 s at 8,000 with the cutting plane, on 2 cores), so
@@ -212,11 +210,8 @@ def frontier(
             f"{MAX_FRONTIER_POINTS:,}, each an LP solve): sweep fewer values"
         )
     values = check_values(spec, values)
-    name = str(solver).upper()
-    if name not in SOLVERS:
-        raise OptionError(f"solver must be one of {', '.join(SOLVERS)}, got {solver!r}")
-    if method not in METHODS:
-        raise OptionError(f"method must be one of {', '.join(METHODS)}, got {method!r}")
+    name = check_choice(str(solver).upper(), Solver, "solver").value
+    method = check_choice(method, CvarMethod, "method").value
     if method == "auto":
         method = auto_method(scenarios)
     if time_limit_s is not None and not time_limit_s > 0:
@@ -313,7 +308,6 @@ def case_at(case: Case, sweep: str, value: float) -> Case:
 
 def _check_parallel(n_jobs: object, backend: object, scheduler: object) -> None:
     check_n_jobs(n_jobs)
-    if backend not in BACKENDS:
-        raise OptionError(f"backend must be one of {', '.join(BACKENDS)}, got {backend!r}")
+    check_choice(backend, Backend, "backend")
     if scheduler is not None and backend != "dask":
         raise OptionError(f"scheduler {scheduler!r} needs backend='dask', got {backend!r}")

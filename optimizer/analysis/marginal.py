@@ -40,9 +40,10 @@ import numpy as np
 import pandas as pd
 
 from models.errors import OptionError
+from models.options import check_choice, check_n_jobs
 from models.scenarios import ScenarioSet
 from models.schema import Case
-from models.workers import Backend, check_n_jobs, run_in_order
+from models.workers import Backend, run_in_order
 from optimizer.analysis.marginal_resolve import STEP_USD, BlockResult, marginal_block
 from optimizer.errors import OptimizerError
 from optimizer.result import Allocation
@@ -169,8 +170,6 @@ def marginal_values(
     WorkersLost
         Worker processes kept dying.
     """
-    from optimizer.analysis.frontier import BACKENDS
-
     if allocation.case_sha256 is not None and allocation.case_sha256 != case.content_sha256:
         raise OptionError("allocation was solved for another case: re-optimize this case first")
     if allocation.n_scenarios != scenarios.n_scenarios:
@@ -179,8 +178,7 @@ def marginal_values(
             f"{scenarios.n_scenarios:,}: pass the scenario set it was solved on"
         )
     check_n_jobs(n_jobs)
-    if backend not in BACKENDS:
-        raise OptionError(f"backend must be one of {', '.join(BACKENDS)}, got {backend!r}")
+    check_choice(backend, Backend, "backend")
     if method not in ("cutting_plane", "lp", "same"):
         raise OptionError(f"method must be 'cutting_plane', 'lp' or 'same', got {method!r}")
     method = allocation.method if method == "same" else method

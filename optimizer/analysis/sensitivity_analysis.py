@@ -25,7 +25,8 @@ import pandas as pd
 
 from models import DEFAULT_SAMPLING, DEFAULT_SCENARIOS, Case, ScenarioSet, simulate
 from models.errors import OptionError
-from models.workers import backend_for, check_n_jobs, run_in_order
+from models.options import check_n_jobs
+from models.workers import backend_for, run_in_order
 from optimizer.analysis.sensitivity_inputs import (
     INPUT_IDS,
     INPUTS,

@@ -52,16 +52,17 @@ def frontier_command(
     float32: Float32Opt = False,
 ) -> None:
     """The optimal gap against a swept limit, amount or ratio; writes frontier.csv and .json."""
-    from optimizer.analysis.frontier import MAX_FRONTIER_POINTS, METHODS, frontier
+    from models.options import check_choice
+    from optimizer.analysis.frontier import MAX_FRONTIER_POINTS, frontier
     from optimizer.analysis.frontier_spec import parse_sweep
+    from optimizer.choices import CvarMethod
     from optimizer.door.cli_analysis_views import print_frontier
     from optimizer.door.cli_widgets import progress_bar
     from optimizer.persist import to_plain
 
     loaded = start(case, out, "frontier", force, sampling)
     spec = parse_sweep(loaded, None, sweep)  # a bad sweep is refused before simulating
-    if method not in METHODS:
-        raise OptionError(f"--cvar-method {method!r}: choose from {', '.join(METHODS)}")
+    check_choice(method, CvarMethod, "--cvar-method")
     if not 1 <= points <= MAX_FRONTIER_POINTS:  # refused before simulating, not after
         raise OptionError(f"--points must be in 1..{MAX_FRONTIER_POINTS:,}, got {points:,}")
     recipe = recipe_of(scenarios, seed, sampling, jobs, scheduler, float32)

@@ -35,11 +35,10 @@ def start(path: Path | None, out: Path, command: str, force: bool, sampling: str
 
 def check_sampling(sampling: str) -> None:
     """Refuse an unknown ``--sampling`` before any work, naming the valid ones."""
+    from models.options import check_choice
     from models.simulate import Method
 
-    choices = [m.value for m in Method]
-    if sampling not in choices:
-        raise OptionError(f"--sampling {sampling!r:.40}: choose from {', '.join(choices)}")
+    check_choice(sampling, Method, "--sampling")
 
 
 def out_rule(command: str, force: bool, case: Case) -> dict:
