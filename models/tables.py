@@ -149,8 +149,14 @@ def assumptions_frame(case: Case) -> pd.DataFrame:
         value = _resolve(case, path)
         if isinstance(value, tuple | list):
             value = ", ".join(map(str, value))
-        rows.append({"field": path, "value": value if value is not None else "",
-                     "tag": tag[: tag.index("]") + 1], "source": tag})  # fmt: skip
+        rows.append(
+            {
+                "field": path,
+                "value": value if value is not None else "",
+                "tag": tag[: tag.index("]") + 1],
+                "source": tag,
+            }
+        )
     for group, items in [
         ("regions", case.regions),
         ("value_chains", case.value_chains),
@@ -163,6 +169,12 @@ def assumptions_frame(case: Case) -> pd.DataFrame:
         for item in items:
             if item.source:
                 tag = item.source
-                rows.append({"field": f"{group}[{item.id}]", "value": "(entity)",
-                             "tag": tag[: tag.index("]") + 1], "source": tag})  # fmt: skip
+                rows.append(
+                    {
+                        "field": f"{group}[{item.id}]",
+                        "value": "(entity)",
+                        "tag": tag[: tag.index("]") + 1],
+                        "source": tag,
+                    }
+                )
     return pd.DataFrame(rows, columns=["field", "value", "tag", "source"])

@@ -14,10 +14,21 @@ ACTIVE_USD_M = 1e-7
 PRICE_TOL = 1e-9
 
 PROGRAMME_FAMILIES = (
-    "budget", "cvar_limit", "expected_loss_limit", "fund_depletion", "fund_capital_cap",
-    "leverage", "return_hurdle", "senior_cap", "mobilization", "climate_earmark",
-    "segment_share", "region_share", "product_share", "technical_assistance",
-)  # fmt: skip
+    "budget",
+    "cvar_limit",
+    "expected_loss_limit",
+    "fund_depletion",
+    "fund_capital_cap",
+    "leverage",
+    "return_hurdle",
+    "senior_cap",
+    "mobilization",
+    "climate_earmark",
+    "segment_share",
+    "region_share",
+    "product_share",
+    "technical_assistance",
+)
 """Constraint families worth a sentence (per-cell rows are too many to read)."""
 
 

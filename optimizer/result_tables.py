@@ -29,10 +29,19 @@ if TYPE_CHECKING:
     from optimizer.formulation.problem import AllocationProblem
 
 FUND_COLUMNS = [
-    "fund", "structure", "capital_usd", "capital_cap_usd", "guaranteed_usd", "leverage_used",
-    "leverage_cap", "expected_claims_usd", "claims_cvar_usd", "depletion_probability",
-    "depletion_se", "max_depletion_probability",
-]  # fmt: skip
+    "fund",
+    "structure",
+    "capital_usd",
+    "capital_cap_usd",
+    "guaranteed_usd",
+    "leverage_used",
+    "leverage_cap",
+    "expected_claims_usd",
+    "claims_cvar_usd",
+    "depletion_probability",
+    "depletion_se",
+    "max_depletion_probability",
+]
 REPORT_ALPHA = 0.99
 """VaR/CVaR level shown for sources that have no CVaR limit of their own."""
 

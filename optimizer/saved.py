@@ -230,8 +230,9 @@ class ReplicationsFile(StrictModel):
 
     def build(self, cls: type[Any]) -> Any:
         built = super().build(cls)
-        nan = {k: float("nan") for k, v in type(self).model_fields.items()
-               if getattr(self, k) is None}  # fmt: skip
+        nan = {
+            k: float("nan") for k, v in type(self).model_fields.items() if getattr(self, k) is None
+        }
         return dataclasses.replace(built, **nan) if nan else built
 
 

@@ -165,12 +165,15 @@ def optimize(
         if scenarios.n_scenarios > LP_FALLBACK_MAX_SCENARIOS:
             # the one-LP formulation grows ~260 MiB per 1,000 scenarios: no silent 10+ GB build
             raise SolverFailure(
-                exc.solver, exc.status, exc.stage,
+                exc.solver,
+                exc.status,
+                exc.stage,
                 f"{exc.advice}; the one-LP fallback is not tried above "
                 f"{LP_FALLBACK_MAX_SCENARIOS:,} scenarios (it would need ~"
                 f"{scenarios.n_scenarios * 0.26 / 1000:,.0f} GB): retry with fewer scenarios "
-                "or time_limit_s", exc.attempts,
-            ) from exc  # fmt: skip
+                "or time_limit_s",
+                exc.attempts,
+            ) from exc
         # the one-LP formulation is slower but has the other solver as its own fallback
         log.fallbacks.append(f"cutting plane: {exc}; solved with the one-LP formulation")
         method = "lp"

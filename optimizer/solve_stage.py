@@ -20,7 +20,7 @@ from cvxpy.error import SolverError
 from optimizer.choices import Solver
 from optimizer.errors import InfeasibleCase, SolverFailure
 from optimizer.formulation.cut_loop import solve_with_cuts
-from optimizer.formulation.cut_master import master_options
+from optimizer.formulation.cut_pool import master_options
 from optimizer.formulation.problem import AllocationProblem
 
 SOLVERS = tuple(s.value for s in Solver)
@@ -93,10 +93,13 @@ def solve_stage(
             raise InfeasibleCase(prob.case.name, stage, "HIGHS", reason)
         if status == status_codes.USER_LIMIT:
             raise SolverFailure(
-                "HIGHS", status, stage,
+                "HIGHS",
+                status,
+                stage,
                 "the solver's time limit was reached in the cutting-plane master; raise "
-                "time_limit_s or use fewer scenarios", (reason,),
-            )  # fmt: skip
+                "time_limit_s or use fewer scenarios",
+                (reason,),
+            )
         raise SolverFailure(
             "HIGHS", status, stage, "the cutting-plane master has no usable answer", (reason,)
         )

@@ -306,14 +306,28 @@ def tornado_svg(
     ax = fig.add_subplot()
     y = np.arange(len(names))
     ax.barh(y - 0.18, np.nan_to_num(lo), height=0.36, color=OKABE_ITO["blue"], label=low_label)
-    ax.barh(y + 0.18, np.nan_to_num(hi), height=0.36, color=OKABE_ITO["orange"], hatch="///",
-            label=high_label)  # fmt: skip
+    ax.barh(
+        y + 0.18,
+        np.nan_to_num(hi),
+        height=0.36,
+        color=OKABE_ITO["orange"],
+        hatch="///",
+        label=high_label,
+    )
     span = max(float(np.nanmax(np.abs(np.concatenate([lo, hi])), initial=0.0)), 1e-9)
     for yi, a, b in zip(y, lo, hi, strict=True):
         for offset, value in ((-0.18, a), (0.18, b)):
             if np.isnan(value):
-                ax.text(0.01 * span, yi + offset, "no solution", va="center", ha="left",
-                        fontsize=7, color=OKABE_ITO["vermillion"], gid="no-solution")  # fmt: skip
+                ax.text(
+                    0.01 * span,
+                    yi + offset,
+                    "no solution",
+                    va="center",
+                    ha="left",
+                    fontsize=7,
+                    color=OKABE_ITO["vermillion"],
+                    gid="no-solution",
+                )
                 continue
             ax.text(
                 value + np.sign(value or 1) * 0.01 * span,

@@ -16,7 +16,8 @@ from optimizer_cases import modified, one_cell_case, random_case, scenario_set, 
 from models import DEFAULT_CASE, load_case, simulate
 from models.schema import Case
 from optimizer import ScenarioMismatch, optimize
-from optimizer.analysis.evaluate import SIGNIFICANT_SE, evaluate
+from optimizer.analysis.evaluate import evaluate
+from optimizer.analysis.limit_checks import SIGNIFICANT_SE
 
 SOURCE_MEASURES = (
     "committed_usd",

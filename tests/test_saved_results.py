@@ -40,8 +40,9 @@ from models import CaseError, Recipe, load_case, simulate
 from models.errors import ScenarioFileError
 from models.scenarios import ScenarioSet
 from optimizer import optimize
-from optimizer.analysis.evaluate import CHECK_COLUMNS, Evaluation
+from optimizer.analysis.evaluate import Evaluation
 from optimizer.analysis.frontier import FRONTIER_COLUMNS, Frontier
+from optimizer.analysis.limit_checks import CHECK_COLUMNS
 from optimizer.analysis.sensitivity_analysis import SENSITIVITY_COLUMNS, Sensitivity
 from optimizer.analysis.stress_testing import StressOutcome, read_allocation
 from optimizer.door.cli import main

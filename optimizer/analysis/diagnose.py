@@ -91,11 +91,25 @@ FAMILY_WEIGHTS: Mapping[str, float] = MappingProxyType(
 )
 """Default slack weight per family; families not listed weigh 1 (per US$ of relaxation)."""
 KNOWN_FAMILIES = (
-    "segment_gap", "budget", "fund_capital_cap", "leverage", "technical_assistance",
-    "cover_total", "uptake", "must_cover", "cvar_limit", "expected_loss_limit",
-    "fund_depletion", "return_hurdle", "senior_cap", "mobilization", "segment_share",
-    "region_share", "product_share", "climate_earmark",
-)  # fmt: skip
+    "segment_gap",
+    "budget",
+    "fund_capital_cap",
+    "leverage",
+    "technical_assistance",
+    "cover_total",
+    "uptake",
+    "must_cover",
+    "cvar_limit",
+    "expected_loss_limit",
+    "fund_depletion",
+    "return_hurdle",
+    "senior_cap",
+    "mobilization",
+    "segment_share",
+    "region_share",
+    "product_share",
+    "climate_earmark",
+)
 """The constraint families of :mod:`optimizer.formulation.problem` (names ``weights`` may use)."""
 _FIELD = re.compile(r"^(?P<group>sources|funds|segments)\[(?P<id>[^\]]+)\]\.(?P<attr>\w+)$")
 

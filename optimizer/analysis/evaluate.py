@@ -24,34 +24,14 @@ import pandas as pd
 from models.errors import OptionError
 from models.scenarios import ScenarioSet
 from models.schema import Case
+from optimizer.analysis.limit_checks import (
+    limit_checks,
+    z_ratio,
+)
 from optimizer.errors import ScenarioMismatch
 from optimizer.formulation.exposures import check_cells, fund_claims, fund_table, owner_losses
 from optimizer.result import Allocation
 from optimizer.result_tables import source_rows
-
-SIGNIFICANT_SE = 2.0
-"""A breach larger than this many standard errors is statistically significant."""
-BREACH_RTOL = 1e-6
-BREACH_ATOL_USD = 1.0
-"""A money figure breaches its limit when it exceeds it by more than US$1 + 1e-6 of the limit
-(the optimiser's own tolerance), so an optimal allocation re-evaluated in-sample breaches nothing."""
-BREACH_ATOL_PROBABILITY = 1e-12
-"""Claims equal to capital up to solver precision do not deplete a fund (as in the result)."""
-
-CHECK_COLUMNS = (
-    "owner_kind",
-    "owner",
-    "what",
-    "bound",
-    "value",
-    "limit",
-    "excess",
-    "unit",
-    "std_error",
-    "excess_in_se",
-    "breached",
-    "significant",
-)
 
 
 @dataclass(frozen=True, eq=False)
@@ -143,7 +123,7 @@ class Evaluation:
                 b, b_se = float(getattr(row, measure)), float(getattr(row, se))
                 d_se = math.hypot(a_se, b_se)
                 rows.append(
-                    (kind, owner, measure, a, a_se, b, b_se, b - a, d_se, _ratio(b - a, d_se))
+                    (kind, owner, measure, a, a_se, b, b_se, b - a, d_se, z_ratio(b - a, d_se))
                 )
         columns = [
             "owner_kind",
@@ -212,7 +192,7 @@ def evaluate(case: Case, allocation: Allocation, scenarios: ScenarioSet) -> Eval
     )
     sources = _source_table(case, holdings, src_losses, p)
     funds = fund_table(case, holdings.capital.sum(axis=0), holdings.covered, fund_losses, p)
-    checks = _checks(case, cells, holdings, sources, funds)
+    checks = limit_checks(case, cells, holdings, sources, funds)
     breaches = checks[checks["breached"]].sort_values(
         ["excess_in_se", "excess"], ascending=False, kind="stable"
     )
@@ -266,10 +246,12 @@ def holdings_of(case: Case, allocation: Allocation, cells: pd.DataFrame) -> Hold
     capital = np.zeros((n_src, n_fund))
     np.add.at(
         capital,
-        (guar["source"].map(src_pos).to_numpy(dtype=np.int64),
-         guar["fund"].map(fund_pos).to_numpy(dtype=np.int64)),
+        (
+            guar["source"].map(src_pos).to_numpy(dtype=np.int64),
+            guar["fund"].map(fund_pos).to_numpy(dtype=np.int64),
+        ),
         guar["capital_usd"].to_numpy(dtype=np.float64),
-    )  # fmt: skip
+    )
     ta = allocation.sources.set_index("source")["ta_usd"]
     ta_usd = np.array([float(ta.get(src.id, 0.0)) for src in case.sources])
     return Holdings(lending, covered, capital, ta_usd)
@@ -313,62 +295,3 @@ def _chain_table(
 
 
 # --- limits ---------------------------------------------------------------------------------
-def _checks(
-    case: Case, cells: pd.DataFrame, h: Holdings, sources: pd.DataFrame, funds: pd.DataFrame
-) -> pd.DataFrame:
-    """Every limit of the case against the evaluated figures (rows of :data:`CHECK_COLUMNS`)."""
-    rows: list[tuple] = []
-
-    def add(kind, owner, what, bound, value, limit, unit, se=0.0) -> None:
-        value, limit, se = float(value), float(limit), float(se)
-        excess = value - limit if bound == "max" else limit - value
-        if unit == "probability":
-            tol = BREACH_ATOL_PROBABILITY
-        else:
-            tol = BREACH_RTOL * abs(limit) + BREACH_ATOL_USD
-        breached = excess > tol
-        rows.append(
-            (kind, owner, what, bound, value, limit, excess, unit, se, _ratio(excess, se),
-             breached, breached and excess > SIGNIFICANT_SE * se)
-        )  # fmt: skip
-
-    margin = (cells["rate"] - cells["transaction_cost_rate"]).to_numpy(dtype=np.float64)
-    fee = np.array([f.fee_rate for f in case.funds])
-    for s, (src, row) in enumerate(zip(case.sources, sources.itertuples(), strict=True)):
-        add("source", src.id, "budget", "max", row.committed_usd, src.amount_usd, "US$")
-        if not math.isnan(row.cvar_limit_usd):
-            add("source", src.id, f"cvar{row.cvar_alpha * 100:g}", "max", row.cvar_usd,
-                row.cvar_limit_usd, "US$", row.cvar_se_usd)  # fmt: skip
-        if src.expected_loss_limit_rate is not None:
-            add("source", src.id, "expected_loss", "max", row.expected_loss_usd,
-                src.expected_loss_limit_rate * row.lending_usd, "US$",
-                row.expected_loss_se_usd)  # fmt: skip
-        if src.return_hurdle_rate is not None and row.lending_usd > 0:
-            # Net income after funding cost, expected loss and guarantee fees (as in the LP).
-            income = (margin - src.cost_of_funds_rate) @ h.lending[:, s]
-            fees = fee @ h.covered[:, :, s].sum(axis=1)
-            add("source", src.id, "return_hurdle", "min",
-                income - row.expected_loss_usd - fees, src.return_hurdle_rate * row.lending_usd,
-                "US$", row.expected_loss_se_usd)  # fmt: skip
-    for g, (fund, row) in enumerate(zip(case.funds, funds.itertuples(), strict=True)):
-        if fund.capital_cap_usd is not None:
-            add("fund", fund.id, "capital_cap", "max", row.capital_usd, fund.capital_cap_usd, "US$")
-        if row.guaranteed_usd <= 0:
-            continue
-        add("fund", fund.id, "leverage", "max", row.guaranteed_usd,
-            fund.leverage_cap * row.capital_usd, "US$")  # fmt: skip
-        allowed = np.minimum(h.covered[g], fund.uptake_share * h.lending)
-        add("fund", fund.id, "uptake", "max", row.guaranteed_usd, allowed.sum(), "US$")
-        add("fund", fund.id, "depletion_probability", "max", row.depletion_probability,
-            row.max_depletion_probability, "probability", row.depletion_se)  # fmt: skip
-        add("fund", fund.id, f"claims_cvar{(1 - fund.max_depletion_probability) * 100:g}",
-            "max", row.claims_cvar_usd, row.capital_usd, "US$",
-            row.claims_cvar_se_usd)  # fmt: skip
-    frame = pd.DataFrame(rows, columns=list(CHECK_COLUMNS))
-    return frame.astype({"breached": bool, "significant": bool})
-
-
-def _ratio(excess: float, se: float) -> float:
-    if se > 0:
-        return excess / se
-    return math.copysign(math.inf, excess) if excess != 0 else 0.0

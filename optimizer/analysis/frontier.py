@@ -51,9 +51,18 @@ __all__ = [
 ]
 
 FRONTIER_COLUMNS = (
-    "value", "weighted_gap_usd", "gap_closed_usd", "gap_closed_share", "public_usd",
-    "private_usd", "climate_usd", "binding", "status", "reason", "seconds",
-)  # fmt: skip
+    "value",
+    "weighted_gap_usd",
+    "gap_closed_usd",
+    "gap_closed_share",
+    "public_usd",
+    "private_usd",
+    "climate_usd",
+    "binding",
+    "status",
+    "reason",
+    "seconds",
+)
 MAX_FRONTIER_POINTS = 1_000
 """Most points (``points``, or ``values``) one frontier takes. Each is an LP solve (default case:
 ~4 s at 2,000 scenarios in LP mode, ~0.4 s at 8,000 with the cutting plane, on 2 cores), so

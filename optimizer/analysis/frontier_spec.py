@@ -20,9 +20,14 @@ from optimizer.formulation.exposures import check_cells, eligibility
 
 SOURCE_KINDS = ("public", "private", "climate")
 SWEEP_CHOICES = (
-    "cvar_scale", "cvar_scale:<SOURCE>", "amount:<SOURCE>", "amount:public|private|climate",
-    "depletion:<FUND>", "mobilization", "deforestation_priority",
-)  # fmt: skip
+    "cvar_scale",
+    "cvar_scale:<SOURCE>",
+    "amount:<SOURCE>",
+    "amount:public|private|climate",
+    "depletion:<FUND>",
+    "mobilization",
+    "deforestation_priority",
+)
 """Every sweep :func:`optimizer.analysis.frontier.frontier` accepts."""
 SWEEP_KINDS = ("cvar_scale", "amount", "depletion", "mobilization", "deforestation_priority")
 """What a swept value is: a multiplier of the case's CVaR limits or money (the first two), a
@@ -87,8 +92,9 @@ def parse_sweep(case: Case, scenarios: ScenarioSet | None, sweep: str) -> Sweep:
     if head == "cvar_scale" and not limited:
         raise OptionError(f"sweep {sweep!r}: no source of case {case.name!r} has a CVaR limit")
     if sweep == "cvar_scale":
-        return Sweep(sweep, "cvar_scale", tuple(limited), "scale on every funder's CVaR limit",
-                     1.0, True)  # fmt: skip
+        return Sweep(
+            sweep, "cvar_scale", tuple(limited), "scale on every funder's CVaR limit", 1.0, True
+        )
     if head == "cvar_scale" and arg:
         if arg not in limited:
             raise OptionError(
@@ -118,16 +124,29 @@ def parse_sweep(case: Case, scenarios: ScenarioSet | None, sweep: str) -> Sweep:
                 f"choose from {_choices(funds)}"
             )
         eps = next(f.max_depletion_probability for f in case.funds if f.id == arg)
-        return Sweep(sweep, "depletion", (arg,), f"allowed depletion probability of {arg}",
-                     float(eps), False)  # fmt: skip
+        return Sweep(
+            sweep, "depletion", (arg,), f"allowed depletion probability of {arg}", float(eps), False
+        )
     if sweep == "mobilization":
         if not any(s.is_concessional for s in case.sources):
             raise OptionError(f"sweep {sweep!r}: case {case.name!r} has no concessional money")
-        return Sweep(sweep, "mobilization", (), "private lending required per concessional US$",
-                     float(case.policy.min_private_per_concessional), False)  # fmt: skip
+        return Sweep(
+            sweep,
+            "mobilization",
+            (),
+            "private lending required per concessional US$",
+            float(case.policy.min_private_per_concessional),
+            False,
+        )
     if sweep == "deforestation_priority":
-        return Sweep(sweep, "deforestation_priority", (), "deforestation priority",
-                     float(case.policy.deforestation_priority), False)  # fmt: skip
+        return Sweep(
+            sweep,
+            "deforestation_priority",
+            (),
+            "deforestation priority",
+            float(case.policy.deforestation_priority),
+            False,
+        )
     raise OptionError(f"sweep must be one of {', '.join(SWEEP_CHOICES)}; got {sweep!r}")
 
 

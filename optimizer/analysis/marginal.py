@@ -71,10 +71,17 @@ DISAGREE_ABS_USD = 1e4
 figure (relaxed or tightened) by more than 1 % and US$10,000: above the stage-2 hold (a
 hundredth of a percent of the gap) and the cutting plane's CVaR tolerance."""
 MARGINAL_COLUMNS = (
-    "marginal_group", "step_usd", "step_rate", "dual_gain_usd", "resolved_gain_usd",
-    "resolved_loss_usd", "resolved_gain_gap_usd", "resolved_loss_gap_usd", "dual_disagrees",
+    "marginal_group",
+    "step_usd",
+    "step_rate",
+    "dual_gain_usd",
+    "resolved_gain_usd",
+    "resolved_loss_usd",
+    "resolved_gain_gap_usd",
+    "resolved_loss_gap_usd",
+    "dual_disagrees",
     "marginal_note",
-)  # fmt: skip
+)
 """Columns :func:`marginal_values` adds to ``Allocation.binding`` (every row of a group carries
 the group's figures)."""
 
@@ -265,8 +272,10 @@ def _with_columns(
             loss = _usd(down.weighted_usd - base.weighted_usd)
             allowed = max(DISAGREE_REL * abs(dual), DISAGREE_ABS_USD)
             off = [not abs(v - dual) <= allowed for v in (gain, loss)]  # NaN counts as off
-            notes = [f"relaxed: {up.note}" if up.note else "",
-                     f"tightened: {down.note}" if down.note else ""]  # fmt: skip
+            notes = [
+                f"relaxed: {up.note}" if up.note else "",
+                f"tightened: {down.note}" if down.note else "",
+            ]
             for row, rate in zip(rows, block.step_rates[j], strict=True):
                 out["marginal_group"][row] = _group_label(family, subjects)
                 out["step_rate"][row] = rate

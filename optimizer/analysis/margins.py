@@ -19,7 +19,8 @@ import pandas as pd
 from models.risk_measures import conditional_value_at_risk
 from models.scenarios import ScenarioSet
 from models.schema import Case
-from optimizer.analysis.evaluate import BREACH_ATOL_USD, BREACH_RTOL, Evaluation, holdings_of
+from optimizer.analysis.evaluate import Evaluation, holdings_of
+from optimizer.analysis.limit_checks import BREACH_ATOL_USD, BREACH_RTOL
 from optimizer.formulation.exposures import owner_losses
 from optimizer.formulation.problem import depletion_floor
 from optimizer.result import Allocation
@@ -139,8 +140,11 @@ def tightened_case(
         m = margins.get(("return_hurdle", sid), 0.0)
         if m > 0 and lend > 0:
             s["return_hurdle_rate"] = min(s["return_hurdle_rate"] + m / lend, 2.0)
-    room = {r.owner: -float(r.excess) for r in limit_rows(ev).itertuples()
-            if r.family == "fund_depletion"}  # fmt: skip
+    room = {
+        r.owner: -float(r.excess)
+        for r in limit_rows(ev).itertuples()
+        if r.family == "fund_depletion"
+    }
     fund_claim = None
     for g, f in enumerate(raw["funds"]):
         m = margins.get(("fund_depletion", f["id"]), 0.0)

@@ -75,8 +75,10 @@ def relaxation_table(
     rows = []
     for fam, s in zip(prob.families, slacks, strict=True):
         value = np.atleast_1d(np.asarray(s.value, dtype=float))
-        lhs, rhs = (np.broadcast_to(np.atleast_1d(np.asarray(a.value, dtype=float)), value.shape)
-                    for a in fam.constraint.args)  # fmt: skip
+        lhs, rhs = (
+            np.broadcast_to(np.atleast_1d(np.asarray(a.value, dtype=float)), value.shape)
+            for a in fam.constraint.args
+        )
         for i in np.flatnonzero(value > POSITIVE_SLACK_USD_M):
             row = _row(case, ctx, fam, int(i), float(value[i]), lhs[i], rhs[i], weights, target)
             rows.append(row)
@@ -144,12 +146,41 @@ def _row(case, ctx, fam, i, slack, lhs, rhs, wmap, target: bool) -> tuple:
         money = plan.field.endswith("_usd")
         how = f"{plan.field} {_value(plan.current, money)} → {_value(plan.relaxed, money)}"
         message = f"{text} [{fam.name}: {how}]"
-        return (fam.name, i, subject, label, usd, lhs * USD_PER_UNIT, rhs * USD_PER_UNIT,
-                wmap[fam.name], plan.field, plan.direction, plan.current, plan.relaxed, True,
-                "", message)  # fmt: skip
+        return (
+            fam.name,
+            i,
+            subject,
+            label,
+            usd,
+            lhs * USD_PER_UNIT,
+            rhs * USD_PER_UNIT,
+            wmap[fam.name],
+            plan.field,
+            plan.direction,
+            plan.current,
+            plan.relaxed,
+            True,
+            "",
+            message,
+        )
     message = f"{text} [{fam.name}: no case field; {plan}]"
-    return (fam.name, i, subject, label, usd, lhs * USD_PER_UNIT, rhs * USD_PER_UNIT,
-            wmap[fam.name], None, None, math.nan, math.nan, False, plan, message)  # fmt: skip
+    return (
+        fam.name,
+        i,
+        subject,
+        label,
+        usd,
+        lhs * USD_PER_UNIT,
+        rhs * USD_PER_UNIT,
+        wmap[fam.name],
+        None,
+        None,
+        math.nan,
+        math.nan,
+        False,
+        plan,
+        message,
+    )
 
 
 def _plan(
@@ -195,44 +226,99 @@ def _plan(
         if src.cvar_limit_usd is not None:
             path = f"sources[{subject}].cvar_limit_usd"
             return _Change(path, "raise", src.cvar_limit_usd, src.cvar_limit_usd + add)
-        return by_share(f"sources[{subject}].cvar_limit_share", src.cvar_limit_share,
-                        ctx.commit[s], +1, 0.0, 1.0, f"{subject}'s commitment")  # fmt: skip
+        return by_share(
+            f"sources[{subject}].cvar_limit_share",
+            src.cvar_limit_share,
+            ctx.commit[s],
+            +1,
+            0.0,
+            1.0,
+            f"{subject}'s commitment",
+        )
     if name in ("expected_loss_limit", "return_hurdle"):
         s = _pos(case.sources, subject)
         src = case.sources[s]
         if name == "expected_loss_limit":
-            return by_share(f"sources[{subject}].expected_loss_limit_rate",
-                            src.expected_loss_limit_rate, ctx.lend[s], +1, 0.0, 1.0,
-                            f"{subject}'s lending")  # fmt: skip
-        return by_share(f"sources[{subject}].return_hurdle_rate", src.return_hurdle_rate,
-                        ctx.lend[s], -1, -1.0, 2.0, f"{subject}'s lending")  # fmt: skip
+            return by_share(
+                f"sources[{subject}].expected_loss_limit_rate",
+                src.expected_loss_limit_rate,
+                ctx.lend[s],
+                +1,
+                0.0,
+                1.0,
+                f"{subject}'s lending",
+            )
+        return by_share(
+            f"sources[{subject}].return_hurdle_rate",
+            src.return_hurdle_rate,
+            ctx.lend[s],
+            -1,
+            -1.0,
+            2.0,
+            f"{subject}'s lending",
+        )
     if name == "senior_cap":
         src = case.finance_source(subject)
-        return by_share(f"sources[{subject}].max_multiple_of_concessional",
-                        src.max_multiple_of_concessional, ctx.concessional, +1, 0.0, 100.0,
-                        "the concessional money used")  # fmt: skip
+        return by_share(
+            f"sources[{subject}].max_multiple_of_concessional",
+            src.max_multiple_of_concessional,
+            ctx.concessional,
+            +1,
+            0.0,
+            100.0,
+            "the concessional money used",
+        )
     if name == "leverage":
         g = _pos(case.funds, subject)
-        return by_share(f"funds[{subject}].leverage_cap", case.funds[g].leverage_cap,
-                        ctx.fund_capital[g], +1, 1.0, 100.0, f"{subject}'s capital")  # fmt: skip
+        return by_share(
+            f"funds[{subject}].leverage_cap",
+            case.funds[g].leverage_cap,
+            ctx.fund_capital[g],
+            +1,
+            1.0,
+            100.0,
+            f"{subject}'s capital",
+        )
     if name == "uptake":
         if len(fam.subjects) != ctx.z_fund.size:
             return "its rows do not line up with the cover variables"
         g = int(ctx.z_fund[i])
         fund = case.funds[g]
-        return by_share(f"funds[{fund.id}].uptake_share", fund.uptake_share,
-                        ctx.x[ctx.z_x[i]], +1, 0.0, 1.0, "the lending it covers")  # fmt: skip
+        return by_share(
+            f"funds[{fund.id}].uptake_share",
+            fund.uptake_share,
+            ctx.x[ctx.z_x[i]],
+            +1,
+            0.0,
+            1.0,
+            "the lending it covers",
+        )
     pol = case.policy
     if name == "mobilization":
-        return by_share("policy.min_private_per_concessional", pol.min_private_per_concessional,
-                        ctx.concessional, -1, 0.0, 100.0, "the concessional money used")  # fmt: skip
+        return by_share(
+            "policy.min_private_per_concessional",
+            pol.min_private_per_concessional,
+            ctx.concessional,
+            -1,
+            0.0,
+            100.0,
+            "the concessional money used",
+        )
     if name == "climate_earmark":
-        return by_share("policy.climate_earmark_min_share", pol.climate_earmark_min_share,
-                        ctx.climate, -1, 0.0, 1.0, "climate lending")  # fmt: skip
+        return by_share(
+            "policy.climate_earmark_min_share",
+            pol.climate_earmark_min_share,
+            ctx.climate,
+            -1,
+            0.0,
+            1.0,
+            "climate lending",
+        )
     if name in _SHARE_LABEL:
         attr = f"max_share_per_{_SHARE_LABEL[name]}"
-        return by_share(f"policy.{attr}", getattr(pol, attr), ctx.total, +1, 0.0, 1.0,
-                        "programme lending")  # fmt: skip
+        return by_share(
+            f"policy.{attr}", getattr(pol, attr), ctx.total, +1, 0.0, 1.0, "programme lending"
+        )
     return {
         "cover_total": "cover beyond lending is no case setting",
         "must_cover": "raise the source's max_pd_unguaranteed above the cell's PD by hand",
@@ -279,13 +365,17 @@ def _describe(case, ctx, name: str, subject: str, label: str, usd: float, rhs_us
         return f"{subject}'s {level} limit must rise by {amount} (from {rhs}{of})"
     if name == "mobilization":
         ratio = case.policy.min_private_per_concessional
-        return (f"the mobilisation rule ({ratio:g} private per concessional dollar) needs "
-                f"{amount} more private lending")  # fmt: skip
+        return (
+            f"the mobilisation rule ({ratio:g} private per concessional dollar) needs "
+            f"{amount} more private lending"
+        )
     if name in _SHARE_LABEL:
         kind = _SHARE_LABEL[name]
         share = getattr(case.policy, f"max_share_per_{kind}")
-        return (f"the concentration cap on {kind} {subject} ({share:.0%} of programme lending) "
-                f"must allow {amount} more lending")  # fmt: skip
+        return (
+            f"the concentration cap on {kind} {subject} ({share:.0%} of programme lending) "
+            f"must allow {amount} more lending"
+        )
     return f"{label} ({name}, {subject}) must be relaxed by {amount}"
 
 

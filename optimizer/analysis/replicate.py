@@ -295,8 +295,12 @@ def _one_replication(
             )
         except OptimizerError as exc:
             nan = math.nan
-            return row | {"weighted_gap_closed_usd": nan, "gap_closed_usd": nan,
-                          "status": type(exc).__name__, "reason": str(exc)}  # fmt: skip
+            return row | {
+                "weighted_gap_closed_usd": nan,
+                "gap_closed_usd": nan,
+                "status": type(exc).__name__,
+                "reason": str(exc),
+            }
     seg = res.segments
     total_weighted = float((seg["weight"] * seg["gap_usd"]).sum())
     return row | {

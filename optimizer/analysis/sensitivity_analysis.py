@@ -42,9 +42,17 @@ from optimizer.result import Allocation
 from optimizer.solve import optimize
 
 SENSITIVITY_COLUMNS = (
-    "input", "label", "direction", "factor", "setting", "weighted_gap_usd", "gap_closed_usd",
-    "change_usd", "status", "reason",
-)  # fmt: skip
+    "input",
+    "label",
+    "direction",
+    "factor",
+    "setting",
+    "weighted_gap_usd",
+    "gap_closed_usd",
+    "change_usd",
+    "status",
+    "reason",
+)
 DIRECTIONS = (("low", -1.0), ("high", 1.0))
 SOLVED = ("optimal", "optimal_inaccurate")
 
@@ -307,8 +315,11 @@ def sensitivity(
         _solve_point,
         (case, n_scenarios, seed, method, dtype, optimize_method, base.warm_start, scenarios),
         points,
-        backend, n_jobs, scheduler, describe,
-    )  # fmt: skip
+        backend,
+        n_jobs,
+        scheduler,
+        describe,
+    )
     with closing(tasks):  # a stopped sweep cancels the points still queued
         for row in tasks:  # ordered: row k is points[k] whatever the workers
             rows.append(row)

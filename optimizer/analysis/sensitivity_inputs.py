@@ -94,24 +94,52 @@ class SensitivityInput:
 
 
 INPUTS: tuple[SensitivityInput, ...] = (
-    SensitivityInput("pd", "Probability of default (every product's base PD)",
-                     lambda c: True, _scale_products("base_pd"), True),
-    SensitivityInput("lgd", "Loss given default (every product's mean LGD)",
-                     lambda c: True, _scale_products("lgd_mean"), True),
-    SensitivityInput("correlation", "Asset correlation (copula factor loadings)",
-                     lambda c: c.risk_model.copula.rho_total > 0, _scale_copula, True),
-    SensitivityInput("event_probability", "Shock-event probabilities",
-                     lambda c: bool(c.risk_model.events), _scale_events, True),
+    SensitivityInput(
+        "pd",
+        "Probability of default (every product's base PD)",
+        lambda c: True,
+        _scale_products("base_pd"),
+        True,
+    ),
+    SensitivityInput(
+        "lgd",
+        "Loss given default (every product's mean LGD)",
+        lambda c: True,
+        _scale_products("lgd_mean"),
+        True,
+    ),
+    SensitivityInput(
+        "correlation",
+        "Asset correlation (copula factor loadings)",
+        lambda c: c.risk_model.copula.rho_total > 0,
+        _scale_copula,
+        True,
+    ),
+    SensitivityInput(
+        "event_probability",
+        "Shock-event probabilities",
+        lambda c: bool(c.risk_model.events),
+        _scale_events,
+        True,
+    ),
     *(
-        SensitivityInput(f"amount_{kind}", f"{kind.capitalize()} money (every {kind} source)",
-                         lambda c, k=kind: any(s.kind == k for s in c.sources),
-                         _scale_amounts(kind))
+        SensitivityInput(
+            f"amount_{kind}",
+            f"{kind.capitalize()} money (every {kind} source)",
+            lambda c, k=kind: any(s.kind == k for s in c.sources),
+            _scale_amounts(kind),
+        )
         for kind in ("public", "private", "climate")
     ),
-    SensitivityInput("cvar_limit", "CVaR limits (every funder's, US$ or share)",
-                     lambda c: any(s.cvar_limit_usd is not None or s.cvar_limit_share is not None
-                                   for s in c.sources), _scale_cvar_limits),
-)  # fmt: skip
+    SensitivityInput(
+        "cvar_limit",
+        "CVaR limits (every funder's, US$ or share)",
+        lambda c: any(
+            s.cvar_limit_usd is not None or s.cvar_limit_share is not None for s in c.sources
+        ),
+        _scale_cvar_limits,
+    ),
+)
 """Every input, in the order of the table. Ids are stable: scripts and ``--inputs`` use them."""
 INPUT_IDS = tuple(i.id for i in INPUTS)
 INPUTS_BY_ID = {i.id: i for i in INPUTS}

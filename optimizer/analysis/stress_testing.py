@@ -31,13 +31,29 @@ STRESS_DIR = DEFAULT_CASE.parent / "stress"
 BASE_ID = "base"
 """``stress_id`` of the unstressed case in the long tables."""
 REOPTIMIZED_COLUMNS = (
-    "stress_id", "name", "status", "weighted_gap_usd", "gap_closed_usd", "gives_up_usd",
-    "gap_closed_change_usd", "reason",
-)  # fmt: skip
+    "stress_id",
+    "name",
+    "status",
+    "weighted_gap_usd",
+    "gap_closed_usd",
+    "gives_up_usd",
+    "gap_closed_change_usd",
+    "reason",
+)
 LIMIT_COLUMNS = (
-    "stress_id", "name", "owner_kind", "owner", "what", "value", "limit", "excess", "unit",
-    "std_error", "held", "significant",
-)  # fmt: skip
+    "stress_id",
+    "name",
+    "owner_kind",
+    "owner",
+    "what",
+    "value",
+    "limit",
+    "excess",
+    "unit",
+    "std_error",
+    "held",
+    "significant",
+)
 
 
 @dataclass(frozen=True)
@@ -108,10 +124,19 @@ class StressReport:
         against its limit, US$."""
         base = self.baseline.sources.set_index("source")["expected_loss_usd"]
         cols = [
-            "source", "kind", "committed_usd", "expected_loss_usd", "expected_loss_change_usd",
-            "expected_loss_se_usd", "var_usd", "cvar_alpha", "cvar_usd", "cvar_se_usd",
-            "cvar_limit_usd", "cvar_headroom_usd",
-        ]  # fmt: skip
+            "source",
+            "kind",
+            "committed_usd",
+            "expected_loss_usd",
+            "expected_loss_change_usd",
+            "expected_loss_se_usd",
+            "var_usd",
+            "cvar_alpha",
+            "cvar_usd",
+            "cvar_se_usd",
+            "cvar_limit_usd",
+            "cvar_headroom_usd",
+        ]
 
         def sources(ev: Evaluation) -> pd.DataFrame:
             s = ev.sources
@@ -125,9 +150,15 @@ class StressReport:
         """Per stress and guarantee fund: capital, expected claims, claims CVaR, depletion
         probability against its maximum."""
         cols = [
-            "fund", "capital_usd", "guaranteed_usd", "expected_claims_usd", "claims_cvar_usd",
-            "depletion_probability", "depletion_se", "max_depletion_probability",
-        ]  # fmt: skip
+            "fund",
+            "capital_usd",
+            "guaranteed_usd",
+            "expected_claims_usd",
+            "claims_cvar_usd",
+            "depletion_probability",
+            "depletion_se",
+            "max_depletion_probability",
+        ]
         return self._per_stress(lambda ev: ev.funds[cols])
 
     def _per_stress(self, frame_of: Callable[[Evaluation], pd.DataFrame]) -> pd.DataFrame:

@@ -17,19 +17,23 @@ def print_frontier(console: Console, err_console: Console, front, multiplier: bo
     from optimizer.analysis.frontier_spec import FAILED_STATUSES
 
     unit = "x" if multiplier else ""
-    table = Table(title=f"Frontier: {escape(front.label)} ({front.method}, "
-                  f"{front.workers} worker(s))")  # fmt: skip
+    table = Table(
+        title=f"Frontier: {escape(front.label)} ({front.method}, {front.workers} worker(s))"
+    )
     for col in ("value", "weighted gap US$ m", "gap closed", "status"):
         table.add_column(col, justify="right")
     for r in front.table.itertuples():
         ok = r.status not in FAILED_STATUSES
-        table.add_row(f"{r.value:.3g}{unit}", f"{r.weighted_gap_usd / 1e6:,.1f}" if ok else "—",
-                      f"{r.gap_closed_share:.1%}" if ok else "—", escape(str(r.status)))  # fmt: skip
+        table.add_row(
+            f"{r.value:.3g}{unit}",
+            f"{r.weighted_gap_usd / 1e6:,.1f}" if ok else "—",
+            f"{r.gap_closed_share:.1%}" if ok else "—",
+            escape(str(r.status)),
+        )
     console.print(table)
     for r in front.table.itertuples():
         if r.status in FAILED_STATUSES:
-            err_console.print(f"  point {r.value:.3g}{unit}: {shown(r.reason)}",
-                              highlight=False)  # fmt: skip
+            err_console.print(f"  point {r.value:.3g}{unit}: {shown(r.reason)}", highlight=False)
 
 
 def print_sensitivity(console: Console, sens) -> None:
@@ -47,12 +51,23 @@ def print_sensitivity(console: Console, sens) -> None:
         title="Change of the optimal weighted gap, US$ m (positive = more gap left unmet)",
         box=box.SIMPLE_HEAD,
     )
-    for col, justify in (("input", "left"), ("low", "left"), ("Δ low", "right"),
-                         ("high", "left"), ("Δ high", "right")):  # fmt: skip
+    for col, justify in (
+        ("input", "left"),
+        ("low", "left"),
+        ("Δ low", "right"),
+        ("high", "left"),
+        ("Δ high", "right"),
+    ):
         table.add_column(col, justify=justify)
     for r in tornado.itertuples():
-        add_row(table, r.input, r.low_setting, usd_m_signed(r.low_change_usd), r.high_setting,
-                 usd_m_signed(r.high_change_usd))  # fmt: skip
+        add_row(
+            table,
+            r.input,
+            r.low_setting,
+            usd_m_signed(r.low_change_usd),
+            r.high_setting,
+            usd_m_signed(r.high_change_usd),
+        )
     console.print(table)
     for r in tornado[tornado["note"] != ""].itertuples():
         console.print(f"[yellow]{escape(r.input)}:[/] {escape(r.note)}", highlight=False)
@@ -93,8 +108,10 @@ def print_stress(console: Console, report) -> None:
             if sid == "base":
                 cells += [usd_m(report.base_weighted_gap_usd), ""]
             elif reopt.at[sid, "status"] in ("optimal", "optimal_inaccurate"):
-                cells += [usd_m(reopt.at[sid, "weighted_gap_usd"]),
-                          usd_m_signed(reopt.at[sid, "gives_up_usd"])]  # fmt: skip
+                cells += [
+                    usd_m(reopt.at[sid, "weighted_gap_usd"]),
+                    usd_m_signed(reopt.at[sid, "gives_up_usd"]),
+                ]
             else:
                 cells += [str(reopt.at[sid, "status"]), ""]
         add_row(table, *cells)
@@ -108,8 +125,14 @@ def print_stress(console: Console, report) -> None:
             grid.add_column(col, justify="left" if n < 2 else "right")
         for r in breached.itertuples():
             noise = "" if r.significant else " (noise)"
-            add_row(grid, r.stress_id, f"{r.owner} {r.what}", _limit_value(r.value, r.unit),
-                     _limit_value(r.limit, r.unit), _limit_value(r.excess, r.unit) + noise)  # fmt: skip
+            add_row(
+                grid,
+                r.stress_id,
+                f"{r.owner} {r.what}",
+                _limit_value(r.value, r.unit),
+                _limit_value(r.limit, r.unit),
+                _limit_value(r.excess, r.unit) + noise,
+            )
         console.print(grid)
     if reopt is not None:
         for sid, r in reopt[reopt["reason"] != ""].iterrows():

@@ -88,8 +88,18 @@ def run_command(
         from optimizer.door.cli_result_views import print_replications
 
         print_replications(console, record.replications)
-    print_written(out, ["result.json", "allocation.csv", "run.json", "timings.json",
-                        "scenarios.npz", *written, MANIFEST_NAME])  # fmt: skip
+    print_written(
+        out,
+        [
+            "result.json",
+            "allocation.csv",
+            "run.json",
+            "timings.json",
+            "scenarios.npz",
+            *written,
+            MANIFEST_NAME,
+        ],
+    )
 
 
 def report_command(

@@ -55,20 +55,30 @@ def print_allocation(console: Console, case: Case, result, oos=None) -> None:
             o = oos_src.loc[r.source]
             oos_cell = f"{o.cvar_usd / 1e6:,.2f} ± {o.cvar_se_usd / 1e6:,.2f}"
         limit = "" if pd.isna(r.cvar_limit_usd) else f"{r.cvar_limit_usd / 1e6:,.2f}"
-        add_row(table, r.source, f"{r.committed_usd / 1e6:,.1f}",
-                 f"{r.expected_loss_usd / 1e6:,.2f}", f"{r.cvar_usd / 1e6:,.2f}", limit,
-                 oos_cell)  # fmt: skip
+        add_row(
+            table,
+            r.source,
+            f"{r.committed_usd / 1e6:,.1f}",
+            f"{r.expected_loss_usd / 1e6:,.2f}",
+            f"{r.cvar_usd / 1e6:,.2f}",
+            limit,
+            oos_cell,
+        )
     console.print(table)
     if oos is not None:
         if oos.breaches.empty:
-            console.print(f"[green]Every limit holds out of sample[/] ({oos.n_scenarios:,} "
-                          "independent scenarios).")  # fmt: skip
+            console.print(
+                f"[green]Every limit holds out of sample[/] ({oos.n_scenarios:,} "
+                "independent scenarios)."
+            )
         else:
             for r in oos.breaches.itertuples():
                 noise = "" if r.significant else " (within Monte Carlo noise)"
                 by = f"US${r.excess / 1e6:,.2f}m" if r.unit == "US$" else f"{r.excess:.4f}"
-                console.print(f"[yellow]Out of sample:[/] {escape(r.owner)} {escape(r.what)} "
-                              f"exceeds its limit by {by}{noise}")  # fmt: skip
+                console.print(
+                    f"[yellow]Out of sample:[/] {escape(r.owner)} {escape(r.what)} "
+                    f"exceeds its limit by {by}{noise}"
+                )
     from optimizer.analysis.marginal import has_marginal_values
 
     if getattr(result, "confidence", None) is not None:
@@ -98,23 +108,30 @@ def _print_marginal(console: Console, binding: pd.DataFrame) -> None:
         if pd.isna(r.resolved_gain_usd):
             gain = f"could not be re-solved ({escape(r.marginal_note)})"
         else:
-            gain = (f"closes US${r.resolved_gain_usd / 1e6:,.1f}m of weighted gap, "
-                    f"US${r.resolved_gain_gap_usd / 1e6:,.1f}m of credit gap")  # fmt: skip
+            gain = (
+                f"closes US${r.resolved_gain_usd / 1e6:,.1f}m of weighted gap, "
+                f"US${r.resolved_gain_gap_usd / 1e6:,.1f}m of credit gap"
+            )
         loss = (
             ""
             if pd.isna(r.resolved_loss_usd)
             else f"; US$1m the other way opens US${r.resolved_loss_usd / 1e6:,.1f}m weighted"
         )
-        flag = (f" [yellow]— the LP dual says US${r.dual_gain_usd / 1e6:,.1f}m: degenerate "
-                "vertex, trust the re-solve[/]" if r.dual_disagrees else "")  # fmt: skip
+        flag = (
+            f" [yellow]— the LP dual says US${r.dual_gain_usd / 1e6:,.1f}m: degenerate "
+            "vertex, trust the re-solve[/]"
+            if r.dual_disagrees
+            else ""
+        )
         console.print(
             f"Binding: {escape(r.label)} — {escape(r.relaxation.replace('US$1 ', 'US$1m '))}"
             f"{step} {gain} (re-solved){loss}{flag}",
             highlight=False,
         )
     if len(lines) > 8:
-        console.print(f"… and {len(lines) - 8} more levers in result.json (binding table)",
-                      highlight=False)  # fmt: skip
+        console.print(
+            f"… and {len(lines) - 8} more levers in result.json (binding table)", highlight=False
+        )
 
 
 def print_margins(console: Console, conf) -> None:
@@ -133,9 +150,15 @@ def print_margins(console: Console, conf) -> None:
     for col in ("owner", "limit", "value", "se", "margin", "margin in se"):
         table.add_column(col, justify="left" if col == "owner" else "right", no_wrap=True)
     for r in binding.itertuples():
-        add_row(table, f"{r.owner} {r.what}", f"{r.limit_usd / 1e6:,.2f}",
-                 f"{r.value_usd / 1e6:,.2f}", f"{r.std_error_usd / 1e6:,.3f}",
-                 f"{r.margin_usd / 1e6:,.3f}", f"{r.margin_in_se:.2f}")  # fmt: skip
+        add_row(
+            table,
+            f"{r.owner} {r.what}",
+            f"{r.limit_usd / 1e6:,.2f}",
+            f"{r.value_usd / 1e6:,.2f}",
+            f"{r.std_error_usd / 1e6:,.3f}",
+            f"{r.margin_usd / 1e6:,.3f}",
+            f"{r.margin_in_se:.2f}",
+        )
     console.print(table)
 
 

@@ -159,8 +159,7 @@ def optimize_command(
         (stage / "out_of_sample.json").write_text(json.dumps(to_plain(oos)), encoding="utf-8")
         if reps is not None:
             reps.table.to_csv(stage / "replications.csv", index=False)
-            (stage / "replications.json").write_text(json.dumps(to_plain(reps)),
-                                                     encoding="utf-8")  # fmt: skip
+            (stage / "replications.json").write_text(json.dumps(to_plain(reps)), encoding="utf-8")
             written += ["replications.csv", "replications.json"]
     print_allocation(console, loaded, result, oos)
     if reps is not None:

@@ -211,8 +211,11 @@ def owner_losses(
             cover = fc.coverage[:, None] * covered[g]  # claim per dollar of ℓ, by lender
             mat[:, :n_lenders] -= cover
             mat[:, n_lenders + g] = cover.sum(axis=1)
-    shaped = [(fc, cols, mat[cols]) for fc, mat in by_shape.values()
-              for cols in [np.flatnonzero(mat.any(axis=1))]]  # fmt: skip
+    shaped = [
+        (fc, cols, mat[cols])
+        for fc, mat in by_shape.values()
+        for cols in [np.flatnonzero(mat.any(axis=1))]
+    ]
     out = np.empty((losses.shape[0], plain.shape[1]))
     for rows in _chunks(losses.shape[0]):
         block = np.asarray(losses[rows], dtype=np.float64)

@@ -15,7 +15,8 @@ import cvxpy as cp
 import numpy as np
 
 from optimizer.errors import SolverFailure
-from optimizer.formulation.cut_master import FEASIBILITY_TOL, CutMaster
+from optimizer.formulation.cut_master import CutMaster
+from optimizer.formulation.cut_pool import FEASIBILITY_TOL
 from optimizer.formulation.tail_oracle import Cut, TailOracle
 
 MAX_ITERATIONS = 400
@@ -115,8 +116,9 @@ def solve_with_cuts(
             # has the same objective, hence optimal (no cut at the master's own t is needed).
             oracle_s += time.perf_counter() - start
             return CutReport(iteration, violation, oracle_s, master_s, len(master.cut_rows))
-        cuts = _tangent_cuts(oracle, master, point, losses, open_, var, thresholds, eta,
-                             allowed / factor)  # fmt: skip
+        cuts = _tangent_cuts(
+            oracle, master, point, losses, open_, var, thresholds, eta, allowed / factor
+        )
         cuts += _summed_cuts(cuts, open_, (cvar - estimate) / factor, master.groups)
         oracle_s += time.perf_counter() - start
         master.add_cuts(cuts)

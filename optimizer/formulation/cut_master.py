@@ -3,7 +3,8 @@
 :class:`CutMaster` canonicalises the scenario-free cvxpy problem once, loads it into HiGHS,
 appends aggregated cut rows in place (so HiGHS re-optimises from its last basis), pools idle
 rows and puts them back when violated, and unpacks solutions and duals into cvxpy.
-:class:`CutPool` is a solved master's cuts and basis, to start another solve from. The loop
+:class:`~optimizer.formulation.cut_pool.CutPool` is a solved master's cuts and basis, to start
+another solve from (:mod:`optimizer.formulation.cut_pool`, with the HiGHS settings). The loop
 that asks for cuts is :mod:`optimizer.formulation.cut_loop`; the method as a whole is described in
 :mod:`optimizer.formulation.cutting_plane`.
 """
@@ -11,7 +12,6 @@ that asks for cuts is :mod:`optimizer.formulation.cut_loop`; the method as a who
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
 from types import SimpleNamespace
 
 import cvxpy as cp
@@ -22,77 +22,8 @@ from cvxpy.error import SolverError
 
 from optimizer.errors import OptimizerError
 from optimizer.formulation.cut_measures import CutMeasure
+from optimizer.formulation.cut_pool import CutPool
 from optimizer.formulation.tail_oracle import Cut
-
-
-def _silence_highs_banner() -> None:
-    """HiGHS prints a banner to C-level stdout on first use, before any option can silence it;
-    take it once here, with stdout pointed at /dev/null, so CLI output stays clean."""
-    import os
-    import sys
-
-    try:
-        import highspy
-    except ImportError:
-        return
-    sys.stdout.flush()
-    saved = os.dup(1)
-    try:
-        with open(os.devnull, "w") as null:
-            os.dup2(null.fileno(), 1)
-            highspy.Highs()
-    finally:
-        os.dup2(saved, 1)
-        os.close(saved)
-
-
-_silence_highs_banner()
-
-FEASIBILITY_TOL = 1e-9
-"""The master's primal feasibility tolerance (US$m of η on a cut row): tight, so that small
-cases (limits of a few US$ thousand) are held to 1e-6 of their limits too."""
-
-# Measured on the default case (10^4-10^6 scenarios): with HiGHS's scaling on, the master's
-# dense cut rows made the dual simplex slower; the cvxpy problem is already in US$ millions.
-MASTER_OPTIONS = {
-    "output_flag": False,
-    "simplex_scale_strategy": 0,
-    "primal_feasibility_tolerance": FEASIBILITY_TOL,
-}
-
-
-def master_options(time_limit_s: float | None = None) -> dict[str, object]:
-    """:data:`MASTER_OPTIONS`, with HiGHS's time limit when one is given."""
-    options: dict[str, object] = dict(MASTER_OPTIONS)
-    if time_limit_s is not None:
-        options["time_limit"] = float(time_limit_s)
-    return options
-
-
-@dataclass(frozen=True)
-class CutPool:
-    """The cuts of a solved master, to start another solve of the same compiled problem from.
-
-    A cut bounds the tail function of the exposures alone, so it stays valid whatever the
-    parameters (limits, amounts, objective): a changed problem solved from a base's pool needs
-    only the cuts its own optimum adds. Taken by :meth:`CutMaster.snapshot`, put back by
-    :meth:`CutMaster.start`. Nothing in it depends on what was solved after the base, so every
-    solve started from one pool begins in the same state (a frontier's points on any number of
-    workers).
-
-    Attributes
-    ----------
-    rows : tuple of (measure, block, coefficients, tail probability)
-        Cut rows loaded into the model: those binding at the base's optimum.
-    pool : tuple of the same
-        The other cuts: put back only when the master's point violates them.
-    basis : (column statuses, row statuses) or None
-        The base's optimal basis on the model with ``rows`` (HiGHS statuses), or None.
-    """
-
-    rows: tuple[tuple[int, int, np.ndarray, float], ...]
-    pool: tuple[tuple[int, int, np.ndarray, float], ...]
-    basis: tuple[tuple, tuple] | None
 
 
 class CutMaster:
@@ -220,15 +151,26 @@ class CutMaster:
         self.group_col = self._n_base_cols + np.arange(n_k * g).reshape(n_k, g)
         none = np.zeros(0, dtype=np.int32)
         self.highs.addCols(
-            n_k * g, np.zeros(n_k * g), np.zeros(n_k * g), np.full(n_k * g, np.inf), 0,
-            none, none, np.zeros(0),
-        )  # fmt: skip
+            n_k * g,
+            np.zeros(n_k * g),
+            np.zeros(n_k * g),
+            np.full(n_k * g, np.inf),
+            0,
+            none,
+            none,
+            np.zeros(0),
+        )
         index = np.column_stack([self.eta_col, self.group_col]).astype(np.int32)
         value = np.tile(np.concatenate([[1.0], -np.ones(g)]), n_k)
         self.highs.addRows(
-            n_k, np.zeros(n_k), np.full(n_k, np.inf), index.size,
-            np.arange(0, index.size, g + 1, dtype=np.int32), index.ravel(), value,
-        )  # fmt: skip
+            n_k,
+            np.zeros(n_k),
+            np.full(n_k, np.inf),
+            index.size,
+            np.arange(0, index.size, g + 1, dtype=np.int32),
+            index.ravel(),
+            value,
+        )
 
     def _row_arrays(
         self, rows: list[tuple[int, int, np.ndarray, float]]
@@ -258,9 +200,14 @@ class CutMaster:
             return
         starts, index, value = self._row_arrays(rows)
         self.highs.addRows(
-            len(rows), np.zeros(len(rows)), np.full(len(rows), np.inf), index.size, starts,
-            index, value,
-        )  # fmt: skip
+            len(rows),
+            np.zeros(len(rows)),
+            np.full(len(rows), np.inf),
+            index.size,
+            starts,
+            index,
+            value,
+        )
 
     def reset(self) -> None:
         """Forget every cut; the model is reloaded from the compiled problem at the next sync."""
@@ -368,10 +315,14 @@ class CutMaster:
         block's cut bounds its block's ``η_kg`` when the master is split, else ``η_k`` (-1)."""
         split = self.groups > 1
         return [
-            (cut.measure, cut.group if split else -1, np.asarray(cut.coef, dtype=float),
-             float(cut.tail_probability))
+            (
+                cut.measure,
+                cut.group if split else -1,
+                np.asarray(cut.coef, dtype=float),
+                float(cut.tail_probability),
+            )
             for cut in cuts
-        ]  # fmt: skip
+        ]
 
     def add_cuts(self, cuts: list[Cut]) -> None:
         """Append cuts (:meth:`rows_of`)."""

@@ -62,19 +62,19 @@ from optimizer.formulation.cut_loop import (
     _tangent_cuts,
     solve_with_cuts,
 )
-from optimizer.formulation.cut_master import (
-    FEASIBILITY_TOL,
-    MASTER_OPTIONS,
-    CutMaster,
-    CutPool,
-    master_options,
-)
+from optimizer.formulation.cut_master import CutMaster
 from optimizer.formulation.cut_measures import (
     GROUPS_AT_10K,
     MAX_GROUPS,
     CutMeasure,
     cut_groups,
     make_measure,
+)
+from optimizer.formulation.cut_pool import (
+    FEASIBILITY_TOL,
+    MASTER_OPTIONS,
+    CutPool,
+    master_options,
 )
 
 __all__ = [

@@ -58,8 +58,9 @@ from models.risk_measures import conditional_value_at_risk, value_at_risk
 from optimizer.errors import SolverFailure
 from optimizer.formulation.claims import FundClaims
 from optimizer.formulation.cut_loop import solve_with_cuts
-from optimizer.formulation.cut_master import MASTER_OPTIONS, CutMaster
+from optimizer.formulation.cut_master import CutMaster
 from optimizer.formulation.cut_measures import make_measure
+from optimizer.formulation.cut_pool import MASTER_OPTIONS
 from optimizer.formulation.exposures import ExposureColumns
 from optimizer.formulation.portfolio_dual import (
     COLUMN_MASS,

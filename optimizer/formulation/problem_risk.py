@@ -105,12 +105,19 @@ def _cvar_limits(
             else:
                 rhs.append(cvar_scale[i] * (src.cvar_limit_share * commit[s]))
         cvar.hold(rhs)
-        labels = [f"CVaR{_pct(case.sources[s].cvar_alpha)} loss limit of {i}"
-                  for s, i in zip(limited, ids, strict=True)]  # fmt: skip
+        labels = [
+            f"CVaR{_pct(case.sources[s].cvar_alpha)} loss limit of {i}"
+            for s, i in zip(limited, ids, strict=True)
+        ]
         b.add(
-            "cvar_limit", _stack(lhs), _stack(rhs), commit[limited], ids, labels,
+            "cvar_limit",
+            _stack(lhs),
+            _stack(rhs),
+            commit[limited],
+            ids,
+            labels,
             "US$1 more CVaR allowance for {}",
-        )  # fmt: skip
+        )
     return cvar_scale
 
 
@@ -121,11 +128,14 @@ def _expected_loss_limits(b: RowBuilder) -> None:
     if el:
         rate = np.array([case.sources[s].expected_loss_limit_rate for s in el])
         b.add(
-            "expected_loss_limit", b.expected_loss[el],
-            cp.multiply(rate, b.lend[el]), b.lend[el], ids,
+            "expected_loss_limit",
+            b.expected_loss[el],
+            cp.multiply(rate, b.lend[el]),
+            b.lend[el],
+            ids,
             "expected-loss limit of {} (share of its lending)",
             "US$1 more expected-loss allowance for {}",
-        )  # fmt: skip
+        )
 
 
 def _fund_depletion(
@@ -145,12 +155,17 @@ def _fund_depletion(
     ]
     cvar.hold([b.fund_capital[g] for g in funds])
     b.add(
-        "fund_depletion", _stack(lhs), b.fund_capital[funds],
-        b.fund_capital[funds], [b.fund_ids[g] for g in funds],
-        [f"depletion of fund {b.fund_ids[g]}: CVaR{_pct(1 - eps[i])} of claims "
-         "within capital" for i, g in enumerate(funds)],
+        "fund_depletion",
+        _stack(lhs),
+        b.fund_capital[funds],
+        b.fund_capital[funds],
+        [b.fund_ids[g] for g in funds],
+        [
+            f"depletion of fund {b.fund_ids[g]}: CVaR{_pct(1 - eps[i])} of claims within capital"
+            for i, g in enumerate(funds)
+        ],
         "US$1 more claims-CVaR allowed at {}",
-    )  # fmt: skip
+    )
     return fund_tail_factor
 
 

@@ -155,43 +155,63 @@ class RowBuilder:
         gap = np.array([s.gap_usd for s in case.segments]) / USD_PER_UNIT
         segs = [s.id for s in case.segments]
         self.add(
-            "segment_gap", self.y, gap, self.y, segs,
+            "segment_gap",
+            self.y,
+            gap,
+            self.y,
+            segs,
             "credit to segment {} at most its gap (need − supply)",
             "US$1 more lending allowed into {} (were its gap larger)",
-        )  # fmt: skip
+        )
         amount = np.array([s.amount_usd for s in case.sources]) / USD_PER_UNIT
         # a parameter, so a frontier over one source's money re-uses the compiled problem
         # no sign: an unvalidated case (negative money) must reach the infeasibility diagnosis
         self.amount = cp.Parameter(len(amount), name="amount_usd_m", value=amount)
         self.add(
-            "budget", self.spend, self.amount, self.spend, self.src_ids,
-            "money available from {}", "US$1 more money from {}",
-        )  # fmt: skip
+            "budget",
+            self.spend,
+            self.amount,
+            self.spend,
+            self.src_ids,
+            "money available from {}",
+            "US$1 more money from {}",
+        )
         capped, ids = self.where(case.funds, lambda f: f.capital_cap_usd is not None)
         if capped:
             cap = np.array([case.funds[g].capital_cap_usd for g in capped]) / USD_PER_UNIT
             self.add(
-                "fund_capital_cap", self.fund_capital[capped], cap, self.fund_capital[capped],
-                ids, "capital cap of fund {}", "US$1 more capital allowed into {}",
-            )  # fmt: skip
+                "fund_capital_cap",
+                self.fund_capital[capped],
+                cap,
+                self.fund_capital[capped],
+                ids,
+                "capital cap of fund {}",
+                "US$1 more capital allowed into {}",
+            )
         covering = sorted(set(e.z_fund.tolist()))
         if covering:
             lev = np.array([case.funds[g].leverage_cap for g in covering])
             self.add(
-                "leverage", self.fund_cover[covering],
-                cp.multiply(lev, self.fund_capital[covering]), self.fund_cover[covering],
+                "leverage",
+                self.fund_cover[covering],
+                cp.multiply(lev, self.fund_capital[covering]),
+                self.fund_cover[covering],
                 [self.fund_ids[g] for g in covering],
                 "leverage cap of fund {} (guaranteed volume per US$ of capital)",
                 "US$1 more guaranteed volume allowed at {}",
-            )  # fmt: skip
+            )
         need = self.cells["ta_cost_rate"].to_numpy(dtype=float)[e.x_cell]
         if need.any():
             ta = _stack([cp.sum(self.t)])
             self.add(
-                "technical_assistance", _stack([need @ self.x]), ta, ta, ["programme"],
+                "technical_assistance",
+                _stack([need @ self.x]),
+                ta,
+                ta,
+                ["programme"],
                 "technical assistance needed by the {} loans (ta_cost_rate x lending)",
                 "US$1 less technical assistance needed by the {}",
-            )  # fmt: skip
+            )
 
     def cover(self) -> None:
         """Cover at most lending, uptake shares, mandatory cover (nothing without cover)."""
@@ -202,27 +222,39 @@ class RowBuilder:
         per_x = _group(e.z_x, nx, nz)  # Σ_g z[g, s, j] at each lending position
         covered = np.unique(e.z_x)
         self.add(
-            "cover_total", per_x[covered] @ self.z, self.x[covered], self.x[covered],
+            "cover_total",
+            per_x[covered] @ self.z,
+            self.x[covered],
+            self.x[covered],
             [self.x_label[i] for i in covered],
-            "cover of {} at most its lending", "US$1 more cover than lending on {}",
-        )  # fmt: skip
+            "cover of {} at most its lending",
+            "US$1 more cover than lending on {}",
+        )
         uptake = np.array([self.case.funds[g].uptake_share for g in e.z_fund])
         x_of_z = _group(e.z_x, nx, nz).T.tocsr() @ self.x
         labels = [
             f"{self.fund_ids[g]}/{self.x_label[i]}" for g, i in zip(e.z_fund, e.z_x, strict=True)
         ]
         self.add(
-            "uptake", self.z, cp.multiply(uptake, x_of_z), x_of_z, labels,
-            "uptake share of {}", "US$1 more lending put under cover on {}",
-        )  # fmt: skip
+            "uptake",
+            self.z,
+            cp.multiply(uptake, x_of_z),
+            x_of_z,
+            labels,
+            "uptake share of {}",
+            "US$1 more lending put under cover on {}",
+        )
         m = e.must_cover
         if m.size:
             self.add(
-                "must_cover", self.x[m], per_x[m] @ self.z, self.x[m],
+                "must_cover",
+                self.x[m],
+                per_x[m] @ self.z,
+                self.x[m],
                 [self.x_label[i] for i in m],
                 "{}: PD above the lender's unguaranteed limit, must be covered",
                 "US$1 of {} allowed uncovered",
-            )  # fmt: skip
+            )
 
     def policy(self) -> None:
         """Private participation, senior cap, mobilisation, concentration, climate earmark."""
@@ -239,18 +271,26 @@ class RowBuilder:
             rate = np.array([case.sources[s].return_hurdle_rate for s in hurdle])
             cost = cp.multiply(rate, self.lend[hurdle]) + self.expected_loss[hurdle]
             self.add(
-                "return_hurdle", cost + fees[hurdle], income[hurdle], self.lend[hurdle], ids,
+                "return_hurdle",
+                cost + fees[hurdle],
+                income[hurdle],
+                self.lend[hurdle],
+                ids,
                 "return hurdle of {} (net margin after expected loss and guarantee fees)",
                 "US$1 less net income required of {}",
-            )  # fmt: skip
+            )
         senior, ids = self.where(case.sources, lambda s: s.max_multiple_of_concessional is not None)
         if senior:
             mult = np.array([case.sources[s].max_multiple_of_concessional for s in senior])
             self.add(
-                "senior_cap", self.lend[senior], mult * self.concessional, self.lend[senior], ids,
+                "senior_cap",
+                self.lend[senior],
+                mult * self.concessional,
+                self.lend[senior],
+                ids,
                 "senior cap of {} (multiple of the concessional money used)",
                 "US$1 more lending allowed to {}",
-            )  # fmt: skip
+            )
         ratio = case.policy.min_private_per_concessional
         self.mobilization_ratio = None
         if any(s.is_concessional for s in case.sources):
@@ -261,11 +301,14 @@ class RowBuilder:
             private = np.array([s.kind is SourceKind.private for s in case.sources], dtype=float)
             required = _stack([self.mobilization_ratio * self.concessional])
             self.add(
-                "mobilization", required, _stack([private @ self.lend]), required,
+                "mobilization",
+                required,
+                _stack([private @ self.lend]),
+                required,
                 ["programme"],
                 "private lending per concessional dollar ({} mobilisation rule)",
                 "US$1 less private lending required by the {} rule",
-            )  # fmt: skip
+            )
         self._shares()
         self._earmark()
 
@@ -274,28 +317,40 @@ class RowBuilder:
         total = cp.sum(self.x)
         if pol.max_share_per_segment < 1.0:
             self.add(
-                "segment_share", self.y, pol.max_share_per_segment * total, self.y,
+                "segment_share",
+                self.y,
+                pol.max_share_per_segment * total,
+                self.y,
                 [s.id for s in case.segments],
-                "concentration cap on segment {}", "US$1 more room in {} under the segment cap",
-            )  # fmt: skip
+                "concentration cap on segment {}",
+                "US$1 more room in {} under the segment cap",
+            )
         if pol.max_share_per_region < 1.0:
             regions = [r.id for r in case.regions]
             of_seg = np.array([regions.index(s.region) for s in case.segments])
             per_region = _group(of_seg, len(regions), len(case.segments)) @ self.y
             self.add(
-                "region_share", per_region, pol.max_share_per_region * total, per_region,
+                "region_share",
+                per_region,
+                pol.max_share_per_region * total,
+                per_region,
                 regions,
-                "concentration cap on region {}", "US$1 more room in {} under the region cap",
-            )  # fmt: skip
+                "concentration cap on region {}",
+                "US$1 more room in {} under the region cap",
+            )
         if pol.max_share_per_product < 1.0:
             prods = [p.id for p in case.products]
             of_cell = self.cells["product"].map({p: i for i, p in enumerate(prods)}).to_numpy()
             per_product = _group(of_cell[e.x_cell], len(prods), e.sizes["x"]) @ self.x
             self.add(
-                "product_share", per_product, pol.max_share_per_product * total, per_product,
+                "product_share",
+                per_product,
+                pol.max_share_per_product * total,
+                per_product,
                 prods,
-                "concentration cap on product {}", "US$1 more room in {} under the product cap",
-            )  # fmt: skip
+                "concentration cap on product {}",
+                "US$1 more room in {} under the product cap",
+            )
 
     def _earmark(self) -> None:
         pol, e = self.case.policy, self.e
@@ -307,11 +362,14 @@ class RowBuilder:
         high = mine & (pressure >= pol.climate_earmark_min_pressure)
         clim = _stack([mine.astype(float) @ self.x])
         self.add(
-            "climate_earmark", pol.climate_earmark_min_share * clim,
-            _stack([high.astype(float) @ self.x]), clim, ["programme"],
+            "climate_earmark",
+            pol.climate_earmark_min_share * clim,
+            _stack([high.astype(float) @ self.x]),
+            clim,
+            ["programme"],
             "climate lending to high-deforestation-pressure segments ({} earmark)",
             "US$1 less high-pressure climate lending required by the {} earmark",
-        )  # fmt: skip
+        )
 
     # --- objectives ------------------------------------------------------------------------
     def objectives(self) -> tuple[cp.Expression, cp.Expression]:

@@ -82,9 +82,14 @@ def add_scenario_rows(master: CutMaster, oracle: TailOracle) -> int:
         )
         link = np.concatenate([[master.eta_col[k]], z0 + np.arange(n)]).astype(np.int32)
         highs.addRows(
-            1, np.zeros(1), np.full(1, np.inf), link.size, np.zeros(1, dtype=np.int32), link,
+            1,
+            np.zeros(1),
+            np.full(1, np.inf),
+            link.size,
+            np.zeros(1, dtype=np.int32),
+            link,
             np.concatenate([[1.0], -oracle.p]),
-        )  # fmt: skip
+        )
         added += index.size + link.size
     return added
 

@@ -32,7 +32,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from optimizer.formulation.cut_master import CutPool
+from optimizer.formulation.cut_pool import CutPool
 
 __all__ = ["WarmStart", "apply", "finish", "take"]
 

@@ -1,0 +1,172 @@
+"""Every limit of a case checked against evaluated figures: breached, and significantly so.
+
+:func:`limit_checks` gives one row per limit (:data:`CHECK_COLUMNS`): the value, the limit,
+the excess in US$ (or probability) and in standard errors; a breach beyond the optimiser's own
+tolerance is ``breached``, one beyond :data:`SIGNIFICANT_SE` standard errors ``significant``.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import TYPE_CHECKING
+
+import numpy as np
+import pandas as pd
+
+from models.schema import Case
+
+if TYPE_CHECKING:
+    from optimizer.analysis.evaluate import Holdings
+
+SIGNIFICANT_SE = 2.0
+"""A breach larger than this many standard errors is statistically significant."""
+BREACH_RTOL = 1e-6
+BREACH_ATOL_USD = 1.0
+"""A money figure breaches its limit when it exceeds it by more than US$1 + 1e-6 of the limit
+(the optimiser's own tolerance), so an optimal allocation re-evaluated in-sample breaches nothing."""
+BREACH_ATOL_PROBABILITY = 1e-12
+"""Claims equal to capital up to solver precision do not deplete a fund (as in the result)."""
+
+CHECK_COLUMNS = (
+    "owner_kind",
+    "owner",
+    "what",
+    "bound",
+    "value",
+    "limit",
+    "excess",
+    "unit",
+    "std_error",
+    "excess_in_se",
+    "breached",
+    "significant",
+)
+
+
+def limit_checks(
+    case: Case, cells: pd.DataFrame, h: Holdings, sources: pd.DataFrame, funds: pd.DataFrame
+) -> pd.DataFrame:
+    """Every limit of the case against the evaluated figures (rows of :data:`CHECK_COLUMNS`).
+
+    Parameters
+    ----------
+    case : Case
+    cells : DataFrame
+        The scenario set's cells (one row per cell, the loss matrix's columns).
+    h : Holdings
+        The allocation's positions on those cells (:func:`optimizer.analysis.evaluate.holdings_of`).
+    sources, funds : DataFrame
+        The evaluation's per-funder and per-fund figures (US$, with standard errors).
+    """
+    rows: list[tuple] = []
+
+    def add(kind, owner, what, bound, value, limit, unit, se=0.0) -> None:
+        value, limit, se = float(value), float(limit), float(se)
+        excess = value - limit if bound == "max" else limit - value
+        if unit == "probability":
+            tol = BREACH_ATOL_PROBABILITY
+        else:
+            tol = BREACH_RTOL * abs(limit) + BREACH_ATOL_USD
+        breached = excess > tol
+        rows.append(
+            (
+                kind,
+                owner,
+                what,
+                bound,
+                value,
+                limit,
+                excess,
+                unit,
+                se,
+                z_ratio(excess, se),
+                breached,
+                breached and excess > SIGNIFICANT_SE * se,
+            )
+        )
+
+    margin = (cells["rate"] - cells["transaction_cost_rate"]).to_numpy(dtype=np.float64)
+    fee = np.array([f.fee_rate for f in case.funds])
+    for s, (src, row) in enumerate(zip(case.sources, sources.itertuples(), strict=True)):
+        add("source", src.id, "budget", "max", row.committed_usd, src.amount_usd, "US$")
+        if not math.isnan(row.cvar_limit_usd):
+            add(
+                "source",
+                src.id,
+                f"cvar{row.cvar_alpha * 100:g}",
+                "max",
+                row.cvar_usd,
+                row.cvar_limit_usd,
+                "US$",
+                row.cvar_se_usd,
+            )
+        if src.expected_loss_limit_rate is not None:
+            add(
+                "source",
+                src.id,
+                "expected_loss",
+                "max",
+                row.expected_loss_usd,
+                src.expected_loss_limit_rate * row.lending_usd,
+                "US$",
+                row.expected_loss_se_usd,
+            )
+        if src.return_hurdle_rate is not None and row.lending_usd > 0:
+            # Net income after funding cost, expected loss and guarantee fees (as in the LP).
+            income = (margin - src.cost_of_funds_rate) @ h.lending[:, s]
+            fees = fee @ h.covered[:, :, s].sum(axis=1)
+            add(
+                "source",
+                src.id,
+                "return_hurdle",
+                "min",
+                income - row.expected_loss_usd - fees,
+                src.return_hurdle_rate * row.lending_usd,
+                "US$",
+                row.expected_loss_se_usd,
+            )
+    for g, (fund, row) in enumerate(zip(case.funds, funds.itertuples(), strict=True)):
+        if fund.capital_cap_usd is not None:
+            add("fund", fund.id, "capital_cap", "max", row.capital_usd, fund.capital_cap_usd, "US$")
+        if row.guaranteed_usd <= 0:
+            continue
+        add(
+            "fund",
+            fund.id,
+            "leverage",
+            "max",
+            row.guaranteed_usd,
+            fund.leverage_cap * row.capital_usd,
+            "US$",
+        )
+        allowed = np.minimum(h.covered[g], fund.uptake_share * h.lending)
+        add("fund", fund.id, "uptake", "max", row.guaranteed_usd, allowed.sum(), "US$")
+        add(
+            "fund",
+            fund.id,
+            "depletion_probability",
+            "max",
+            row.depletion_probability,
+            row.max_depletion_probability,
+            "probability",
+            row.depletion_se,
+        )
+        add(
+            "fund",
+            fund.id,
+            f"claims_cvar{(1 - fund.max_depletion_probability) * 100:g}",
+            "max",
+            row.claims_cvar_usd,
+            row.capital_usd,
+            "US$",
+            row.claims_cvar_se_usd,
+        )
+    frame = pd.DataFrame(rows, columns=list(CHECK_COLUMNS))
+    return frame.astype({"breached": bool, "significant": bool})
+
+
+def z_ratio(excess: float, se: float) -> float:
+    """``excess / se``: ±inf for an excess without error, 0 for none."""
+    if se > 0:
+        return excess / se
+    return math.copysign(math.inf, excess) if excess != 0 else 0.0
