@@ -142,45 +142,15 @@ def _row(case, ctx, fam, i, slack, lhs, rhs, wmap, target: bool) -> tuple:
     plan = _plan(case, ctx, fam, i, subject, need, target)
     usd = slack * USD_PER_UNIT
     text = _describe(case, ctx, fam.name, subject, label, usd, rhs * USD_PER_UNIT)
+    lhs_usd, rhs_usd = lhs * USD_PER_UNIT, rhs * USD_PER_UNIT
+    row = (fam.name, i, subject, label, usd, lhs_usd, rhs_usd, wmap[fam.name])  # shared columns
     if isinstance(plan, _Change):
         money = plan.field.endswith("_usd")
         how = f"{plan.field} {_value(plan.current, money)} → {_value(plan.relaxed, money)}"
         message = f"{text} [{fam.name}: {how}]"
-        return (
-            fam.name,
-            i,
-            subject,
-            label,
-            usd,
-            lhs * USD_PER_UNIT,
-            rhs * USD_PER_UNIT,
-            wmap[fam.name],
-            plan.field,
-            plan.direction,
-            plan.current,
-            plan.relaxed,
-            True,
-            "",
-            message,
-        )
+        return (*row, plan.field, plan.direction, plan.current, plan.relaxed, True, "", message)
     message = f"{text} [{fam.name}: no case field; {plan}]"
-    return (
-        fam.name,
-        i,
-        subject,
-        label,
-        usd,
-        lhs * USD_PER_UNIT,
-        rhs * USD_PER_UNIT,
-        wmap[fam.name],
-        None,
-        None,
-        math.nan,
-        math.nan,
-        False,
-        plan,
-        message,
-    )
+    return (*row, None, None, math.nan, math.nan, False, plan, message)
 
 
 def _plan(
