@@ -62,26 +62,26 @@ def check_probabilities(probabilities: npt.ArrayLike | None, n_scenarios: int) -
         Naming the offending value, unless 1-D, length S, finite, >= 0 and summing to 1 +- 1e-9.
     """
     if n_scenarios < 1:
-        raise ValueError(f"n_scenarios must be >= 1, got {n_scenarios}")
+        raise OptionError(f"n_scenarios must be >= 1, got {n_scenarios}")
     if probabilities is None:
         return np.full(n_scenarios, 1.0 / n_scenarios)
     p = np.asarray(probabilities, dtype=np.float64)
     if p.ndim != 1:
-        raise ValueError(f"probabilities must be 1-D, got shape {p.shape}")
+        raise OptionError(f"probabilities must be 1-D, got shape {p.shape}")
     if p.shape[0] != n_scenarios:
-        raise ValueError(
+        raise OptionError(
             f"probabilities must have one entry per scenario ({n_scenarios}), got {p.shape[0]}"
         )
     bad = ~np.isfinite(p)
     if bad.any():
         i = int(np.argmax(bad))
-        raise ValueError(f"probabilities must be finite, got {p[i]} at scenario {i}")
+        raise OptionError(f"probabilities must be finite, got {p[i]} at scenario {i}")
     if (p < 0).any():
         i = int(np.argmin(p))
-        raise ValueError(f"probabilities must be >= 0, got {p[i]} at scenario {i}")
+        raise OptionError(f"probabilities must be >= 0, got {p[i]} at scenario {i}")
     s = float(p.sum())
     if abs(s - 1.0) > _SUM_TOL:
-        raise ValueError(f"probabilities must sum to 1, got {s}")
+        raise OptionError(f"probabilities must sum to 1, got {s}")
     return p / s
 
 
@@ -102,11 +102,11 @@ def _prepare(
     # float32 simulator output is upcast here: sums over 1e6 scenarios need float64.
     x = np.asarray(losses, dtype=np.float64)
     if x.ndim not in (1, 2) or x.shape[0] == 0:
-        raise ValueError(f"losses must have shape (S,) or (S, K) with S >= 1, got {x.shape}")
+        raise OptionError(f"losses must have shape (S,) or (S, K) with S >= 1, got {x.shape}")
     bad = ~np.isfinite(x)
     if bad.any():
         where = tuple(int(i) for i in np.unravel_index(np.argmax(bad), x.shape))
-        raise ValueError(f"losses must be finite, got {x[where]} at index {where}")
+        raise OptionError(f"losses must be finite, got {x[where]} at index {where}")
     p = check_probabilities(probabilities, x.shape[0])
     return (x[:, None] if x.ndim == 1 else x), p, x.ndim == 1
 

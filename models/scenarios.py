@@ -23,7 +23,7 @@ import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictStr, ValidationError
 
 from models.cells import CELL_COLUMNS
-from models.errors import ScenarioFileError
+from models.errors import OptionError, ScenarioFileError
 
 FORMAT_VERSION = 1
 """Bumped whenever the saved layout changes; files of another version are refused."""
@@ -107,13 +107,13 @@ class ScenarioSet:
     def __post_init__(self) -> None:
         s, j = self.losses.shape
         if self.probabilities.shape != (s,):
-            raise ValueError(
+            raise OptionError(
                 f"probabilities must have shape ({s},), got {self.probabilities.shape}"
             )
         if len(self.cells) != j:
-            raise ValueError(f"{j} loss columns but {len(self.cells)} cells")
+            raise OptionError(f"{j} loss columns but {len(self.cells)} cells")
         if self.events.shape != (s, len(self.event_ids)):
-            raise ValueError(f"events must have shape ({s}, {len(self.event_ids)})")
+            raise OptionError(f"events must have shape ({s}, {len(self.event_ids)})")
         for arr in (self.losses, self.probabilities, self.factors, self.events):
             arr.flags.writeable = False
 

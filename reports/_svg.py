@@ -144,11 +144,6 @@ def millions(values_usd) -> np.ndarray:
     return np.asarray(values_usd, dtype=float) / 1e6
 
 
-def money_label(value_usd: float) -> str:
-    """``US$ 12.3 m`` — the one way charts print money."""
-    return minus(f"US$ {value_usd / 1e6:,.1f} m")
-
-
 def check_weighted(values, probabilities, what: str) -> tuple[np.ndarray, np.ndarray]:
     """Validate a scenario vector and its probabilities; return them as float arrays.
 

@@ -16,7 +16,6 @@ from reports._svg import (
     check_weighted,
     millions,
     minus,
-    money_label,
     new_figure,
     row_height,
     set_title,
@@ -24,6 +23,7 @@ from reports._svg import (
     weighted_histogram,
     wrap,
 )
+from reports.formats import money_m
 
 __all__ = ["claims_distribution_svg", "euler_svg", "loss_distribution_svg"]
 
@@ -61,7 +61,7 @@ def _histogram(ax, values_usd, probabilities, what: str) -> tuple[np.ndarray, np
         ax.text(
             0.5,
             0.6,
-            f"Every scenario gives {money_label(v[0])}",
+            f"Every scenario gives {money_m(v[0])}",
             transform=ax.transAxes,
             ha="center",
             fontsize=8,
@@ -79,7 +79,7 @@ def _vlines(ax, lines: list[tuple[str, float | None, str, str, float]]) -> float
             color=colour,
             linestyle=style,
             linewidth=width,
-            label=f"{label}: {money_label(value)}",
+            label=f"{label}: {money_m(value)}",
         )
         right = max(right, value / 1e6)
     return right
