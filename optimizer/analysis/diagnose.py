@@ -35,7 +35,6 @@ case), and re-exports the names that moved.
 from __future__ import annotations
 
 import math
-import re
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -45,6 +44,7 @@ from typing import Any
 import pandas as pd
 from cvxpy import settings as status_codes
 
+from models.case_edit import with_changes
 from models.errors import InputError, OptionError
 from models.options import check_choice
 from models.scenarios import ScenarioSet
@@ -111,7 +111,6 @@ KNOWN_FAMILIES = (
     "climate_earmark",
 )
 """The constraint families of :mod:`optimizer.formulation.problem` (names ``weights`` may use)."""
-_FIELD = re.compile(r"^(?P<group>sources|funds|segments)\[(?P<id>[^\]]+)\]\.(?P<attr>\w+)$")
 
 
 class RelaxationNotMappable(OptimizerError, InputError, ValueError):
@@ -209,15 +208,10 @@ class Diagnosis:
             old = changes.get(r.field)
             pick = max if r.direction == "raise" else min
             changes[r.field] = r.relaxed_value if old is None else pick(old, r.relaxed_value)
-        raw = case.model_dump()
-        tags = dict(raw.get("field_sources") or {})
-        for path, value in changes.items():
-            before = _set_field(raw, path, value)
-            tags[path] = f"[D] relaxed by ppcfin diagnose from {before!r} to {value!r}"
-        _clip_cvar_limits(raw, changes, tags)
-        raw["field_sources"] = tags
-        raw["content_sha256"] = None
-        return Case.model_validate(raw)
+        changes = {path: float(value) for path, value in changes.items()}
+        tags = dict.fromkeys(changes, "[D] relaxed by ppcfin diagnose from {before!r} to {value!r}")
+        _clip_cvar_limits(case, changes, tags)
+        return with_changes(case, changes, tags, what="the relaxed case is invalid")
 
 
 def diagnose(
@@ -341,38 +335,27 @@ def _check_target(prob: AllocationProblem, target_usd: float) -> None:
         )
 
 
-def _clip_cvar_limits(raw: dict, changes: Mapping[str, float], tags: dict[str, str]) -> None:
+def _clip_cvar_limits(case: Case, changes: dict[str, float], tags: dict[str, str]) -> None:
     """Keep ``cvar_limit_usd <= amount_usd`` (a schema rule) for the sources a relaxation moved.
 
     A source's loss never exceeds its lending (loss per dollar <= 1, cover only lowers it), so a
     CVaR limit above its money is no limit: clipping it to ``amount_usd`` leaves the relaxed
     problem as it was. Without the clip, relaxing a budget that had been set below its CVaR
-    limit (or a CVaR limit past the budget) gave a case that failed validation.
+    limit (or a CVaR limit past the budget) gave a case that failed validation. Adds the clips
+    to ``changes``, each with its tag in ``tags``.
     """
-    for src in raw["sources"]:
-        moved = any(
-            f"sources[{src['id']}].{a}" in changes for a in ("amount_usd", "cvar_limit_usd")
+    for src in case.sources:
+        amount_path, limit_path = (
+            f"sources[{src.id}].amount_usd",
+            f"sources[{src.id}].cvar_limit_usd",
         )
-        limit = src.get("cvar_limit_usd")
-        if moved and limit is not None and limit > src["amount_usd"]:
-            path = f"sources[{src['id']}].cvar_limit_usd"
-            src["cvar_limit_usd"] = float(src["amount_usd"])
-            tags[path] = (
+        if amount_path not in changes and limit_path not in changes:
+            continue
+        amount = changes.get(amount_path, float(src.amount_usd))
+        limit = changes.get(limit_path, src.cvar_limit_usd)
+        if limit is not None and limit > amount:
+            changes[limit_path] = amount
+            tags[limit_path] = (
                 f"[D] clipped by ppcfin diagnose from {limit!r} to the source's amount_usd "
-                f"{src['amount_usd']!r} (a CVaR limit above the money is no limit)"
+                f"{amount!r} (a CVaR limit above the money is no limit)"
             )
-
-
-def _set_field(raw: dict, path: str, value: float) -> Any:
-    """Set ``path`` (``policy.attr`` or ``group[id].attr``) in a dumped case; return the old value."""
-    if path.startswith("policy."):
-        node, attr = raw["policy"], path[len("policy.") :]
-    else:
-        m = _FIELD.match(path)
-        if m is None:  # only paths built by _plan reach here
-            raise ValueError(f"unknown case field path {path!r}")
-        node = next(item for item in raw[m["group"]] if item["id"] == m["id"])
-        attr = m["attr"]
-    before = node[attr]
-    node[attr] = float(value)
-    return before

@@ -19,6 +19,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from models.case_edit import with_changes
 from models.errors import OptionError
 from models.options import check_choice, check_n_jobs
 from models.scenarios import ScenarioSet
@@ -286,33 +287,33 @@ def case_at(case: Case, sweep: str, value: float) -> Case:
 
     Raises
     ------
-    ValueError
+    OptionError
         A bad sweep (as :func:`frontier`).
-    pydantic.ValidationError
+    InvalidEdit
         The case cannot hold the value (e.g. a CVaR share limit scaled above 100 %, a CVaR limit
-        above a source's scaled amount, a depletion probability above 0.5).
+        above a source's scaled amount, a depletion probability above 0.5), naming the field.
     """
     spec = parse_sweep(case, None, sweep)
-    raw = case.model_dump()
+    changes: dict[str, float] = {}
     if spec.kind in ("cvar_scale", "amount"):
-        for src in raw["sources"]:
-            if src["id"] not in spec.targets:
+        for src in case.sources:
+            if src.id not in spec.targets:
                 continue
             if spec.kind == "amount":
-                src["amount_usd"] *= value
-            elif src["cvar_limit_usd"] is not None:
-                src["cvar_limit_usd"] *= value
+                changes[f"sources[{src.id}].amount_usd"] = src.amount_usd * value
+            elif src.cvar_limit_usd is not None:
+                changes[f"sources[{src.id}].cvar_limit_usd"] = src.cvar_limit_usd * value
             else:
-                src["cvar_limit_share"] *= value
+                changes[f"sources[{src.id}].cvar_limit_share"] = src.cvar_limit_share * value
     elif spec.kind == "depletion":
-        for fund in raw["funds"]:
-            if fund["id"] in spec.targets:
-                fund["max_depletion_probability"] = value
+        for fund in case.funds:
+            if fund.id in spec.targets:
+                changes[f"funds[{fund.id}].max_depletion_probability"] = value
     elif spec.kind == "mobilization":
-        raw["policy"]["min_private_per_concessional"] = value
+        changes["policy.min_private_per_concessional"] = value
     else:
-        raw["policy"]["deforestation_priority"] = value
-    return Case.model_validate(raw)
+        changes["policy.deforestation_priority"] = value
+    return with_changes(case, changes, what=f"{sweep} at {value:g} makes the case invalid")
 
 
 def _check_parallel(n_jobs: object, backend: object, scheduler: object) -> None:

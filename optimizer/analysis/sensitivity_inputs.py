@@ -11,12 +11,11 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-
-from pydantic import ValidationError
+from typing import Any
 
 from models import Case
+from models.case_edit import with_changes
 from models.errors import InputError
-from models.problems import Origins, problems_from_validation
 
 __all__ = [
     "INPUTS",
@@ -29,50 +28,52 @@ __all__ = [
 
 
 # --- the inputs -------------------------------------------------------------------------------
-def _scale_products(field: str) -> Callable[[dict, float], str]:
-    def apply(raw: dict, f: float) -> str:
-        for p in raw["products"]:
-            p[field] *= f
-        values = [p[field] for p in raw["products"]]
-        return f"× {f:g} ({min(values):.4g}–{max(values):.4g})"
-
-    return apply
+# Each input is a function of (case, factor) giving the changed fields ({path: value}, the
+# paths of models.case_edit) and a description of the perturbed value.
+Changes = tuple[dict[str, Any], str]
 
 
-def _scale_copula(raw: dict, f: float) -> str:
-    cop = raw["risk_model"]["copula"]
-    for key in ("rho_macro", "rho_chain", "rho_region"):
-        cop[key] *= f
-    total = cop["rho_macro"] + cop["rho_chain"] + cop["rho_region"]
-    return f"× {f:g} (total ρ {total:.4g})"
-
-
-def _scale_events(raw: dict, f: float) -> str:
-    events = raw["risk_model"]["events"]
-    for e in events:
-        e["probability"] *= f
-    values = [e["probability"] for e in events]
+def _span(f: float, values: list[float]) -> str:
     return f"× {f:g} ({min(values):.4g}–{max(values):.4g})"
 
 
-def _scale_amounts(kind: str) -> Callable[[dict, float], str]:
-    def apply(raw: dict, f: float) -> str:
-        total = 0.0
-        for s in raw["sources"]:
-            if str(s["kind"]) == kind:
-                s["amount_usd"] *= f
-                total += s["amount_usd"]
-        return f"× {f:g} (US${total / 1e6:,.1f}m)"
+def _scale_products(field: str) -> Callable[[Case, float], Changes]:
+    def apply(case: Case, f: float) -> Changes:
+        changes = {f"products[{p.id}].{field}": getattr(p, field) * f for p in case.products}
+        return changes, _span(f, list(changes.values()))
 
     return apply
 
 
-def _scale_cvar_limits(raw: dict, f: float) -> str:
-    for s in raw["sources"]:
+def _scale_copula(case: Case, f: float) -> Changes:
+    cop = case.risk_model.copula
+    keys = ("rho_macro", "rho_chain", "rho_region")
+    changes = {f"risk_model.copula.{key}": getattr(cop, key) * f for key in keys}
+    return changes, f"× {f:g} (total ρ {sum(changes.values()):.4g})"
+
+
+def _scale_events(case: Case, f: float) -> Changes:
+    events = case.risk_model.events
+    changes = {f"risk_model.events[{e.id}].probability": e.probability * f for e in events}
+    return changes, _span(f, list(changes.values()))
+
+
+def _scale_amounts(kind: str) -> Callable[[Case, float], Changes]:
+    def apply(case: Case, f: float) -> Changes:
+        mine = [s for s in case.sources if s.kind == kind]
+        changes = {f"sources[{s.id}].amount_usd": s.amount_usd * f for s in mine}
+        return changes, f"× {f:g} (US${sum(changes.values()) / 1e6:,.1f}m)"
+
+    return apply
+
+
+def _scale_cvar_limits(case: Case, f: float) -> Changes:
+    changes = {}
+    for s in case.sources:
         for key in ("cvar_limit_usd", "cvar_limit_share"):
-            if s.get(key) is not None:
-                s[key] *= f
-    return f"× {f:g}"
+            if getattr(s, key) is not None:
+                changes[f"sources[{s.id}].{key}"] = getattr(s, key) * f
+    return changes, f"× {f:g}"
 
 
 @dataclass(frozen=True)
@@ -80,14 +81,14 @@ class SensitivityInput:
     """An input the sweep can perturb: a stable id, a label, and how to scale it.
 
     ``applies`` says whether the case has anything to scale (no climate source, no event...);
-    ``apply`` scales the input in a ``Case.model_dump()`` tree in place and describes the
-    perturbed value.
+    ``apply`` gives the scaled fields (``{path: value}``, :mod:`models.case_edit`'s paths) and
+    a description of the perturbed value.
     """
 
     id: str
     label: str
     applies: Callable[[Case], bool]
-    apply: Callable[[dict, float], str]
+    apply: Callable[[Case, float], Changes]
     moves_risk: bool = False
     """Whether the input changes the simulated losses (a risk-model input): the other points
     are solved on the base's own scenario set, which a re-draw would reproduce bit for bit."""
@@ -166,16 +167,8 @@ def perturbed_case(case: Case, input_id: str, factor: float) -> tuple[Case, str]
     InvalidPerturbation
         The scaled case breaks a bound or a cross-field check (e.g. a PD pushed to 1).
     """
-    spec = INPUTS_BY_ID[input_id]
-    raw = case.model_dump(mode="json")  # plain lists and strings, as the loader validates
-    setting = spec.apply(raw, float(factor))
-    raw["content_sha256"] = None
-    try:
-        return Case.model_validate(raw), setting
-    except ValidationError as exc:
-        origin = f"{case.source_file or case.name} ({input_id} × {factor:g})"
-        problems = problems_from_validation(exc, raw, Origins(origin))
-        text = "; ".join(f"{p.field} = {p.value}: {p.message}" for p in problems)
-        raise InvalidPerturbation(
-            f"{input_id} × {factor:g} makes the case invalid: {text}"
-        ) from None
+    changes, setting = INPUTS_BY_ID[input_id].apply(case, float(factor))
+    what = f"{input_id} × {factor:g}"
+    # a what-if, never saved as a case: no provenance tag
+    refused = f"{what} makes the case invalid"
+    return with_changes(case, changes, error=InvalidPerturbation, what=refused), setting
