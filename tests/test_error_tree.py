@@ -62,6 +62,7 @@ EXIT_CODES = {
     "optimizer.door.outputs.OutputRefused": 2,
     "optimizer.persist.SavedRunError": 2,
     "optimizer.analysis.sensitivity_inputs.InvalidPerturbation": 2,
+    "models.case_edit.InvalidEdit": 2,
 }
 """Every error class and its exit code, as the command line has always given them."""
 
