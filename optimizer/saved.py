@@ -79,7 +79,7 @@ def _sweep(sweep: str) -> str:
 
 def _frontier_rows(table: SplitFrame) -> SplitFrame:
     """A point that did not fail has its optimum (the chart plots it)."""
-    from optimizer.analysis.frontier_spec import FAILED_STATUSES
+    from optimizer.choices import FAILED_STATUSES
 
     status, gap = (table.columns.index(c) for c in ("status", "weighted_gap_usd"))
     for i, row in enumerate(table.data):

@@ -15,8 +15,9 @@ from models.tables import assumptions_frame
 from models.text import printable
 from optimizer.analysis.evaluate import Evaluation
 from optimizer.analysis.fixed import scenario_exposures
-from optimizer.analysis.frontier_spec import FAILED_STATUSES, sweep_kind
+from optimizer.analysis.frontier_spec import sweep_kind
 from optimizer.analysis.replicate import Replications
+from optimizer.choices import FAILED_STATUSES
 from optimizer.door.run import RunRecord
 from optimizer.result import Allocation
 from optimizer.solve import PROGRAMME_FAMILIES

@@ -46,3 +46,15 @@ def test_optimize_refuses_a_method_or_solver_outside_the_vocabulary():
     with pytest.raises(OptionError, match="solver must be one of HIGHS, CLARABEL, got 'GUROBI'"):
         optimize(case, scen, solver="gurobi")
     assert optimize(case, scen, method=CvarMethod.lp, solver=Solver.HIGHS).method == "lp"
+
+
+def test_a_sweep_kind_and_a_point_status_are_one_vocabulary():
+    from optimizer.analysis.frontier_spec import sweep_kind
+    from optimizer.choices import FAILED_STATUSES, PointStatus, SweepKind
+
+    assert sweep_kind("depletion:GP") is SweepKind.depletion
+    assert sweep_kind("cvar_scale") == "cvar_scale"  # a str to files and tables
+    with pytest.raises(OptionError, match="sweep must be one of cvar_scale"):
+        sweep_kind("risk")
+    assert FAILED_STATUSES == ("infeasible", "failed")
+    assert {s.value for s in PointStatus} >= {"optimal", "invalid", *FAILED_STATUSES}

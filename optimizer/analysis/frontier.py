@@ -26,7 +26,6 @@ from models.scenarios import ScenarioSet
 from models.schema import Case
 from models.workers import Backend, local_workers, run_in_order
 from optimizer.analysis.frontier_spec import (
-    FAILED_STATUSES,
     SOURCE_KINDS,
     SWEEP_CHOICES,
     check_values,
@@ -34,7 +33,7 @@ from optimizer.analysis.frontier_spec import (
     parse_sweep,
 )
 from optimizer.analysis.frontier_sweep import sweep_block
-from optimizer.choices import CvarMethod, Solver
+from optimizer.choices import FAILED_STATUSES, CvarMethod, Solver
 from optimizer.formulation.exposures import check_cells
 from optimizer.formulation.warm_start import WarmStart
 from optimizer.solve import auto_method

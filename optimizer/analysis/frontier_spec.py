@@ -16,6 +16,7 @@ from models.cells import build_cells
 from models.errors import OptionError
 from models.scenarios import ScenarioSet
 from models.schema import Case
+from optimizer.choices import SweepKind
 from optimizer.formulation.exposures import check_cells, eligibility
 
 SOURCE_KINDS = ("public", "private", "climate")
@@ -29,13 +30,10 @@ SWEEP_CHOICES = (
     "deforestation_priority",
 )
 """Every sweep :func:`optimizer.analysis.frontier.frontier` accepts."""
-SWEEP_KINDS = ("cvar_scale", "amount", "depletion", "mobilization", "deforestation_priority")
-"""What a swept value is: a multiplier of the case's CVaR limits or money (the first two), a
-fund's depletion probability, private US$ per concessional US$, or a priority weight."""
 
 
-def sweep_kind(sweep: str) -> str:
-    """The kind (one of :data:`SWEEP_KINDS`) of a sweep string, e.g. ``"depletion:GP"`` →
+def sweep_kind(sweep: str) -> SweepKind:
+    """The kind (:class:`~optimizer.choices.SweepKind`) of a sweep string, e.g. ``"depletion:GP"`` →
     ``"depletion"``; no case needed, so a saved frontier can be labelled.
 
     Raises
@@ -44,9 +42,9 @@ def sweep_kind(sweep: str) -> str:
         Not a sweep of any kind.
     """
     kind = str(sweep).partition(":")[0]
-    if kind not in SWEEP_KINDS:
+    if kind not in set(SweepKind):
         raise OptionError(f"sweep must be one of {', '.join(SWEEP_CHOICES)}; got {sweep!r}")
-    return kind
+    return SweepKind(kind)
 
 
 @dataclass(frozen=True)
@@ -178,7 +176,3 @@ def check_values(sweep: Sweep, values: Any) -> np.ndarray:
         what = "multipliers >= 0" if sweep.multiplier else f"{sweep.label} values >= 0"
         raise OptionError(f"sweep {sweep.name!r}: values must be {what}, got {arr.tolist()}")
     return arr
-
-
-FAILED_STATUSES = ("infeasible", "failed")
-"""Statuses of points without a solution (their ``reason`` says why)."""

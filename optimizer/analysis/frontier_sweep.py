@@ -34,6 +34,7 @@ import scipy.sparse as sp
 from models.scenarios import ScenarioSet
 from models.schema import Case
 from optimizer.analysis.frontier_spec import Sweep
+from optimizer.choices import PointStatus
 from optimizer.errors import InfeasibleCase, OptimizerError
 from optimizer.formulation.cutting_plane import CutMaster, CutPool
 from optimizer.formulation.problem import USD_PER_UNIT, AllocationProblem, build_problem
@@ -216,9 +217,9 @@ class _Sweeper:
             solve_stage(prob, 1, solver, time_limit_s, SolveLog())
             row = _read_point(prob, self.case, value)
         except InfeasibleCase as exc:
-            row = {"value": value, "status": "infeasible", "reason": str(exc)}
+            row = {"value": value, "status": PointStatus.infeasible.value, "reason": str(exc)}
         except OptimizerError as exc:
-            row = {"value": value, "status": "failed", "reason": str(exc)}
+            row = {"value": value, "status": PointStatus.failed.value, "reason": str(exc)}
         row["seconds"] = time.perf_counter() - start
         self._count_program()
         return row

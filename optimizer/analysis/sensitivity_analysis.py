@@ -34,6 +34,7 @@ from optimizer.analysis.sensitivity_inputs import (
     InvalidPerturbation,
     perturbed_case,
 )
+from optimizer.choices import PointStatus
 from optimizer.errors import InfeasibleCase, OptimizerError
 from optimizer.formulation.eligibility import check_cells
 from optimizer.formulation.tail_oracle import one_blas_thread
@@ -182,11 +183,11 @@ def _solve_point(
         same = None if INPUTS_BY_ID[input_id].moves_risk else base_scenarios
         res = _simulate_and_optimize(point, n, seed, method, dtype, solve, start, same)
     except InvalidPerturbation as exc:
-        return {**row, "status": "invalid", "reason": str(exc)}
+        return {**row, "status": PointStatus.invalid.value, "reason": str(exc)}
     except InfeasibleCase as exc:
-        return {**row, "status": "infeasible", "reason": str(exc)}
+        return {**row, "status": PointStatus.infeasible.value, "reason": str(exc)}
     except OptimizerError as exc:
-        return {**row, "status": "failed", "reason": str(exc)}
+        return {**row, "status": PointStatus.failed.value, "reason": str(exc)}
     return {
         **row,
         "weighted_gap_usd": res.objective_weighted_gap_usd,

@@ -22,6 +22,7 @@ from models.loader import DEFAULT_CASE
 from models.yaml_io import CASE_SUFFIXES, ReadProblem, read_yaml
 from optimizer.analysis.diagnose import optimize_or_diagnose
 from optimizer.analysis.evaluate import Evaluation, evaluate
+from optimizer.choices import PointStatus
 from optimizer.errors import InfeasibleCase, OptimizerError
 from optimizer.persist import SavedRunError
 from optimizer.result import Allocation
@@ -413,9 +414,13 @@ def _reoptimize(
     except InfeasibleCase as exc:
         messages = getattr(exc.diagnosis, "messages", ())
         reason = "; ".join(messages) if messages else str(exc)
-        return {**row, "status": "infeasible", "reason": f"infeasible under the stress: {reason}"}
+        return {
+            **row,
+            "status": PointStatus.infeasible.value,
+            "reason": f"infeasible under the stress: {reason}",
+        }
     except OptimizerError as exc:
-        return {**row, "status": "failed", "reason": str(exc)}
+        return {**row, "status": PointStatus.failed.value, "reason": str(exc)}
     gap, closed = res.objective_weighted_gap_usd, res.gap_closed_usd
     return {
         **row,

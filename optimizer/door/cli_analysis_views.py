@@ -14,7 +14,7 @@ from optimizer.door.cli_widgets import add_row, shown, usd_m, usd_m_signed
 def print_frontier(console: Console, err_console: Console, front, multiplier: bool) -> None:
     """The optimal gap at each point of the sweep (``x`` after a multiplier's value); each
     failed point's reason on ``err_console``."""
-    from optimizer.analysis.frontier_spec import FAILED_STATUSES
+    from optimizer.choices import FAILED_STATUSES
 
     unit = "x" if multiplier else ""
     table = Table(
