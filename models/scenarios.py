@@ -130,8 +130,9 @@ class ScenarioSet:
         """A hash of the losses and probabilities (shape and dtype included): two sets with the
         same fingerprint are the same scenarios, whatever their seed or case says.
 
-        What a cut pool is valid on (:class:`optimizer.formulation.warm_start.WarmStart`): a cut bounds the
-        tail of one loss matrix. Computed once per set (about 0.1 s per 100 MB of losses).
+        What a cut pool is valid on (:class:`optimizer.formulation.warm_start.WarmStart`): a cut
+        bounds the tail of one loss matrix. Computed once per set (about 0.1 s per 100 MB of
+        losses).
         """
         digest = hashlib.blake2b(digest_size=16)
         for arr in (self.losses, self.probabilities):

@@ -105,12 +105,12 @@ class Allocation:
         ``content_sha256`` of the case solved (None for a case built in Python): a saved
         result is refused for any other case.
     confidence : LimitConfidence or None
-        Set by :func:`optimizer.analysis.confidence.optimize_with_confidence`: the margin taken on each
-        risk limit so it holds at that confidence out of sample, and its cost in gap; None for
+        Set by :func:`optimizer.analysis.confidence.optimize_with_confidence`: the margin taken on
+        each risk limit so it holds at that confidence out of sample, and its cost in gap; None for
         an unmargined optimum.
     warm_start : WarmStart or None
-        Where another solve of this case can start from this one (its stage-1 cuts and
-        optimum: :mod:`optimizer.formulation.warm_start`); None for the one-LP formulation or a result read
+        Where another solve of this case can start from this one (its stage-1 cuts and optimum:
+        :mod:`optimizer.formulation.warm_start`); None for the one-LP formulation or a result read
         from a file. Not part of the result: left out of ``==`` and of :meth:`to_json`.
     """
 

@@ -118,13 +118,12 @@ def optimize(
     time_limit_s : float, optional
         Time limit per solver call, seconds.
     method : {"auto", "lp", "cutting_plane"}, default "auto"
-        ``"lp"``: one LP with a variable per scenario and CVaR (Rockafellar–Uryasev), the
-        reference formulation. ``"cutting_plane"``: a small master LP plus CVaR cuts found by
-        one pass over the loss matrix per iteration (Künzi-Bay & Mayer, split over scenario
-        blocks, :func:`~optimizer.formulation.cutting_plane.cut_groups`); same optimum, far faster at many
-        scenarios. ``"auto"`` picks the cutting plane above
-        ``AUTO_CUTS_ABOVE_SCENARIOS`` scenarios or on weighted ones (:func:`auto_method`). The
-        method used is recorded on the result.
+        ``"lp"``: one LP with a variable per scenario and CVaR (Rockafellar–Uryasev), the reference
+        formulation. ``"cutting_plane"``: a small master LP plus CVaR cuts found by one pass over
+        the loss matrix per iteration (Künzi-Bay & Mayer, split over scenario blocks,
+        :func:`~optimizer.formulation.cutting_plane.cut_groups`); same optimum, far faster at many
+        scenarios. ``"auto"`` picks the cutting plane above ``AUTO_CUTS_ABOVE_SCENARIOS`` scenarios
+        or on weighted ones (:func:`auto_method`). The method used is recorded on the result.
     marginal : bool, default False
         Also re-solve each binding limit relaxed and tightened by US$1m (in this process):
         :func:`optimizer.analysis.marginal.marginal_values`, whose columns the binding table gains.
@@ -225,9 +224,9 @@ def _check_depletion_levels(case: Case, scenarios: ScenarioSet) -> None:
     """Refuse a depletion probability ε below :data:`MIN_DEPLETION_PROBABILITY`.
 
     Any ε below the smallest scenario probability is solved as that floor, with a warning
-    (:func:`optimizer.formulation.problem.depletion_floor`); but under ~1.1e-16 (2^-53) ``1 − ε`` is 1 in
-    double precision, and the result's risk tables (claims CVaR at ``1 − ε``) cannot be taken
-    there. Checked before anything is built, so the message names the fund, not a solver.
+    (:func:`optimizer.formulation.problem.depletion_floor`); but under ~1.1e-16 (2^-53)
+    ``1 − ε`` is 1 in double precision, and the result's risk tables (claims CVaR at ``1 − ε``)
+    cannot be taken there. Checked before anything is built, so the message names the fund, not a solver.
     """
     for fund in case.funds:
         eps = fund.max_depletion_probability

@@ -1,10 +1,10 @@
 """Solving one stage of a built allocation problem in place, whatever its CVaR method.
 
-:func:`solve_stage` leaves the solution in the problem's variables and the duals in its
-constraints: the one-LP formulation through cvxpy with the other solver as fallback, the cut
-formulation through its persistent master and the cut loop (:mod:`optimizer.formulation.cut_loop`), and a
-problem with nothing to decide as all zeros. Every solver status maps to a solution or a typed
-error; fallbacks, warnings and timings go to a :class:`SolveLog`.
+:func:`solve_stage` leaves the solution in the problem's variables and the duals in its constraints:
+the one-LP formulation through cvxpy with the other solver as fallback, the cut formulation through
+its persistent master and the cut loop (:mod:`optimizer.formulation.cut_loop`), and a problem with
+nothing to decide as all zeros. Every solver status maps to a solution or a typed error; fallbacks,
+warnings and timings go to a :class:`SolveLog`.
 """
 
 from __future__ import annotations

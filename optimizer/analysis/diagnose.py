@@ -1,12 +1,12 @@
 """``diagnose``: the smallest relaxation that makes a case feasible, in the user's words.
 
-The elastic re-solve takes the stage-1 allocation LP (:func:`optimizer.formulation.problem.build_problem`),
-gives every row of every named constraint family one slack, ``lhs <= rhs + slack`` with
-``slack >= 0`` (US$ millions, like every row), keeps every other constraint as it is, and
-minimises ``Σ_f weight_f Σ_rows slack``. A zero optimum means the stage-1 problem is feasible;
-otherwise the rows with positive slack are the relaxation, reported in US$ and mapped, where a
-case field carries the row's right-hand side, to the new value of that field
-(:meth:`Diagnosis.relaxed_case`).
+The elastic re-solve takes the stage-1 allocation LP
+(:func:`optimizer.formulation.problem.build_problem`), gives every row of every named constraint
+family one slack, ``lhs <= rhs + slack`` with ``slack >= 0`` (US$ millions, like every row), keeps
+every other constraint as it is, and minimises ``Σ_f weight_f Σ_rows slack``. A zero optimum means
+the stage-1 problem is feasible; otherwise the rows with positive slack are the relaxation, reported
+in US$ and mapped, where a case field carries the row's right-hand side, to the new value of that
+field (:meth:`Diagnosis.relaxed_case`).
 
 Weights. Every row is ``lhs <= rhs`` in US$m, so slacks of different families are comparable:
 with weight 1 everywhere the answer is the relaxation of least total US$. Families that are
@@ -27,9 +27,9 @@ max_weighted_gap_usd=X)`` asks what must give so that the weighted unmet gap can
 question a programme designer asks of a feasible case ("what would it take to close 60 %?").
 
 The work is split by job: :mod:`optimizer.analysis.elastic` builds and solves the elastic problem,
-:mod:`optimizer.analysis.relaxations` reads its slacks back into case fields and sentences; this module
-holds the entry points, the weights and the :class:`Diagnosis` (which applies a relaxation to a
-case), and re-exports the names that moved.
+:mod:`optimizer.analysis.relaxations` reads its slacks back into case fields and sentences; this
+module holds the entry points, the weights and the :class:`Diagnosis` (which applies a relaxation to
+a case), and re-exports the names that moved.
 """
 
 from __future__ import annotations

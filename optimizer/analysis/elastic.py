@@ -1,10 +1,10 @@
 """The elastic re-solve of a diagnosis: every named row gets a slack, their weighted sum is minimised.
 
-:func:`elastic_problem` takes the stage-1 allocation LP, gives every row of every named
-constraint family one slack, ``lhs <= rhs + slack`` with ``slack >= 0`` (US$ millions), keeps
-every other constraint as it is, and minimises ``Σ_f weight_f Σ_rows slack`` (see
-:mod:`optimizer.analysis.diagnose` for the weights and the gap target). :func:`solve_elastic` solves it
-with the other solver as fallback. Reading the slacks back into the case is
+:func:`elastic_problem` takes the stage-1 allocation LP, gives every row of every named constraint
+family one slack, ``lhs <= rhs + slack`` with ``slack >= 0`` (US$ millions), keeps every other
+constraint as it is, and minimises ``Σ_f weight_f Σ_rows slack`` (see
+:mod:`optimizer.analysis.diagnose` for the weights and the gap target). :func:`solve_elastic` solves
+it with the other solver as fallback. Reading the slacks back into the case is
 :mod:`optimizer.analysis.relaxations`.
 """
 

@@ -1,12 +1,12 @@
 """``evaluate``: the risk of a fixed allocation on any scenario set (out-of-sample, stress).
 
-The allocation's amounts are read from its tables (``allocation``, ``guarantees``, ``sources``)
-and put back on the scenario set's cells by their ``PRODUCT|SEGMENT`` labels, so the same
-allocation can be priced on the set it was optimised on (in-sample: the numbers of
-``Allocation.sources`` and ``Allocation.funds`` again), on a fresh seed (out-of-sample) or on a
-stressed case's scenarios. Losses and claims come from :mod:`optimizer.formulation.exposures` and every risk
-figure from :mod:`models.risk_measures`, with the set's scenario probabilities, so a figure here
-and the same figure in an ``Allocation`` are computed by the same code.
+The allocation's amounts are read from its tables (``allocation``, ``guarantees``, ``sources``) and
+put back on the scenario set's cells by their ``PRODUCT|SEGMENT`` labels, so the same allocation can
+be priced on the set it was optimised on (in-sample: the numbers of ``Allocation.sources`` and
+``Allocation.funds`` again), on a fresh seed (out-of-sample) or on a stressed case's scenarios.
+Losses and claims come from :mod:`optimizer.formulation.exposures` and every risk figure from
+:mod:`models.risk_measures`, with the set's scenario probabilities, so a figure here and the same
+figure in an ``Allocation`` are computed by the same code.
 
 Every limit of the case is then checked against the evaluated figures; a breach is
 *significant* when it exceeds its Monte Carlo standard error ``SIGNIFICANT_SE`` times, and

@@ -1,7 +1,7 @@
 """A fixed allocation on any scenario set: each funder's losses and each fund's claims.
 
-The report draws loss distributions from these; :func:`optimizer.analysis.evaluate.evaluate` gives the
-risk figures and limit checks of the same allocation on the same set.
+The report draws loss distributions from these; :func:`optimizer.analysis.evaluate.evaluate` gives
+the risk figures and limit checks of the same allocation on the same set.
 """
 
 from __future__ import annotations

@@ -4,19 +4,19 @@ What is swept is :mod:`optimizer.analysis.frontier_spec`'s :class:`Sweep`; :func
 builds the allocation problem once and re-solves it at each value of its block, changing only
 cvxpy parameter values (DPP), so cvxpy canonicalizes it once per worker.
 
-Each point is solved from the same starting state whatever was solved before it in the same
-worker, so a frontier's numbers do not depend on how its points are split among workers: cvxpy's
-solver cache (through which HiGHS is warm-started from the previous solution) is emptied before
-each point, and in cutting-plane mode the HiGHS master is reloaded from the compiled problem
-with the cuts binding at the case's own optimum, which each worker solves first (from no cut,
-so every worker finds the same ones; :class:`~optimizer.formulation.cutting_plane.CutPool`). Cuts stay
-valid whatever the parameters, but carrying the ~1,000 rows of a solved point into the next
-made each point about twice slower on the default case (20,000 scenarios, 8 points: 40 s from
-the case's own cuts and basis, 21 s from none): HiGHS's iterations got dearer faster than the
-cut loop's got fewer. The ~120 binding ones alone cut the frontier's master solves by a fifth
-(measured in :meth:`_Sweeper._base_cuts`). A block runs on one BLAS thread
-(:func:`~optimizer.formulation.tail_oracle.one_blas_thread`): some products' last digits depend on the
-thread count, which is not the same in this process, a loky worker or a dask worker.
+Each point is solved from the same starting state whatever was solved before it in the same worker,
+so a frontier's numbers do not depend on how its points are split among workers: cvxpy's solver
+cache (through which HiGHS is warm-started from the previous solution) is emptied before each point,
+and in cutting-plane mode the HiGHS master is reloaded from the compiled problem with the cuts
+binding at the case's own optimum, which each worker solves first (from no cut, so every worker
+finds the same ones; :class:`~optimizer.formulation.cutting_plane.CutPool`). Cuts stay valid
+whatever the parameters, but carrying the ~1,000 rows of a solved point into the next made each
+point about twice slower on the default case (20,000 scenarios, 8 points: 40 s from the case's own
+cuts and basis, 21 s from none): HiGHS's iterations got dearer faster than the cut loop's got fewer.
+The ~120 binding ones alone cut the frontier's master solves by a fifth (measured in
+:meth:`_Sweeper._base_cuts`). A block runs on one BLAS thread
+(:func:`~optimizer.formulation.tail_oracle.one_blas_thread`): some products' last digits depend on
+the thread count, which is not the same in this process, a loky worker or a dask worker.
 """
 
 from __future__ import annotations

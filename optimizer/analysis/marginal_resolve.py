@@ -1,14 +1,14 @@
-"""The worker side of :mod:`optimizer.analysis.marginal`: the allocation problem with every constraint
-family's right-hand side moved by cvxpy parameters, and one worker's re-solves.
+"""The worker side of :mod:`optimizer.analysis.marginal`: the allocation problem with every
+constraint family's right-hand side moved by cvxpy parameters, and one worker's re-solves.
 
-:func:`relaxable` gives each family ``lhs <= rhs + r + d * V``: ``r`` moves a money row in
-US$m, ``d`` a share, rate, ratio or multiple (the coefficient of the volume ``V`` it
-multiplies, so ``d`` is the case with that coefficient changed); both are parameters, so the
-problem is compiled once (DPP) and a re-solve only sets values. In cutting-plane mode the CVaR
-measures are copied with limits that move with their rows, and the copy has a master of its
-own (``optimizer/formulation/cutting_plane.py`` is left as it is: :meth:`_Resolver._restore` sets the
-master's cut list and basis from the outside; a ``CutMaster.snapshot()/restore()`` pair there
-would be the clean hook).
+:func:`relaxable` gives each family ``lhs <= rhs + r + d * V``: ``r`` moves a money row in US$m,
+``d`` a share, rate, ratio or multiple (the coefficient of the volume ``V`` it multiplies, so ``d``
+is the case with that coefficient changed); both are parameters, so the problem is compiled once
+(DPP) and a re-solve only sets values. In cutting-plane mode the CVaR measures are copied with
+limits that move with their rows, and the copy has a master of its own
+(``optimizer/formulation/cutting_plane.py`` is left as it is: :meth:`_Resolver._restore` sets the
+master's cut list and basis from the outside; a ``CutMaster.snapshot()/restore()`` pair there would
+be the clean hook).
 
 :func:`marginal_block` builds this problem once, solves the base (both stages, as
 :func:`optimizer.optimize` does), keeps the base's stage-1 state, and solves each group relaxed

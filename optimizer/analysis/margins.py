@@ -1,11 +1,11 @@
 """Random risk limits as rows, and confidence margins written back into a case.
 
-:func:`limit_rows` picks, from an :class:`~optimizer.analysis.evaluate.Evaluation`'s checks, the limits
-whose figure is a Monte Carlo estimate (:data:`LIMIT_FAMILIES`), each keyed by its problem
-family and owner. :func:`tightened_case` writes US$ margins into a copy of the case in the
-case's own terms (a CVaR limit in US$ or as a share of commitment, an EL or hurdle rate of
-lending, a fund's depletion level ε), and :func:`applied_margins` reads back, at an
-allocation, how many US$ each tightened limit stands inside the case's own.
+:func:`limit_rows` picks, from an :class:`~optimizer.analysis.evaluate.Evaluation`'s checks, the
+limits whose figure is a Monte Carlo estimate (:data:`LIMIT_FAMILIES`), each keyed by its problem
+family and owner. :func:`tightened_case` writes US$ margins into a copy of the case in the case's
+own terms (a CVaR limit in US$ or as a share of commitment, an EL or hurdle rate of lending, a
+fund's depletion level ε), and :func:`applied_margins` reads back, at an allocation, how many US$
+each tightened limit stands inside the case's own.
 """
 
 from __future__ import annotations
@@ -26,7 +26,8 @@ from optimizer.formulation.problem import depletion_floor
 from optimizer.result import Allocation
 
 LIMIT_FAMILIES = ("cvar_limit", "expected_loss_limit", "return_hurdle", "fund_depletion")
-"""The limits whose figure is a Monte Carlo estimate, as :mod:`optimizer.formulation.problem` names them."""
+"""The limits whose figure is a Monte Carlo estimate, as :mod:`optimizer.formulation.problem`
+names them."""
 STABLE_SE = 0.1
 """A margin is stable within this many standard errors of ``z · SE`` (a tenth of an SE moves
 the confidence level by under 4 points)."""
@@ -78,7 +79,8 @@ def limit_room(r: Any) -> float:
 
 
 def limit_tolerance(r: Any) -> float:
-    """The breach tolerance of a limit row, US$ (as :mod:`optimizer.analysis.evaluate` applies it)."""
+    """The breach tolerance of a limit row, US$ (as :mod:`optimizer.analysis.limit_checks`
+    applies it)."""
     return BREACH_RTOL * abs(float(r.limit)) + BREACH_ATOL_USD
 
 

@@ -1,11 +1,11 @@
 """Reading an elastic solution in the case's terms: each positive slack, the field that carries it.
 
-For every row the elastic re-solve (:mod:`optimizer.analysis.elastic`) had to relax, :func:`relaxation_table`
-gives the US$ it must give, the case field that carries its right-hand side with its current
-and relaxed value (:data:`MARGIN_SHARE` and :data:`MARGIN_USD` over the slack, so re-solving
-succeeds), or why no field does, and a sentence in the user's words. A share or a rate moves by
-the slack over the money it is a share of at the elastic solution. Money is US$ in the table
-(the problem's rows are in US$ millions).
+For every row the elastic re-solve (:mod:`optimizer.analysis.elastic`) had to relax,
+:func:`relaxation_table` gives the US$ it must give, the case field that carries its right-hand side
+with its current and relaxed value (:data:`MARGIN_SHARE` and :data:`MARGIN_USD` over the slack, so
+re-solving succeeds), or why no field does, and a sentence in the user's words. A share or a rate
+moves by the slack over the money it is a share of at the elastic solution. Money is US$ in the
+table (the problem's rows are in US$ millions).
 """
 
 from __future__ import annotations

@@ -173,8 +173,8 @@ def replicate(
     on_replication : callable, optional
         Called with the number of replications finished, after each.
     start : WarmStart, optional
-        The headline's ``Allocation.warm_start``: each replication's cut loop begins with cuts
-        made on its own scenarios at the headline's optimum (:mod:`optimizer.formulation.warm_start`).
+        The headline's ``Allocation.warm_start``: each replication's cut loop begins with cuts made
+        on its own scenarios at the headline's optimum (:mod:`optimizer.formulation.warm_start`).
         Every replication starts from the same one, so the numbers still do not depend on
         ``n_jobs``.
 
@@ -276,8 +276,8 @@ def _one_replication(
 ) -> dict[str, Any]:
     """Simulate and optimise one replication; a case that does not solve becomes a status.
 
-    On one BLAS thread (:func:`optimizer.formulation.tail_oracle.one_blas_thread`), in this process or a
-    worker alike, so the numbers are those of any other worker count.
+    On one BLAS thread (:func:`optimizer.formulation.tail_oracle.one_blas_thread`), in this process
+    or a worker alike, so the numbers are those of any other worker count.
     """
     from optimizer.analysis.confidence import VALIDATION_SEED_OFFSET, optimize_with_confidence
 

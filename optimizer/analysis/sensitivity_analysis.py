@@ -142,13 +142,13 @@ def _simulate_and_optimize(
 ) -> Allocation:
     """One point, the base included, as a function of its arguments alone.
 
-    On one BLAS thread: the last digits of some products depend on the thread count, which
-    differs between this process, a loky worker and a dask worker (see
-    :func:`optimizer.formulation.tail_oracle.one_blas_thread`). Nothing else is carried between points:
-    each builds and solves its own problem, from the base's warm start when there is one (its
-    cuts where the point's scenarios are the base's, cuts at its optimum where a risk input
-    moved them: :mod:`optimizer.formulation.warm_start`), on ``scenarios`` when given (the base's set, for
-    an input that leaves the losses as they are) instead of a re-draw.
+    On one BLAS thread: the last digits of some products depend on the thread count, which differs
+    between this process, a loky worker and a dask worker (see
+    :func:`optimizer.formulation.tail_oracle.one_blas_thread`). Nothing else is carried between
+    points: each builds and solves its own problem, from the base's warm start when there is one
+    (its cuts where the point's scenarios are the base's, cuts at its optimum where a risk input
+    moved them: :mod:`optimizer.formulation.warm_start`), on ``scenarios`` when given (the base's
+    set, for an input that leaves the losses as they are) instead of a re-draw.
     """
     with one_blas_thread():
         if scenarios is None:

@@ -1,10 +1,10 @@
 """``ppcfin``: the command line, a thin skin over the Python API.
 
-Every command turns the tool's typed errors into one clear message and a non-zero exit code
-(2 for a bad case or bad arguments), never a traceback (:mod:`optimizer.door.cli_errors`). The app
-and the options its commands share are in :mod:`optimizer.door.cli_app`; the commands in
-:mod:`optimizer.door.cli_solve`, :mod:`optimizer.door.cli_analysis` and :mod:`optimizer.door.cli_report`,
-registered here in the order ``ppcfin --help`` lists them.
+Every command turns the tool's typed errors into one clear message and a non-zero exit code (2 for a
+bad case or bad arguments), never a traceback (:mod:`optimizer.door.cli_errors`). The app and the
+options its commands share are in :mod:`optimizer.door.cli_app`; the commands in
+:mod:`optimizer.door.cli_solve`, :mod:`optimizer.door.cli_analysis` and
+:mod:`optimizer.door.cli_report`, registered here in the order ``ppcfin --help`` lists them.
 """
 
 from __future__ import annotations

@@ -1,9 +1,10 @@
 """The cut loop: alternate master solves and passes over the scenarios until every CVaR is exact.
 
-:func:`solve_with_cuts` solves the master (:class:`~optimizer.formulation.cut_master.CutMaster`), measures
-every CVaR at its point with one pass of the :class:`~optimizer.formulation.tail_oracle.TailOracle`, and
-adds the tangent cuts of the measures still open, until each true CVaR is within its limit or
-within tolerance of the master's estimate (see :mod:`optimizer.formulation.cutting_plane`).
+:func:`solve_with_cuts` solves the master (:class:`~optimizer.formulation.cut_master.CutMaster`),
+measures every CVaR at its point with one pass of the
+:class:`~optimizer.formulation.tail_oracle.TailOracle`, and adds the tangent cuts of the measures
+still open, until each true CVaR is within its limit or within tolerance of the master's estimate
+(see :mod:`optimizer.formulation.cutting_plane`).
 """
 
 from __future__ import annotations

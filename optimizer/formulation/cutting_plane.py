@@ -1,18 +1,17 @@
 """Cutting-plane CVaR (Künzi-Bay & Mayer 2006), several CVaR constraints at once.
 
-Each CVaR measure k (a funder's losses, a fund's claims) is written ``t_k + f_k η_k`` with
-``f_k = 1/(1 − α_k)`` and ``η_k >= 0`` standing for ``Σ_ω π_ω (L_k(ω) − t_k)+``. The cvxpy
-problem holds no scenario at all; it is compiled once and handed to a persistent HiGHS model
-(:class:`CutMaster`), to which each iteration appends aggregated cut rows
-``η_k >= g·e_k − P·t_k`` in place, so HiGHS re-optimises from its last basis (dual simplex)
-instead of starting again. After each master solve one pass over the loss matrix
-(:class:`~optimizer.formulation.tail_oracle.TailOracle`) finds every measure's VaR and true CVaR at the
-master's point, and for each measure whose CVaR exceeds both its limit and the master's
-estimate, the cut tangent at that VaR. The loop stops when every measure's true CVaR is within
-its limit or within ``tolerance`` of the master's estimate: the master is a relaxation, so its
-optimum is then the optimum of the one-LP formulation, and its duals are that formulation's
-duals (each cut sums scenario rows with zero right-hand side, so the master's dual is a dual
-of the full LP with the same objective).
+Each CVaR measure k (a funder's losses, a fund's claims) is written ``t_k + f_k η_k`` with ``f_k =
+1/(1 − α_k)`` and ``η_k >= 0`` standing for ``Σ_ω π_ω (L_k(ω) − t_k)+``. The cvxpy problem holds no
+scenario at all; it is compiled once and handed to a persistent HiGHS model (:class:`CutMaster`), to
+which each iteration appends aggregated cut rows ``η_k >= g·e_k − P·t_k`` in place, so HiGHS
+re-optimises from its last basis (dual simplex) instead of starting again. After each master solve
+one pass over the loss matrix (:class:`~optimizer.formulation.tail_oracle.TailOracle`) finds every
+measure's VaR and true CVaR at the master's point, and for each measure whose CVaR exceeds both its
+limit and the master's estimate, the cut tangent at that VaR. The loop stops when every measure's
+true CVaR is within its limit or within ``tolerance`` of the master's estimate: the master is a
+relaxation, so its optimum is then the optimum of the one-LP formulation, and its duals are that
+formulation's duals (each cut sums scenario rows with zero right-hand side, so the master's dual is
+a dual of the full LP with the same objective).
 
 A cut is an outer linearisation of ``Σ π (L − t)+``, a function of the exposures alone, so it
 stays valid whatever the budgets, limits or objective: stage 2 and every point of a frontier
@@ -43,9 +42,9 @@ scenarios 1-5 iterations (0.03-0.24 s CPU) against 17-21 from no cut (0.8-1.0 s)
 1-11 against 22-24 (0.07-1.4 s against 2.3-2.6 s); optima within 2e-8.
 
 The work is split by job: :mod:`optimizer.formulation.cut_measures` (the measures and their scenario
-blocks), :mod:`optimizer.formulation.cut_master` (the persistent HiGHS model and its cut rows, pools and
-bases) and :mod:`optimizer.formulation.cut_loop` (the alternation of master solves and passes). This module
-is their public face: every name is importable from here, as before.
+blocks), :mod:`optimizer.formulation.cut_master` (the persistent HiGHS model and its cut rows, pools
+and bases) and :mod:`optimizer.formulation.cut_loop` (the alternation of master solves and passes).
+This module is their public face: every name is importable from here, as before.
 """
 
 from __future__ import annotations

@@ -4,7 +4,8 @@
 :func:`_solve_dual` passes it every scenario, :func:`_generate_columns` only those near the VaR,
 level by level, until every reduced cost has the right sign (exact, not sampled). The dual, the
 methods and their measurements are described in :mod:`optimizer.formulation.portfolio`, whose
-:func:`~optimizer.formulation.portfolio.min_cvar_portfolio` calls them on losses scaled by :class:`_Scaled`.
+:func:`~optimizer.formulation.portfolio.min_cvar_portfolio` calls them on losses scaled by
+:class:`_Scaled`.
 """
 
 from __future__ import annotations

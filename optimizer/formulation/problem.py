@@ -10,11 +10,12 @@ The two lexicographic stages share one compiled problem: the objective is
 ``a``, ``b`` and ``hold`` cvxpy parameters, so stage 2 re-uses stage 1's canonicalization.
 
 This module is the problem's contract (:class:`AllocationProblem`) and its assembly
-(:func:`build_problem`); the rows are written elsewhere, by job: :mod:`optimizer.formulation.problem_rows`
-(the families every CVaR mode shares, and the objectives), :mod:`optimizer.formulation.problem_risk` (CVaR
-and expected-loss limits, fund depletion) and :mod:`optimizer.formulation.problem_cvar` (what each CVaR
-method adds: scenario rows, or cut measures with their oracle and master). ``Family``,
-``USD_PER_UNIT``, ``segment_weights`` and ``depletion_floor`` are importable from here, as before.
+(:func:`build_problem`); the rows are written elsewhere, by job:
+:mod:`optimizer.formulation.problem_rows` (the families every CVaR mode shares, and the objectives),
+:mod:`optimizer.formulation.problem_risk` (CVaR and expected-loss limits, fund depletion) and
+:mod:`optimizer.formulation.problem_cvar` (what each CVaR method adds: scenario rows, or cut
+measures with their oracle and master). ``Family``, ``USD_PER_UNIT``, ``segment_weights`` and
+``depletion_floor`` are importable from here, as before.
 """
 
 from __future__ import annotations

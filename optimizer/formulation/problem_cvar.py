@@ -1,8 +1,7 @@
 """How each CVaR method writes a CVaR into the allocation problem: its own variables and rows.
 
-Two modes, one interface (:class:`ScenarioRowsCvar` for ``cvar_method="lp"``,
-:class:`CutCvar` for ``"cuts"``), so the risk families (:mod:`optimizer.formulation.problem_risk`) are written
-once:
+Two modes, one interface (:class:`ScenarioRowsCvar` for ``cvar_method="lp"``, :class:`CutCvar` for
+``"cuts"``), so the risk families (:mod:`optimizer.formulation.problem_risk`) are written once:
 
 * ``loss(columns, expo, position, fund=...)`` — what a CVaR is taken of: one owner's scenario
   losses (the one-LP mode), or its exposure columns (the cut mode: the oracle reads the
@@ -79,7 +78,8 @@ class ScenarioRowsCvar:
 
 
 class CutCvar:
-    """Each CVaR a cut-bank estimate ``t + η/(1−α)`` (see :mod:`optimizer.formulation.cutting_plane`).
+    """Each CVaR a cut-bank estimate ``t + η/(1−α)`` (see
+    :mod:`optimizer.formulation.cutting_plane`).
 
     The problem holds no scenario: after it is built, :meth:`engine` makes the tail oracle that
     reads the loss matrix and the persistent HiGHS master that holds the cuts.

@@ -1,10 +1,11 @@
 """The risk rows of the allocation LP: funders' CVaR and expected-loss limits, fund depletion.
 
 Scenario losses reach the problem through net exposure columns
-(:class:`~optimizer.formulation.exposures.ExposureColumns`), not ``x`` and ``z``: half the non-zeros, and the
-dual simplex needed ~8x fewer iterations on the default case. Each CVaR is written by the
-problem's CVaR mode (:mod:`optimizer.formulation.problem_cvar`): scenario rows in the one-LP mode, a cut
-measure in the cut mode. Rows are in US$m, registered on the :class:`~optimizer.formulation.problem_rows.RowBuilder`.
+(:class:`~optimizer.formulation.exposures.ExposureColumns`), not ``x`` and ``z``: half the
+non-zeros, and the dual simplex needed ~8x fewer iterations on the default case. Each CVaR is
+written by the problem's CVaR mode (:mod:`optimizer.formulation.problem_cvar`): scenario rows in the
+one-LP mode, a cut measure in the cut mode. Rows are in US$m, registered on the
+:class:`~optimizer.formulation.problem_rows.RowBuilder`.
 """
 
 from __future__ import annotations

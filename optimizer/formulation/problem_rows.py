@@ -1,11 +1,11 @@
 """The rows every CVaR mode shares: the named constraint families and the builder that writes them.
 
-Units are US$ millions (:data:`USD_PER_UNIT`). :class:`RowBuilder` holds a case's decision
-variables and money totals and registers each constraint family ``lhs <= rhs`` with its subjects,
-labels and what a US$ of relaxation means (:class:`Family`): segment gaps, budgets, fund capital
-and leverage, technical assistance, cover, the policy rules, and the two stages' objectives. The
-risk families are :mod:`optimizer.formulation.problem_risk`; :func:`optimizer.formulation.problem.build_problem` puts it
-all together.
+Units are US$ millions (:data:`USD_PER_UNIT`). :class:`RowBuilder` holds a case's decision variables
+and money totals and registers each constraint family ``lhs <= rhs`` with its subjects, labels and
+what a US$ of relaxation means (:class:`Family`): segment gaps, budgets, fund capital and leverage,
+technical assistance, cover, the policy rules, and the two stages' objectives. The risk families are
+:mod:`optimizer.formulation.problem_risk`; :func:`optimizer.formulation.problem.build_problem` puts
+it all together.
 """
 
 from __future__ import annotations

@@ -15,10 +15,10 @@ exposures by cell and measure: claim shapes that always pay fold into it, since
 sparse matrix); a contingent fund's shape pays only in its trigger scenarios, whose rates are
 kept once as a small dense block. Tail rows are then gathered for the cut coefficients.
 
-Cuts can be split by scenario group (partially aggregated multi-cut): with the scenarios cut
-into ``G`` contiguous blocks, ``Σ_ω π_ω (L_k(ω) − t_k)+ = Σ_g Σ_{ω ∈ block g} ...``, and each
-block gets its own cut on its own share of the tail excess. The master then models the tail
-function ``G`` times more finely per pass (measurements in :mod:`optimizer.formulation.cutting_plane`).
+Cuts can be split by scenario group (partially aggregated multi-cut): with the scenarios cut into
+``G`` contiguous blocks, ``Σ_ω π_ω (L_k(ω) − t_k)+ = Σ_g Σ_{ω ∈ block g} ...``, and each block gets
+its own cut on its own share of the tail excess. The master then models the tail function ``G``
+times more finely per pass (measurements in :mod:`optimizer.formulation.cutting_plane`).
 """
 
 from __future__ import annotations
