@@ -185,6 +185,8 @@ class Diagnosis:
             ``case`` is not the diagnosed case.
         RelaxationNotMappable
             Naming each family whose relaxation no case field carries.
+        InvalidEdit
+            The relaxed case still breaks a case rule (:func:`models.case_edit.with_changes`).
         """
         if case.name != self.case_name:
             raise OptionError(
@@ -207,8 +209,8 @@ class Diagnosis:
         for r in rel.itertuples():
             old = changes.get(r.field)
             pick = max if r.direction == "raise" else min
-            changes[r.field] = r.relaxed_value if old is None else pick(old, r.relaxed_value)
-        changes = {path: float(value) for path, value in changes.items()}
+            value = float(r.relaxed_value)
+            changes[r.field] = value if old is None else pick(old, value)
         tags = dict.fromkeys(changes, "[D] relaxed by ppcfin diagnose from {before!r} to {value!r}")
         _clip_cvar_limits(case, changes, tags)
         return with_changes(case, changes, tags, what="the relaxed case is invalid")

@@ -33,13 +33,12 @@ from optimizer.analysis.frontier_spec import (
     parse_sweep,
 )
 from optimizer.analysis.frontier_sweep import sweep_block
-from optimizer.choices import FAILED_STATUSES, CvarMethod, Solver
+from optimizer.choices import CvarMethod, Solver
 from optimizer.formulation.exposures import check_cells
 from optimizer.formulation.warm_start import WarmStart
 from optimizer.solve import auto_method
 
 __all__ = [
-    "FAILED_STATUSES",
     "FRONTIER_COLUMNS",
     "MAX_FRONTIER_POINTS",
     "SOURCE_KINDS",
@@ -84,7 +83,7 @@ class Frontier:
         Columns :data:`FRONTIER_COLUMNS`, one row per point; money in US$. ``weighted_gap_usd``
         is the stage-1 optimum (for ``deforestation_priority``: weighted at that point's
         priority); money by kind is that optimum's allocation. Points without a solution have
-        ``status`` in :data:`FAILED_STATUSES`, ``reason`` saying why, and NaN figures.
+        ``status`` in :data:`optimizer.choices.FAILED_STATUSES`, ``reason`` saying why, and NaN figures.
     compiled_once : bool
         True when each worker's problem was canonicalized by cvxpy exactly once.
     method : {"lp", "cutting_plane"}

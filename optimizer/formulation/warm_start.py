@@ -39,7 +39,7 @@ __all__ = ["WarmStart", "apply", "finish", "take"]
 
 @dataclass(frozen=True, eq=False)
 class WarmStart:
-    """The stage-1 state of a solved cutting-plane problem, to start another solve from.
+    """Where a solved cutting-plane problem leaves another solve to start: its cuts and optima.
 
     Attributes
     ----------
