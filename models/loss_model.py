@@ -66,18 +66,22 @@ class LossModel:
 
     @property
     def n_factors(self) -> int:
+        """Number of systematic factors F: macro, one per value chain, one per region."""
         return len(self.factor_names)
 
     @property
     def n_events(self) -> int:
+        """Number of shock events E."""
         return len(self.event_ids)
 
     @property
     def n_products(self) -> int:
+        """Number of loan products P (rows of ``lgd_grid``)."""
         return int(self.lgd_grid.shape[0])
 
     @property
     def rho_total(self) -> float:
+        """ρ_macro + ρ_chain + ρ_region: asset correlation of two loans in one region and chain."""
         return self.rho_macro + self.rho_chain + self.rho_region
 
 

@@ -56,9 +56,17 @@ class Origins:
         self._map: dict[Loc, tuple[str, int | None]] = {(): (root_file, None)}
 
     def set(self, loc: Loc, file: str, line: int | None = None) -> None:
+        """Records ``file`` (and ``line``, if known) as where the part at ``loc`` came from.
+
+        :meth:`find` gives it to everything under ``loc`` that has no origin of its own.
+        """
         self._map[loc] = (file, line)
 
     def find(self, loc: Loc) -> tuple[str, int | None]:
+        """The file and line the part at ``loc`` came from: those of its nearest recorded ancestor.
+
+        ``loc`` itself counts as an ancestor; with none recorded, the root file (line None).
+        """
         for cut in range(len(loc), -1, -1):
             if loc[:cut] in self._map:
                 return self._map[loc[:cut]]
@@ -78,6 +86,11 @@ def clip(text: str, limit: int = SHOWN_KEY_CHARS) -> str:
 
 
 def dotted(loc: Loc) -> str:
+    """``("sources", 3, "amount_usd")`` -> ``sources[3].amount_usd``, without the raw tree.
+
+    Items stay numbered (:func:`display_loc` names entities by id), each key is cut by :func:`clip`,
+    and the empty path gives ``""``.
+    """
     out = ""
     for part in loc:
         out += f"[{part}]" if isinstance(part, int) else ("." if out else "") + clip(str(part))
@@ -102,6 +115,26 @@ def display_loc(loc: Loc, raw: Any) -> str:
 def problems_from_validation(
     exc: ValidationError, raw: dict[str, Any], origins: Origins
 ) -> list[CaseProblem]:
+    """Every failure of a pydantic validation of the case tree, as a :class:`CaseProblem`.
+
+    Parameters
+    ----------
+    exc : ValidationError
+        The error raised by validating ``raw`` as a :class:`~models.schema.Case`.
+    raw : dict
+        The merged case tree that was validated; field paths name its entities by id.
+    origins : Origins
+        Which file each part of ``raw`` came from; each problem names the file of its field.
+
+    Returns
+    -------
+    list of CaseProblem
+        In pydantic's order. The problems a :class:`~models.crosscheck.CrossFieldProblems` carries
+        come one by one; a list's ``too_short`` error is left out when an item of that list has
+        an error of its own. A missing field shows the value ``"-"``, an unknown key the valid
+        fields where known (with a "did you mean"), and a validator's message loses pydantic's
+        ``"Value error, "`` prefix.
+    """
     problems: list[CaseProblem] = []
     errors = exc.errors()
     # every proper prefix of an error's location, as a set: thousands of errors stay linear

@@ -119,10 +119,12 @@ class ScenarioSet:
 
     @property
     def n_scenarios(self) -> int:
+        """Number of scenarios (rows of ``losses``)."""
         return int(self.losses.shape[0])
 
     @property
     def n_cells(self) -> int:
+        """Number of cells (columns of ``losses``)."""
         return int(self.losses.shape[1])
 
     @functools.cached_property

@@ -61,11 +61,15 @@ class GuaranteeStructure(StrEnum):
 
 # --- entities ------------------------------------------------------------------------------
 class Region(Tagged):
+    """A region where segments lie; its loans share a regional systematic factor."""
+
     id: Identifier
     name: Name
 
 
 class ValueChain(Tagged):
+    """A value chain that segments produce for; its loans share a value-chain factor."""
+
     id: Identifier
     name: Name
 
@@ -244,6 +248,8 @@ class PriceFactor(Tagged):
 
 
 class ChainCorrelation(Tagged):
+    """Correlation of two value chains' factors; pairs not given are uncorrelated."""
+
     chains: tuple[Identifier, Identifier]
     correlation: Annotated[Number, Field(gt=-1.0, lt=1.0)]
 
@@ -350,30 +356,38 @@ class Case(Frozen):
 
     # --- lookups used by every layer -------------------------------------------------------
     def segment(self, segment_id: str) -> Segment:
+        """The segment with this id; KeyError if there is none."""
         return _by_id(self.segments, segment_id)
 
     def product(self, product_id: str) -> LoanProduct:
+        """The loan product with this id; KeyError if there is none."""
         return _by_id(self.products, product_id)
 
     def fund(self, fund_id: str) -> GuaranteeFund:
+        """The guarantee fund with this id; KeyError if there is none."""
         return _by_id(self.funds, fund_id)
 
     def finance_source(self, source_id: str) -> FinanceSource:
+        """The finance source (funder) with this id; KeyError if there is none."""
         return _by_id(self.sources, source_id)
 
     def event(self, event_id: str) -> ShockEvent:
+        """The risk model's shock event with this id; KeyError if there is none."""
         return _by_id(self.risk_model.events, event_id)
 
     @property
     def total_need_usd(self) -> float:
+        """Total credit need of all segments, US$."""
         return float(sum(s.need_usd for s in self.segments))
 
     @property
     def total_gap_usd(self) -> float:
+        """Total unmet credit need of all segments, US$: Σ (need − supply)."""
         return float(sum(s.gap_usd for s in self.segments))
 
     @property
     def total_households(self) -> int:
+        """Number of households in all segments."""
         return int(sum(s.households for s in self.segments))
 
     def amount_by_kind_usd(self) -> dict[SourceKind, float]:

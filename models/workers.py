@@ -63,6 +63,12 @@ _ADVICE = (
 
 
 class Backend(StrEnum):
+    """Where parallel work runs: local loky processes, threads of this process, or dask.
+
+    ``dask`` means the cluster at the scheduler address or, without one, a local cluster of one
+    single-threaded process per worker (:func:`run_in_order`).
+    """
+
     loky = "loky"
     threading = "threading"
     dask = "dask"

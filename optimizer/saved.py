@@ -123,6 +123,11 @@ class ConfidenceFile(StrictModel):
     validation_n_scenarios: PositiveCount | None = None
 
     def build_confidence(self) -> Any:
+        """The :class:`~optimizer.analysis.confidence.LimitConfidence` this entry holds.
+
+        Its margins table has the columns of :data:`~optimizer.analysis.margins.MARGIN_COLUMNS`: the
+        validation columns a file from before them lacks read as not measured (NaN).
+        """
         from optimizer.analysis.confidence import LimitConfidence
         from optimizer.analysis.margins import MARGIN_COLUMNS
 
@@ -230,6 +235,10 @@ class ReplicationsFile(StrictModel):
     confidence: Annotated[FiniteFloat, Field(ge=0, lt=1)]
 
     def build(self, cls: type[Any]) -> Any:
+        """The dataclass ``cls`` with these fields; null statistics become NaN.
+
+        As :meth:`optimizer.persist.StrictModel.build`, which makes the tables typed DataFrames.
+        """
         built = super().build(cls)
         nan = {
             k: float("nan") for k, v in type(self).model_fields.items() if getattr(self, k) is None

@@ -51,6 +51,7 @@ class SolveLog:
     statuses: list[str] = field(default_factory=list)
 
     def add_time(self, key: str, seconds: float) -> None:
+        """Adds ``seconds`` to the timing ``key`` (which starts at 0)."""
         self.timings[key] = self.timings.get(key, 0.0) + float(seconds)
 
 

@@ -116,6 +116,28 @@ def capital_stack_svg(
 
 
 def aggregate_gap(frame: pd.DataFrame, by: str) -> pd.DataFrame:
+    """Gap, credit and remaining gap per region or value chain, largest gap first.
+
+    Parameters
+    ----------
+    frame : DataFrame
+        One row per segment with columns ``by``, ``gap_usd`` (US$), ``credit_usd`` (US$) and
+        ``deforestation_pressure`` (0..1), as for :func:`gap_closure_svg`.
+    by : {"region", "value_chain"}
+
+    Returns
+    -------
+    DataFrame of shape (n_groups, 4)
+        Indexed by group, in descending ``gap_usd``, with columns ``gap_usd`` and ``credit_usd``
+        (sums, US$; credit capped at the gap), ``remaining_usd`` (gap − credit, US$, >= 0) and
+        ``deforestation_pressure`` (mean weighted by gap; the plain mean where a group has no gap).
+
+    Raises
+    ------
+    ValueError
+        If ``by`` is neither, a column is missing, or the frame is empty or has missing or
+        non-numeric values.
+    """
     if by not in GAP_GROUPS:
         raise ValueError(f"by must be one of {GAP_GROUPS}, got {by!r}")
     missing = [c for c in (by, *_GAP_COLUMNS) if c not in frame.columns]

@@ -90,14 +90,17 @@ class ExecutiveSummary:
 
     @property
     def gap_closed_share(self) -> float:
+        """Share of the unmet need closed: gap closed / unmet need (0 when there is no need)."""
         return self.gap_closed_usd / self.unmet_need_usd if self.unmet_need_usd > 0 else 0.0
 
     @property
     def remaining_gap_usd(self) -> float:
+        """Credit gap left after the programme, US$: unmet need − gap closed, at least 0."""
         return max(self.unmet_need_usd - self.gap_closed_usd, 0.0)
 
     @property
     def total_committed_usd(self) -> float:
+        """Money committed over all source kinds, US$."""
         return float(sum(self.money_by_kind_usd.values()))
 
 
@@ -196,6 +199,7 @@ class GuaranteeFundRisk:
 
     @property
     def leverage_used(self) -> float:
+        """Guaranteed volume per dollar of capital; NaN when the fund has no capital."""
         return self.guaranteed_usd / self.capital_usd if self.capital_usd > 0 else float("nan")
 
     @property
@@ -228,6 +232,7 @@ class Frontier:
 
     @property
     def failed_mask(self) -> np.ndarray:
+        """Whether each point failed: ndarray of bool of shape (n_points,)."""
         return np.array([bool(r) for r in self.failure_reasons])
 
 
@@ -286,6 +291,11 @@ class ShadowPrice:
 
     @property
     def sentence(self) -> str:
+        """What relaxing the constraint buys, in whole sentences for the report.
+
+        The LP dual's figure alone; or, when re-solved, the weighted and credit gap closed and the
+        weighted gap opened by the step back, plus a warning when the dual disagrees.
+        """
         if self.resolved_gain_usd is None:
             return (
                 f"{self.relaxation} would close {money_m(self.gap_closed_usd)} of the weighted "
@@ -326,6 +336,7 @@ class StressResult:
 
     @property
     def breached(self) -> tuple[str, ...]:
+        """Names of the limits that did not hold, in ``limits_held`` order."""
         return tuple(k for k, ok in self.limits_held.items() if not ok)
 
 

@@ -157,9 +157,11 @@ class Table:
 
     @property
     def columns(self) -> list[str]:
+        """Column names (the headers) as text, in order."""
         return [str(c) for c in self.frame.columns]
 
     def is_numeric(self, column: str) -> bool:
+        """Whether ``column`` holds numbers: its format is neither TEXT nor YESNO."""
         return self.formats[column] not in (ColumnFormat.TEXT, ColumnFormat.YESNO)
 
     def numeric_columns(self) -> list[bool]:

@@ -36,6 +36,12 @@ WEIGHTED_GAP_NOTE = (
 
 
 def summary_table(s: ExecutiveSummary) -> Table:
+    """The executive summary's key figures: one row per figure, with its value and unit.
+
+    Unmet need, gap closed (US$ and share of need), its Monte Carlo error when replications were
+    run, remaining gap, money committed per source kind, and private US$ per concessional US$.
+    Values stay in their units (full US$, not millions; shares as fractions).
+    """
     rows = [
         ("Unmet credit need before the programme", s.unmet_need_usd, "US$"),
         ("Gap closed", s.gap_closed_usd, "US$"),
@@ -54,6 +60,11 @@ def summary_table(s: ExecutiveSummary) -> Table:
 
 
 def capital_stack_table(cs: CapitalStack) -> Table:
+    """US$ from each source (rows) into each instrument (columns), with totals.
+
+    Instruments nobody funds are left out; a ``Total`` column and a ``Total`` row are added.
+    Amounts are US$, shown in US$ millions; the note names the guarantee-fund columns.
+    """
     amounts = cs.amounts_usd.apply(pd.to_numeric)
     amounts = amounts.loc[:, amounts.sum(axis=0) > 0]
     frame = amounts.copy()
@@ -78,6 +89,20 @@ def capital_stack_table(cs: CapitalStack) -> Table:
 
 
 def gap_table(gc: GapClosure, by: str) -> Table:
+    """Gap, credit, remaining gap, share closed and deforestation pressure per group.
+
+    Parameters
+    ----------
+    gc : GapClosure
+    by : {"region", "value_chain"}
+
+    Returns
+    -------
+    Table
+        One row per region or value chain, largest gap first (:func:`reports.charts.aggregate_gap`),
+        then a ``Total`` row. Money is US$ shown in US$ millions; ``Closed`` is a share (NaN where
+        there is no gap), the pressure gap-weighted (NaN on the total row).
+    """
     g = aggregate_gap(gc.segments, by)
     label = "Region" if by == "region" else "Value chain"
     total_gap = g["gap_usd"].sum()
@@ -119,6 +144,17 @@ def _status(values: list[float | None], limit: float | None) -> str:
 
 
 def funder_frame(f: FunderRisk) -> pd.DataFrame:
+    """One funder's risk figures against its limits, unformatted.
+
+    Returns
+    -------
+    DataFrame of shape (3, 7)
+        Rows expected loss, VaR and CVaR at ``f.alpha``. Columns ``Measure``; the in- and
+        out-of-sample estimates and their Monte Carlo standard errors, US$ (the headers' "US$ m"
+        is how they are shown; NaN where not evaluated); ``Limit (US$ m)``, US$ (NaN for VaR and
+        where there is none); and ``Status``: "holds" when every evaluated estimate is at most
+        US$ 1 above the limit, else "breached", or "no limit".
+    """
     level = f"{f.alpha:.1%}".replace(".0%", "%")
     rows = []
     for measure, est, limit in (
@@ -150,6 +186,7 @@ _RISK_FORMATS = {
 
 
 def funder_table(f: FunderRisk) -> Table:
+    """One funder's risk against its limits (:func:`funder_frame`), formatted, with a note."""
     return Table(
         funder_frame(f),
         _RISK_FORMATS,
@@ -159,6 +196,7 @@ def funder_table(f: FunderRisk) -> Table:
 
 
 def funders_table(funders: tuple[FunderRisk, ...]) -> Table:
+    """Every funder's risk figures in one table, ``Funder`` and ``Kind`` columns first."""
     parts = [funder_frame(f).assign(Funder=f.name, Kind=f.kind) for f in funders]
     frame = pd.concat(parts, ignore_index=True)
     frame = frame[["Funder", "Kind", *frame.columns[:-2]]]
@@ -166,6 +204,12 @@ def funders_table(funders: tuple[FunderRisk, ...]) -> Table:
 
 
 def funds_table(funds: tuple[GuaranteeFundRisk, ...]) -> Table:
+    """Capital, guaranteed volume, leverage and depletion probability of each guarantee fund.
+
+    ``Status`` is "holds" when the probability of depletion, in sample and (if evaluated) out of
+    sample, is at most the fund's maximum and its leverage at most its cap, else "breached". Money
+    is US$ shown in US$ millions; probabilities are fractions.
+    """
     rows = []
     for g in funds:
         probs = [g.depletion_probability, g.depletion_probability_oos]
@@ -204,6 +248,11 @@ def funds_table(funds: tuple[GuaranteeFundRisk, ...]) -> Table:
 
 
 def frontier_table(fr: Frontier) -> Table:
+    """The frontier's points: swept value, optimal weighted unmet gap, whether each solved.
+
+    The gap is US$ shown in US$ millions (NaN where the point failed); ``Status`` is "solved" or
+    "failed: " and the reason.
+    """
     frame = pd.DataFrame(
         {
             fr.x_label: fr.x,
@@ -221,6 +270,11 @@ def frontier_table(fr: Frontier) -> Table:
 
 
 def sensitivity_table(se: Sensitivity) -> Table:
+    """Change of the optimal weighted unmet gap when each input is set low and high.
+
+    Changes are US$ shown in US$ millions, NaN where the point has no solution. The low and high
+    settings and the notes are columns only when the sensitivity has them.
+    """
     data: dict[str, object] = {"Input": list(se.labels)}
     if se.low_settings:
         data["Low setting"] = list(se.low_settings)
@@ -245,6 +299,12 @@ def sensitivity_table(se: Sensitivity) -> Table:
 
 
 def shadow_table(prices: tuple[ShadowPrice, ...]) -> Table:
+    """What relaxing each binding limit buys, one row per limit.
+
+    With LP duals only, the weighted gap each relaxation closes by the dual. When any marginal value
+    was re-solved: the weighted and credit gap closed, the weighted gap opened by the step back, the
+    LP dual and "yes" where the dual disagrees. Money is US$, shown in US$ millions.
+    """
     if not any(p.resolved_gain_usd is not None for p in prices):
         frame = pd.DataFrame(
             {
@@ -283,6 +343,11 @@ def shadow_table(prices: tuple[ShadowPrice, ...]) -> Table:
 
 
 def stress_table(stresses: tuple[StressResult, ...]) -> Table:
+    """One row per stress test: its weighted unmet gap and the limits held and breached.
+
+    The gap is US$ shown in US$ millions; "Limits held" reads "k of n", "Limits breached" names
+    them ("none" when every limit held).
+    """
     frame = pd.DataFrame(
         {
             "Stress": [s.name for s in stresses],
@@ -311,6 +376,7 @@ def _assumption_value(value: object) -> str:
 
 
 def assumptions_table(ctx: ReportContext) -> Table:
+    """The assumptions register: each case field's value, tag ([S], [D], [A], [U]) and source."""
     frame = pd.DataFrame(
         {
             "Field": [a.field for a in ctx.assumptions],
@@ -328,6 +394,11 @@ def assumptions_table(ctx: ReportContext) -> Table:
 
 
 def reproducibility_table(r: Reproducibility) -> Table:
+    """What it takes to get the same numbers again, one item per row.
+
+    Case file and its SHA-256, seed, number of scenarios and method, solver and fallbacks, package
+    versions and when the report was generated.
+    """
     rows = [
         ("Case file", r.case_file),
         ("Case file SHA-256", r.case_sha256),

@@ -51,10 +51,12 @@ class Eligibility:
 
     @property
     def z_source(self) -> np.ndarray:
+        """Source of each cover variable ``z`` (that of the lending it covers), shape (n_z,)."""
         return self.x_source[self.z_x]
 
     @property
     def z_cell(self) -> np.ndarray:
+        """Cell of each cover variable ``z`` (that of the lending it covers), shape (n_z,)."""
         return self.x_cell[self.z_x]
 
     @property
