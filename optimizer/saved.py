@@ -214,8 +214,7 @@ class SensitivityFile(StrictModel):
 
 class ReplicationsFile(StrictModel):
     """An :class:`optimizer.analysis.replicate.Replications` inside run.json (null statistics: NaN,
-    as
-    when fewer than two replications solved)."""
+    as when fewer than two replications solved)."""
 
     tables: ClassVar[dict[str, dict[str, str]]] = {"table": REPLICATION_SAVED_COLUMNS}
 
