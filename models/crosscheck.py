@@ -138,6 +138,20 @@ def entity_problems(case: Case) -> list[Problem]:
 
 
 def _source_problems(i: int, src: Any) -> list[Problem]:
+    out = _limit_problems(i, src)
+    if src.min_deploy_usd is not None and src.min_deploy_usd > src.amount_usd:
+        out.append(
+            (
+                ("sources", i, "min_deploy_usd"),
+                src.min_deploy_usd,
+                f"more than the source's amount_usd of {src.amount_usd:,.0f}; a source cannot "
+                "place more than it has",
+            )
+        )
+    return out
+
+
+def _limit_problems(i: int, src: Any) -> list[Problem]:
     out: list[Problem] = []
     loc: Loc = ("sources", i)
     has_limit = src.cvar_limit_usd is not None or src.cvar_limit_share is not None
@@ -273,6 +287,8 @@ def case_problems(case: Case) -> list[Problem]:
         out += _dangling(
             ("funds", i, "active_only_in_events"), fund.active_only_in_events, events, "event"
         )
+    for i, fund in enumerate(case.funds):
+        out += _layer_problems(i, fund, case)
     for i, src in enumerate(case.sources):
         out += _dangling(("sources", i, "products"), src.products, products, "product")
         out += _dangling(("sources", i, "funds"), src.funds, funds, "fund")
@@ -291,6 +307,43 @@ def case_problems(case: Case) -> list[Problem]:
         ("risk_model", "price_factors"), list(case.risk_model.price_factors), chains, "value chain"
     )
     out += _correlation_problems(case, chains)
+    return out
+
+
+def _layer_problems(i: int, fund: Any, case: Case) -> list[Problem]:
+    """A fund's capital layers name each source that may capitalise it exactly once."""
+    if not fund.capital_layers:
+        return []
+    loc: Loc = ("funds", i, "capital_layers")
+    providers = _Known.of(s.id for s in case.sources if fund.id in s.funds)
+    out: list[Problem] = []
+    seen: set[str] = set()
+    for k, layer in enumerate(fund.capital_layers):
+        if not layer:
+            out.append((loc + (k,), [], "an empty layer; list at least one source"))
+        for m, src_id in enumerate(layer):
+            if src_id not in providers:
+                out.append(
+                    (
+                        loc + (k, m),
+                        src_id,
+                        f"not a source that may capitalise {fund.id} (one listing it in its "
+                        f"funds); valid ids: {providers.listing}",
+                    )
+                )
+            elif src_id in seen:
+                out.append((loc + (k, m), src_id, "named in two layers; name each source once"))
+            seen.add(src_id)
+    missing = sorted(providers - seen)
+    if missing:
+        out.append(
+            (
+                loc,
+                [list(layer) for layer in fund.capital_layers],
+                f"leaves out {', '.join(missing)}, which may capitalise {fund.id}: put each "
+                "in a layer",
+            )
+        )
     return out
 
 

@@ -94,6 +94,12 @@ class Segment(Tagged):
         """Unmet credit need, US$: need − supply."""
         return self.need_usd - self.supply_usd
 
+    @property
+    def households_per_usd(self) -> float:
+        """Households reached per US$ of credit: its households times the share of its need
+        financed (0 for a segment with no need)."""
+        return self.households / self.need_usd if self.need_usd > 0 else 0.0
+
 
 class LoanProduct(Tagged):
     """A way of lending to smallholders: individual, group, value-chain, long-term..."""
@@ -159,6 +165,14 @@ class GuaranteeFund(Tagged):
     active_only_in_events: tuple[Identifier, ...] = Field(
         (), description="Contingent fund: pays claims only in scenarios where one of these occurs."
     )
+    capital_layers: tuple[tuple[Identifier, ...], ...] = Field(
+        (),
+        description=(
+            "Seniority of the fund's capital, junior layer first: each layer lists sources that "
+            "may capitalise the fund; a layer absorbs claims only once every layer before it is "
+            "spent, pro rata to capital within a layer. Omitted = one layer, pro rata to capital."
+        ),
+    )
 
 
 class FinanceSource(Tagged):
@@ -181,7 +195,11 @@ class FinanceSource(Tagged):
         None, description="CVaR limit as a share of the money it commits."
     )
     expected_loss_limit_rate: Share | None = Field(
-        None, description="Expected annual loss at most this share of its lending."
+        None,
+        description=(
+            "Expected annual loss, on lending and fund capital, at most this share of what it "
+            "has at risk (lending plus fund capital)."
+        ),
     )
     return_hurdle_rate: Annotated[Number, Field(ge=-1.0, le=2.0)] | None = Field(
         None, description="Private participation: net margin per dollar lent at least this."
@@ -193,6 +211,11 @@ class FinanceSource(Tagged):
     )
     max_multiple_of_concessional: Annotated[Number, Field(ge=0.0, le=100.0)] | None = Field(
         None, description="Senior money: at most this multiple of the concessional money used."
+    )
+    min_deploy_usd: AmountUSD | None = Field(
+        None,
+        description="Must place at least this much (lending, fund capital and technical "
+        "assistance), US$; at most amount_usd.",
     )
 
     @property
@@ -302,6 +325,19 @@ class Policy(Tagged):
         0.0, description="Share of climate lending that must reach high-pressure segments."
     )
     climate_earmark_min_pressure: Share = 0.5
+    climate_earmark_min_usd: AmountUSD | None = Field(
+        None,
+        description="At least this much climate lending to segments with deforestation "
+        "pressure >= climate_earmark_min_pressure, US$.",
+    )
+    min_gap_closed_usd: AmountUSD | None = Field(
+        None, description="Programme target: close at least this much of the credit gap, US$."
+    )
+    min_households: Annotated[Number, Field(ge=0.0, le=1e9)] | None = Field(
+        None,
+        description="Programme target: reach at least this many households (a segment's "
+        "households times the share of its credit need financed).",
+    )
     confidence: Annotated[Number, AfterValidator(_confidence)] | None = Field(
         0.95,
         description="Limits hold out of sample at this confidence: each risk limit is "

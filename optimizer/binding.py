@@ -28,6 +28,10 @@ PROGRAMME_FAMILIES = (
     "region_share",
     "product_share",
     "technical_assistance",
+    "min_deploy",
+    "climate_earmark_usd",
+    "min_gap_closed",
+    "min_households",
 )
 """Constraint families worth a sentence (per-cell rows are too many to read)."""
 

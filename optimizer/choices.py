@@ -13,8 +13,8 @@ __all__ = ["FAILED_STATUSES", "CvarMethod", "PointStatus", "Solver", "SweepKind"
 
 class CvarMethod(StrEnum):
     """How the CVaR rows are solved: one LP with a row per scenario (Rockafellar–Uryasev, the
-    reference), the cutting plane, or ``auto`` (the cutting plane above 5,000 scenarios or on
-    widely weighted ones: :func:`optimizer.solve.auto_method`)."""
+    reference), the cutting plane, or ``auto`` (the cutting plane, on every scenario set:
+    :func:`optimizer.solve.auto_method`)."""
 
     auto = "auto"
     lp = "lp"

@@ -23,7 +23,9 @@ from models.risk_measures import (
     tail_weights,
     value_at_risk,
 )
-from optimizer.formulation.claims import cell_contributions, fund_table, owner_losses
+from optimizer.formulation.attribution import Attribution, attribute_losses
+from optimizer.formulation.claims import cell_contributions, fund_table
+from optimizer.saved_columns import EULER_FUND_PARTS
 
 if TYPE_CHECKING:
     from optimizer.formulation.problem import AllocationProblem
@@ -41,6 +43,7 @@ FUND_COLUMNS = [
     "depletion_probability",
     "depletion_se",
     "max_depletion_probability",
+    "expected_unpaid_usd",
 ]
 REPORT_ALPHA = 0.99
 """VaR/CVaR level shown for sources that have no CVaR limit of their own."""
@@ -73,7 +76,9 @@ def build_tables(prob: AllocationProblem, sol: Solution) -> dict[str, Any]:
     covered = np.zeros((n_fund, n_cells, n_src))
     np.add.at(covered, (e.z_fund, e.z_cell, e.z_source), sol.z)
     losses, p = scen.losses, np.asarray(scen.probabilities, dtype=np.float64)
-    src_losses, fund_losses = owner_losses(losses, prob.claims, lending, covered)
+    capital = np.zeros((n_src, n_fund))
+    np.add.at(capital, (e.c_source, e.c_fund), sol.c)
+    att = attribute_losses(case, prob.claims, losses, lending, covered, capital)
 
     out: dict[str, Any] = {"allocation": _allocation(prob, sol, covered)}
     out["case_sha256"] = case.content_sha256
@@ -85,9 +90,9 @@ def build_tables(prob: AllocationProblem, sol: Solution) -> dict[str, Any]:
         }
     )
     out.update(_gaps(prob, lending.sum(axis=1)))
-    out["sources"] = _sources(prob, sol, lending, src_losses, p)
-    out["funds"] = _funds(prob, sol, covered, p, fund_losses)
-    out["euler"] = _euler(prob, lending, covered, src_losses, p)
+    out["sources"] = _sources(prob, sol, lending, att, p)
+    out["funds"] = _funds(prob, sol, covered, p, att.claims)
+    out["euler"] = _euler(prob, lending, covered, att, p)
     return out
 
 
@@ -137,6 +142,8 @@ def _gaps(prob: AllocationProblem, credit_by_cell: np.ndarray) -> dict[str, Any]
     seg["credit_usd"] = np.minimum(seg["segment"].map(credit).fillna(0.0), seg["gap_usd"])
     seg["unmet_usd"] = seg["gap_usd"] - seg["credit_usd"]
     seg["weighted_unmet_usd"] = seg["weight"] * seg["unmet_usd"]
+    per_usd = np.array([s.households_per_usd for s in case.segments])
+    seg["households_reached"] = per_usd * seg["credit_usd"].to_numpy()
 
     def closed(frame: pd.DataFrame) -> pd.DataFrame:
         gap = frame["gap_usd"].to_numpy()
@@ -146,7 +153,7 @@ def _gaps(prob: AllocationProblem, credit_by_cell: np.ndarray) -> dict[str, Any]
         return frame
 
     sums = ["households", "need_usd", "supply_usd", "gap_usd", "credit_usd", "unmet_usd"]
-    sums.append("weighted_unmet_usd")
+    sums += ["weighted_unmet_usd", "households_reached"]
     regions = closed(seg.groupby("region", sort=False)[sums].sum().reset_index())
     chains = closed(seg.groupby("value_chain", sort=False)[sums].sum().reset_index())
     total_gap = float(seg["gap_usd"].sum())
@@ -162,12 +169,10 @@ def _gaps(prob: AllocationProblem, credit_by_cell: np.ndarray) -> dict[str, Any]
     }
 
 
-def _sources(prob, sol, lending, src_losses, p) -> pd.DataFrame:
+def _sources(prob, sol, lending, att: Attribution, p) -> pd.DataFrame:
     case, e = prob.case, prob.elig
-    n = len(case.sources)
-    capital = np.bincount(e.c_source, sol.c, minlength=n)
-    ta = np.bincount(e.t_source, sol.t, minlength=n)
-    return _frame(source_rows(case, lending.sum(axis=0), capital, ta, src_losses, p))
+    ta = np.bincount(e.t_source, sol.t, minlength=len(case.sources))
+    return _frame(source_rows(case, lending.sum(axis=0), att, ta, p))
 
 
 def cvar_limit_usd(src: Any, committed_usd: float) -> float:
@@ -183,30 +188,34 @@ def cvar_limit_usd(src: Any, committed_usd: float) -> float:
 def source_rows(
     case: Any,
     lend: np.ndarray,
-    capital: np.ndarray,
+    att: Attribution,
     ta: np.ndarray,
-    src_losses: np.ndarray,
     p: np.ndarray,
     *,
     var_se: bool = False,
 ) -> list[dict[str, Any]]:
-    """One row per source of the sources table: money, expected loss, VaR and CVaR (with
-    standard errors) and the CVaR limit with its headroom, US$.
+    """One row per source of the sources table: money, expected loss (and how much of it is
+    on lending and on fund capital), VaR and CVaR of all its losses (with standard errors)
+    and the CVaR limit with its headroom, US$.
 
     Parameters
     ----------
     case : Case
-    lend, capital, ta : ndarray of shape (n_sources,)
-        Lending, guarantee capital and technical assistance per source, US$.
-    src_losses : ndarray of shape (n_scenarios, n_sources)
-        Each source's loss per scenario, US$.
+    lend, ta : ndarray of shape (n_sources,)
+        Lending and technical assistance per source, US$.
+    att : Attribution
+        Each source's losses per scenario on lending and on fund capital, US$ (its
+        ``fund_capital`` gives the guarantee capital per source).
     p : ndarray of shape (n_scenarios,)
         Scenario probabilities.
     var_se : bool, default False
         Also a ``var_se_usd`` column after ``var_usd`` (the evaluation's table has it; the
         result's does not).
     """
+    capital = att.fund_capital.sum(axis=1)
+    src_losses = att.total
     el = expected_loss(src_losses, p)
+    el_lending, el_capital = p @ att.lending, p @ att.capital
     rows = []
     for s, src in enumerate(case.sources):
         alpha = src.cvar_alpha or REPORT_ALPHA
@@ -226,7 +235,11 @@ def source_rows(
                 "unused_usd": max(src.amount_usd - lend[s] - capital[s] - ta[s], 0.0),
                 "expected_loss_usd": el.value[s],
                 "expected_loss_se_usd": el.std_error[s],
-                "el_rate": el.value[s] / lend[s] if lend[s] > 0 else math.nan,
+                "expected_loss_lending_usd": float(el_lending[s]),
+                "expected_loss_capital_usd": float(el_capital[s]),
+                "el_rate": el.value[s] / at_risk
+                if (at_risk := lend[s] + capital[s]) > 0
+                else math.nan,
                 "el_limit_rate": _nan(src.expected_loss_limit_rate),
                 "cvar_alpha": alpha,
                 "var_usd": var.value,
@@ -246,25 +259,42 @@ def _funds(prob, sol, covered, p, fund_losses) -> pd.DataFrame:
     return frame if not frame.empty else _frame([], FUND_COLUMNS)
 
 
-def _euler(prob, lending, covered, src_losses, p) -> pd.DataFrame:
+def _euler(prob, lending, covered, att: Attribution, p) -> pd.DataFrame:
     case, cells = prob.case, prob.scenarios.cells
+    total = att.total
     parts = []
     for s, src in enumerate(case.sources):
-        if src.cvar_alpha is None or not lending[:, s].any():
+        if src.cvar_alpha is None or not (lending[:, s].any() or att.fund_capital[s].any()):
             continue
-        w = tail_weights(src_losses[:, s], src.cvar_alpha, p)
+        w = tail_weights(total[:, s], src.cvar_alpha, p)
         contrib = cell_contributions(
             prob.scenarios.losses, prob.claims, w, lending[:, s], covered[:, :, s]
         )
         used = np.flatnonzero(lending[:, s] > 0)
+        product = list(cells["product"].to_numpy()[used])
+        segment = list(cells["segment"].to_numpy()[used])
+        values = list(contrib[used])
+        # what the tail loses beyond its lending cells: claims a fund could not pay back, and
+        # the fund capital it put up, one row per fund (the rows still add up to the CVaR)
+        tail = np.flatnonzero(w)
+        on_capital = w[tail] @ att.capital_by_fund(tail)[:, s, :]
+        for g, fund in enumerate(case.funds):
+            rows, back = att.returned[g]
+            unpaid = float(w[rows] @ back[:, s]) if rows.size else 0.0
+            for label, value in zip(EULER_FUND_PARTS, (on_capital[g], unpaid), strict=True):
+                if value != 0.0:
+                    product.append(fund.id)
+                    segment.append(label)
+                    values.append(float(value))
+        values = np.asarray(values, dtype=float)
         parts.append(
             pd.DataFrame(
                 {
                     "source": src.id,
-                    "product": cells["product"].to_numpy()[used],
-                    "segment": cells["segment"].to_numpy()[used],
-                    "contribution_usd": contrib[used],
-                    "share_of_cvar": contrib[used] / contrib.sum() if contrib.sum() else np.nan,
+                    "product": product,
+                    "segment": segment,
+                    "contribution_usd": values,
+                    "share_of_cvar": values / values.sum() if values.sum() else np.nan,
                 }
             )
         )

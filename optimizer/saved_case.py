@@ -10,7 +10,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from optimizer.persist import SavedRunError
-from optimizer.saved_columns import ALLOCATION_COLUMNS, COVER_PREFIX
+from optimizer.saved_columns import ALLOCATION_COLUMNS, COVER_PREFIX, EULER_FUND_PARTS
 
 if TYPE_CHECKING:
     from models.schema import Case
@@ -41,8 +41,10 @@ def check_ids(allocation: Allocation, case: Case, source: str) -> None:
         "region": {r.id for r in case.regions},
         "value_chain": {c.id for c in case.value_chains},
     }
+    euler = allocation.euler
+    parts = euler["segment"].astype(str).isin(EULER_FUND_PARTS)
     for name in ALLOCATION_COLUMNS:
-        frame = getattr(allocation, name)
+        frame = euler[~parts] if name == "euler" else getattr(allocation, name)
         for col in set(known) & set(frame.columns):
             unknown = sorted(set(frame[col].astype(str)) - known[col])
             if unknown:
@@ -53,10 +55,10 @@ def check_ids(allocation: Allocation, case: Case, source: str) -> None:
     cover = [c for c in allocation.allocation.columns if c.startswith(COVER_PREFIX)]
     unknown = sorted(c for c in cover if c.removeprefix(COVER_PREFIX) not in known["fund"])
     cells = set(build_cells(case)["cell"])
-    for name in ("allocation", "euler"):
-        frame = getattr(allocation, name)
+    for frame in (allocation.allocation, euler[~parts]):
         labels = set(frame["product"].astype(str) + "|" + frame["segment"].astype(str))
         unknown += sorted(labels - cells)
+    unknown += sorted(set(euler.loc[parts, "product"].astype(str)) - known["fund"])
     if unknown:
         raise SavedRunError(
             f"{source}: lends into or covers {unknown[:5]}, which case {case.name!r} does not "

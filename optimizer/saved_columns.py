@@ -14,7 +14,8 @@ from optimizer.persist import columns_of
 _SOURCES = (
     "source:id kind:id concessional:bool amount_usd:value committed_usd:value "
     "lending_usd:value capital_usd:value ta_usd:value unused_usd:value "
-    "expected_loss_usd:value expected_loss_se_usd:value el_rate:number el_limit_rate:number "
+    "expected_loss_usd:value expected_loss_se_usd:value expected_loss_lending_usd:value? "
+    "expected_loss_capital_usd:value? el_rate:number el_limit_rate:number "
     "cvar_alpha:level var_usd:value {var_se}cvar_usd:value cvar_se_usd:value "
     "cvar_limit_usd:number cvar_headroom_usd:number"
 )
@@ -23,11 +24,11 @@ _FUNDS = (
     "leverage_used:number leverage_cap:number expected_claims_usd:number "
     "expected_claims_se_usd:number{o} claims_cvar_usd:number claims_cvar_se_usd:number{o} "
     "claims_cvar_headroom_usd:number{o} depletion_probability:number depletion_se:number "
-    "max_depletion_probability:number"
+    "max_depletion_probability:number expected_unpaid_usd:number?"
 )
 _GAPS = (
     "households:int need_usd:value supply_usd:value gap_usd:value credit_usd:value "
-    "unmet_usd:value weighted_unmet_usd:value share_closed:number"
+    "unmet_usd:value weighted_unmet_usd:value households_reached:number? share_closed:number"
 )
 _CHECKS = (
     "owner_kind:id owner:id what:id bound:id value:number limit:number excess:number unit:id "
@@ -42,7 +43,8 @@ ALLOCATION_COLUMNS: dict[str, dict[str, str]] = {
     "segments": columns_of(
         "segment:id region:id value_chain:id households:int need_usd:value supply_usd:value "
         "gap_usd:value deforestation_pressure:value weight:value credit_usd:value "
-        "unmet_usd:value weighted_unmet_usd:value share_closed:number"
+        "unmet_usd:value weighted_unmet_usd:value households_reached:number? "
+        "share_closed:number"
     ),
     "regions": columns_of("region:id " + _GAPS),
     "chains": columns_of("value_chain:id " + _GAPS),
@@ -62,6 +64,9 @@ ALLOCATION_COLUMNS: dict[str, dict[str, str]] = {
 """The tables of result.json (``value``: the report needs a number; ``amount``: and not
 negative); ``allocation`` adds one ``covered_usd_<FUND>`` per fund."""
 COVER_PREFIX = "covered_usd_"
+EULER_FUND_PARTS = ("fund capital", "unpaid claims")
+"""The Euler table's rows beyond lending cells: ``segment`` one of these, ``product`` the fund
+(a funder's CVaR carried on the capital it put in a fund, and on claims a fund could not pay)."""
 EVALUATION_COLUMNS: dict[str, dict[str, str]] = {
     "sources": columns_of(_SOURCES.format(var_se="var_se_usd:number ")),
     "funds": columns_of(_FUNDS.format(o="")),

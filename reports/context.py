@@ -154,7 +154,9 @@ class FunderRisk:
 
     ``losses_usd`` and ``probabilities`` have shape (n_scenarios,) (in sample). ``alpha`` is the
     VaR/CVaR level. ``euler_usd`` (optional) maps segment or product labels (index) to their
-    contribution to the CVaR (US$); ``euler_by`` names what the labels are.
+    contribution to the CVaR (US$); ``euler_by`` names what the labels are. The losses are all
+    the funder's: on its lending after what its funds pay, and on the capital it put in funds;
+    ``el_on_capital_usd`` is the part of the expected loss on fund capital (in sample).
     """
 
     name: str
@@ -170,6 +172,7 @@ class FunderRisk:
     cvar_limit_usd: float | None = None
     euler_usd: pd.Series | None = None
     euler_by: str = "segment"
+    el_on_capital_usd: float = 0.0
 
     def __post_init__(self) -> None:
         if not 0.0 < self.alpha < 1.0:

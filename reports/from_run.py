@@ -302,8 +302,11 @@ def report_context(record: RunRecord) -> ReportContext:
                     _usd_or_none(o["cvar_se_usd"]) if o is not None else None,
                 ),
                 el_limit_usd=(
-                    row.el_limit_rate * row.lending_usd if pd.notna(row.el_limit_rate) else None
+                    row.el_limit_rate * (row.lending_usd + row.capital_usd)
+                    if pd.notna(row.el_limit_rate)
+                    else None
                 ),
+                el_on_capital_usd=float(getattr(row, "expected_loss_capital_usd", 0.0) or 0.0),
                 cvar_limit_usd=_usd_or_none(row.cvar_limit_usd),
                 euler_usd=(
                     euler.groupby("segment")["contribution_usd"].sum() if not euler.empty else None

@@ -14,6 +14,7 @@ from reports.context import (
     GuaranteeFundRisk,
     ReportContext,
     Reproducibility,
+    RiskEstimate,
     Sensitivity,
     ShadowPrice,
     StressResult,
@@ -148,8 +149,9 @@ def funder_frame(f: FunderRisk) -> pd.DataFrame:
 
     Returns
     -------
-    DataFrame of shape (3, 7)
-        Rows expected loss, VaR and CVaR at ``f.alpha``. Columns ``Measure``; the in- and
+    DataFrame of shape (3, 7), or (5, 7) for a funder with losses on fund capital
+        Rows expected loss, VaR and CVaR at ``f.alpha``; after the expected loss, for a capital
+        provider, its parts on lending and on fund capital (in sample, no limit). Columns ``Measure``; the in- and
         out-of-sample estimates and their Monte Carlo standard errors, US$ (the headers' "US$ m"
         is how they are shown; NaN where not evaluated); ``Limit (US$ m)``, US$ (NaN for VaR and
         where there is none); and ``Status``: "holds" when every evaluated estimate is at most
@@ -157,11 +159,17 @@ def funder_frame(f: FunderRisk) -> pd.DataFrame:
     """
     level = f"{f.alpha:.1%}".replace(".0%", "%")
     rows = []
-    for measure, est, limit in (
-        ("Expected loss", f.el, f.el_limit_usd),
-        (f"VaR {level}", f.var, None),
-        (f"CVaR {level}", f.cvar, f.cvar_limit_usd),
-    ):
+    measures: list[tuple[str, RiskEstimate, float | None]] = [
+        ("Expected loss", f.el, f.el_limit_usd)
+    ]
+    if f.el_on_capital_usd > 0:
+        lending = f.el.in_sample_usd - f.el_on_capital_usd
+        measures += [
+            ("  of it on lending", RiskEstimate(lending, None, None, None), None),
+            ("  of it on fund capital", RiskEstimate(f.el_on_capital_usd, None, None, None), None),
+        ]
+    measures += [(f"VaR {level}", f.var, None), (f"CVaR {level}", f.cvar, f.cvar_limit_usd)]
+    for measure, est, limit in measures:
         rows.append(
             {
                 "Measure": measure,
@@ -170,7 +178,11 @@ def funder_frame(f: FunderRisk) -> pd.DataFrame:
                 "Out of sample (US$ m)": est.out_of_sample_usd,
                 "± s.e. out": est.out_of_sample_se_usd,
                 "Limit (US$ m)": limit,
-                "Status": _status([est.in_sample_usd, est.out_of_sample_usd], limit),
+                "Status": (
+                    ""
+                    if measure.startswith("  of it")
+                    else _status([est.in_sample_usd, est.out_of_sample_usd], limit)
+                ),
             }
         )
     return pd.DataFrame(rows).astype({c: float for c in list(rows[0])[1:6]})

@@ -1,8 +1,9 @@
 """An independent stage-1 formulation: explicit scipy.sparse rows and ``scipy.optimize.linprog``.
 
-Written from the maths in DESIGN.md §4 without reusing any optimizer code: its own variable
-index, its own claim rates (directly on x and z, no net-exposure columns), its own rows. The
-optimizer must reach the same optimal weighted gap.
+Written from the maths in DESIGN.md §4 and the README's "who bears the loss" without reusing any
+optimizer code: its own variable index, its own claim rates (directly on x and z, no
+net-exposure columns), its own rows, its own ``(C_g − K)+`` variables for claims beyond a
+fund's capital. The optimizer must reach the same optimal weighted gap.
 """
 
 from __future__ import annotations
@@ -152,6 +153,48 @@ def reference_weighted_gap_usd(case: Case, scen: ScenarioSet) -> float:
                 terms.append((np.arange(n_scen), np.full(n_scen, v), -kappa(g, j)))
         return terms
 
+    def fund_terms(g: int) -> list:
+        return [(np.arange(n_scen), np.full(n_scen, v), kappa(g, j))
+                for (f, _, j), v in z.items() if f == g]  # fmt: skip
+
+    links: dict[tuple, np.ndarray] = {}
+
+    def link(g: int, capital_of: tuple[int, ...]) -> np.ndarray:
+        """v_ω >= C_g(ω) − Σ c[s, g] over ``capital_of``, v >= 0: claims beyond that capital."""
+        key = (g, capital_of)
+        if key not in links:
+            v = lp.cols(n_scen)
+            rows = np.arange(n_scen)
+            caps = [(rows, np.full(n_scen, c[s, g]), -1.0) for s in capital_of if (s, g) in c]
+            lp.rows(fund_terms(g) + caps + [(rows, v, -1.0)], np.zeros(n_scen))
+            links[key] = v
+        return links[key]
+
+    src_pos = {so.id: s for s, so in enumerate(src)}
+
+    def whole_loss(s: int) -> tuple[list, list, list, list]:
+        """Scenario terms of all of s's losses, and its shortfall and senior link variables:
+        lenders keep the claims beyond a fund's capital, a junior provider bears the fund's
+        claims, a senior one the claims beyond the layers junior to it."""
+        terms, shortfall, senior, junior = loss_terms(s), [], [], []
+        for g, fu in enumerate(funds):
+            providers = tuple(a for (a, f) in c if f == g)
+            if any(a == s and f == g for (f, a, _) in z):
+                shortfall.append(link(g, providers))
+            if (s, g) in c:
+                layers = [tuple(src_pos[i] for i in layer) for layer in fu.capital_layers] or [
+                    providers
+                ]
+                k = next(i for i, layer in enumerate(layers) if s in layer)
+                if k == 0:
+                    terms += fund_terms(g)
+                    junior.append(g)
+                else:
+                    senior.append(link(g, tuple(a for layer in layers[:k] for a in layer)))
+        for v in shortfall + senior:
+            terms.append((np.arange(n_scen), v, 1.0))
+        return terms, shortfall, senior, junior
+
     def cvar_rows(terms: list, alpha: float, limit_terms: list, limit_const: float) -> None:
         eta = int(lp.cols(1, free=True)[0])
         v = lp.cols(n_scen)
@@ -162,18 +205,24 @@ def reference_weighted_gap_usd(case: Case, scen: ScenarioSet) -> float:
 
     mean = p @ loss
     for s, so in enumerate(src):
+        terms, shortfall, senior, junior = whole_loss(s)
         if so.cvar_alpha is not None:
             if so.cvar_limit_usd is not None:
-                cvar_rows(loss_terms(s), so.cvar_alpha, [], so.cvar_limit_usd / M)
+                cvar_rows(terms, so.cvar_alpha, [], so.cvar_limit_usd / M)
             else:
                 share = [(r, cc, -so.cvar_limit_share * vv)
                          for r, cc, vv in spend(s, with_ta=False)]  # fmt: skip
-                cvar_rows(loss_terms(s), so.cvar_alpha, share, 0.0)
+                cvar_rows(terms, so.cvar_alpha, share, 0.0)
         el = [one([v], mean[j]) for (a, j), v in x.items() if a == s]
         el += [one([v], -(p @ kappa(g, j))) for (g, a, j), v in z.items() if a == s]
+        el += [one(list(v), p) for v in shortfall]  # its share of unpaid claims, at most all
         if so.expected_loss_limit_rate is not None:
-            lend = [one([v], -so.expected_loss_limit_rate) for (a, _), v in x.items() if a == s]
-            lp.rows(el + lend, 0.0)
+            whole = [one(list(v), p) for v in senior]
+            whole += [one([v], p @ kappa(g, j)) for g in junior
+                      for (f, _, j), v in z.items() if f == g]  # fmt: skip
+            rate = so.expected_loss_limit_rate
+            at_risk = [(r, cc, -rate * vv) for r, cc, vv in spend(s, with_ta=False)]
+            lp.rows(el + whole + at_risk, 0.0)
         if so.return_hurdle_rate is not None:
             terms = [one([v], so.return_hurdle_rate - (cells.loc[j, "rate"]
                      - cells.loc[j, "transaction_cost_rate"] - so.cost_of_funds_rate))

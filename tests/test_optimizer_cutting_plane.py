@@ -35,7 +35,7 @@ def test_cutting_plane_reaches_the_lp_optimum_on_random_cases(seed, importance):
 @pytest.fixture(scope="module")
 def default_pair():
     case = load_case()
-    scen = simulate(case, 1_500, seed=21)
+    scen = simulate(case, 1_000, seed=21)
     return (
         case,
         scen,
@@ -105,7 +105,7 @@ def test_oracle_cut_value_equals_the_exact_tail_excess():
         t = np.full(len(alphas), var)
         cuts, _ = oracle.cuts(expo, t)
         cut = cuts[k]
-        cols = prob.cut_measures[k].cols
+        cols = prob.cut_measures[k].row_cols
         assert cut.coef @ expo[cols] - cut.tail_probability * var == pytest.approx(
             cut.excess, rel=1e-9, abs=1e-12
         )
@@ -180,7 +180,7 @@ def test_block_cuts_add_up_to_the_aggregated_cut():
             rows = slice(bounds[c.group], bounds[c.group + 1])
             exact = scen.probabilities[rows] @ np.maximum(losses[rows, k] - thresholds[k], 0)
             assert c.excess == pytest.approx(exact, rel=1e-9)
-            cols = prob.cut_measures[k].cols
+            cols = prob.cut_measures[k].row_cols
             value = c.coef @ expo[cols] - c.tail_probability * thresholds[k]
             assert value == pytest.approx(exact, rel=1e-9)
 

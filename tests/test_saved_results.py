@@ -212,7 +212,7 @@ def _set(value, *path):
         ),
         (
             lambda d: d["out_of_sample"]["sources"]["__frame__"]["data"][0].pop(),
-            "run.json: out_of_sample.sources: row 0 has 19 values for 20 columns",
+            "run.json: out_of_sample.sources: row 0 has 21 values for 22 columns",
         ),
         (
             lambda d: d["frontier"]["table"]["__frame__"]["index"].pop(),
@@ -333,7 +333,7 @@ def test_from_json_and_read_allocation_raise_one_clear_error(saved, tmp_path, te
         (_set(None, "weighted_gap_usd"), "weighted_gap_usd: Input should be a valid number"),
         (_set("maybe", "status"), "status: Input should be 'optimal' or 'optimal_inaccurate'"),
         (_set("abc", "case_sha256"), "case_sha256: String should match pattern"),
-        (lambda d: d["funds"]["data"][0].append(1.0), "funds: row 0 has 16 values for 15 columns"),
+        (lambda d: d["funds"]["data"][0].append(1.0), "funds: row 0 has 17 values for 16 columns"),
         (lambda d: d["guarantees"]["dtypes"].pop(), "guarantees: 2 dtypes for 3 columns"),
         (_set("float64", "sources", "dtypes", 0), "dtype of column 'source' is 'float64'"),
         (

@@ -49,7 +49,7 @@ def test_on_other_scenarios_the_cuts_are_made_on_them_not_taken_from_the_start()
     var, excess = prob.oracle.var_and_excess(losses, 1.0 - 1.0 / factor)
     made = {}
     for k, _block, coef, tail in prob.cut_master.cut_rows:
-        cols = prob.cut_master.measures[k].cols
+        cols = prob.cut_master.measures[k].row_cols
         made[k] = made.get(k, 0.0) + coef @ base.warm_start.point[cols] - tail * var[k]
     for k, value in made.items():
         assert value == pytest.approx(excess[k], rel=1e-9, abs=1e-12)

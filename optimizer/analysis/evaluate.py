@@ -16,6 +16,7 @@ otherwise within Monte Carlo noise.
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -29,7 +30,8 @@ from optimizer.analysis.limit_checks import (
     z_ratio,
 )
 from optimizer.errors import ScenarioMismatch
-from optimizer.formulation.exposures import check_cells, fund_claims, fund_table, owner_losses
+from optimizer.formulation.attribution import Attribution, attribute_losses
+from optimizer.formulation.exposures import FundClaims, check_cells, fund_claims, fund_table
 from optimizer.result import Allocation
 from optimizer.result_tables import source_rows
 
@@ -153,6 +155,12 @@ class Holdings:
     capital: np.ndarray
     ta: np.ndarray
 
+    def attribution(
+        self, case: Case, claims: Sequence[FundClaims], losses: np.ndarray
+    ) -> Attribution:
+        """Every scenario's losses of these holdings, by whom they fall on (US$)."""
+        return attribute_losses(case, claims, losses, self.lending, self.covered, self.capital)
+
 
 def evaluate(case: Case, allocation: Allocation, scenarios: ScenarioSet) -> Evaluation:
     """Price a fixed allocation on a scenario set and check it against the case's limits.
@@ -187,11 +195,9 @@ def evaluate(case: Case, allocation: Allocation, scenarios: ScenarioSet) -> Eval
     holdings = holdings_of(case, allocation, cells)
     claims = fund_claims(case, scenarios)
     p = np.asarray(scenarios.probabilities, dtype=np.float64)
-    src_losses, fund_losses = owner_losses(
-        scenarios.losses, claims, holdings.lending, holdings.covered
-    )
-    sources = _source_table(case, holdings, src_losses, p)
-    funds = fund_table(case, holdings.capital.sum(axis=0), holdings.covered, fund_losses, p)
+    att = holdings.attribution(case, claims, scenarios.losses)
+    sources = _source_table(case, holdings, att, p)
+    funds = fund_table(case, holdings.capital.sum(axis=0), holdings.covered, att.claims, p)
     checks = limit_checks(case, cells, holdings, sources, funds)
     breaches = checks[checks["breached"]].sort_values(
         ["excess_in_se", "excess"], ascending=False, kind="stable"
@@ -268,11 +274,8 @@ def _known(what: str, ids: set, known: dict[str, int], case: Case) -> None:
 
 
 # --- tables ---------------------------------------------------------------------------------
-def _source_table(case: Case, h: Holdings, src_losses: np.ndarray, p: np.ndarray) -> pd.DataFrame:
-    rows = source_rows(
-        case, h.lending.sum(axis=0), h.capital.sum(axis=1), h.ta, src_losses, p, var_se=True
-    )
-    return pd.DataFrame(rows)
+def _source_table(case: Case, h: Holdings, att: Attribution, p: np.ndarray) -> pd.DataFrame:
+    return pd.DataFrame(source_rows(case, h.lending.sum(axis=0), att, h.ta, p, var_se=True))
 
 
 def _chain_table(

@@ -13,7 +13,7 @@ import numpy as np
 from models.scenarios import ScenarioSet
 from models.schema import Case
 from optimizer.analysis.evaluate import holdings_of
-from optimizer.formulation.exposures import check_cells, fund_claims, owner_losses
+from optimizer.formulation.exposures import check_cells, fund_claims
 from optimizer.result import Allocation
 
 
@@ -24,13 +24,17 @@ class FixedExposures:
     Attributes
     ----------
     source_losses : dict of str to ndarray of shape (n_scenarios,)
-        Each source's loss after guarantee claims.
+        Each source's whole loss: on its lending after the claims its funds paid, and on
+        the capital it put in funds.
     fund_claims : dict of str to ndarray of shape (n_scenarios,)
         Claims on each fund.
+    capital_losses : dict of str to ndarray of shape (n_scenarios,)
+        The part of each source's loss that is on fund capital.
     """
 
     source_losses: dict[str, np.ndarray]
     fund_claims: dict[str, np.ndarray]
+    capital_losses: dict[str, np.ndarray]
 
 
 def scenario_exposures(
@@ -39,10 +43,10 @@ def scenario_exposures(
     """Each source's losses and each fund's claims on ``scenarios``."""
     holdings = holdings_of(case, allocation, check_cells(case, scenarios))
     claims = fund_claims(case, scenarios)
-    per_source, per_fund = owner_losses(
-        scenarios.losses, claims, holdings.lending, holdings.covered
-    )
+    att = holdings.attribution(case, claims, scenarios.losses)
+    total = att.total
     return FixedExposures(
-        source_losses={s.id: per_source[:, i] for i, s in enumerate(case.sources)},
-        fund_claims={f.id: per_fund[:, g] for g, f in enumerate(case.funds)},
+        source_losses={s.id: total[:, i] for i, s in enumerate(case.sources)},
+        fund_claims={f.id: att.claims[:, g] for g, f in enumerate(case.funds)},
+        capital_losses={s.id: att.capital[:, i] for i, s in enumerate(case.sources)},
     )

@@ -107,7 +107,7 @@ def limit_checks(
                 "expected_loss",
                 "max",
                 row.expected_loss_usd,
-                src.expected_loss_limit_rate * row.lending_usd,
+                src.expected_loss_limit_rate * (row.lending_usd + row.capital_usd),
                 "US$",
                 row.expected_loss_se_usd,
             )
@@ -120,7 +120,7 @@ def limit_checks(
                 src.id,
                 "return_hurdle",
                 "min",
-                income - row.expected_loss_usd - fees,
+                income - _lending_loss(row) - fees,
                 src.return_hurdle_rate * row.lending_usd,
                 "US$",
                 row.expected_loss_se_usd,
@@ -170,3 +170,10 @@ def z_ratio(excess: float, se: float) -> float:
     if se > 0:
         return excess / se
     return math.copysign(math.inf, excess) if excess != 0 else 0.0
+
+
+def _lending_loss(row) -> float:
+    """A source's expected loss on its lending (a table saved before losses were split
+    between lending and fund capital has only the whole)."""
+    value = getattr(row, "expected_loss_lending_usd", math.nan)
+    return float(row.expected_loss_usd if value is None or math.isnan(value) else value)

@@ -137,8 +137,9 @@ def tightened_case(
             limit = float(src.at[sid, "cvar_limit_usd"])
             s["cvar_limit_share"] *= max(1.0 - m / limit, 0.0) if limit > 0 else 1.0
         m = margins.get(("expected_loss_limit", sid), 0.0)
-        if m > 0 and lend > 0:
-            s["expected_loss_limit_rate"] = max(s["expected_loss_limit_rate"] - m / lend, 0.0)
+        at_risk = lend + float(src.at[sid, "capital_usd"])
+        if m > 0 and at_risk > 0:
+            s["expected_loss_limit_rate"] = max(s["expected_loss_limit_rate"] - m / at_risk, 0.0)
         m = margins.get(("return_hurdle", sid), 0.0)
         if m > 0 and lend > 0:
             s["return_hurdle_rate"] = min(s["return_hurdle_rate"] + m / lend, 2.0)
@@ -234,7 +235,8 @@ def applied_margins(
             )
             out[key] = float(r.limit) - float(limit)
         elif r.family == "expected_loss_limit":
-            out[key] = float(r.limit) - s.expected_loss_limit_rate * lend
+            at_risk = lend + float(src.at[r.owner, "capital_usd"])
+            out[key] = float(r.limit) - s.expected_loss_limit_rate * at_risk
         else:  # return_hurdle, a "min" row: the tightened hurdle asks for more
             out[key] = s.return_hurdle_rate * lend - float(r.limit)
     return out

@@ -20,6 +20,7 @@ import pandas as pd
 
 from models.schema import Case, SourceKind
 from optimizer.formulation.problem import USD_PER_UNIT, AllocationProblem
+from optimizer.formulation.problem_targets import HOUSEHOLDS_PER_UNIT
 
 POSITIVE_SLACK_USD_M = 1e-6
 """A slack counts as a relaxation above US$1 (solver tolerances are ~1e-7 US$m)."""
@@ -27,6 +28,12 @@ MARGIN_SHARE, MARGIN_USD = 0.01, 1.0
 """``relaxed_case`` relaxes by ``slack · (1 + 1 %) + US$1`` so that re-solving succeeds."""
 _TINY_USD_M = 1e-9
 _SHARE_LABEL = {"segment_share": "segment", "region_share": "region", "product_share": "product"}
+_TARGET_FIELDS = {
+    "climate_earmark_usd": "climate_earmark_min_usd",
+    "min_gap_closed": "min_gap_closed_usd",
+    "min_households": "min_households",
+}
+"""The policy field each programme target's row is written from (lowered to relax it)."""
 
 RELAXATION_COLUMNS = (
     "family",
@@ -212,11 +219,11 @@ def _plan(
             return by_share(
                 f"sources[{subject}].expected_loss_limit_rate",
                 src.expected_loss_limit_rate,
-                ctx.lend[s],
+                ctx.commit[s],
                 +1,
                 0.0,
                 1.0,
-                f"{subject}'s lending",
+                f"{subject}'s lending and fund capital",
             )
         return by_share(
             f"sources[{subject}].return_hurdle_rate",
@@ -284,6 +291,17 @@ def _plan(
             1.0,
             "climate lending",
         )
+    if name == "min_deploy":
+        src = case.finance_source(subject)
+        current = float(src.min_deploy_usd)
+        return _Change(
+            f"sources[{subject}].min_deploy_usd", "lower", current, max(current - add, 0.0)
+        )
+    if name in _TARGET_FIELDS:
+        attr = _TARGET_FIELDS[name]
+        current = float(getattr(pol, attr))
+        step = need * HOUSEHOLDS_PER_UNIT if name == "min_households" else add
+        return _Change(f"policy.{attr}", "lower", current, max(current - step, 0.0))
     if name in _SHARE_LABEL:
         attr = f"max_share_per_{_SHARE_LABEL[name]}"
         return by_share(
@@ -316,6 +334,12 @@ _SAYS = {
     "lending earns",
     "senior_cap": "{subject}'s senior cap must allow {amount} more lending (from {rhs})",
     "climate_earmark": "the climate earmark needs {amount} more high-pressure climate lending",
+    "climate_earmark_usd": "the climate earmark in US$ asks {amount} more high-pressure "
+    "climate lending than the programme can place within every other rule",
+    "min_deploy": "{subject}'s minimum deployment asks {amount} more than the programme can "
+    "place with it within every other rule",
+    "min_gap_closed": "the gap-closed target asks {amount} more credit than the programme can "
+    "place within every other rule",
 }
 """What a US$ of slack on each family means, in the user's words."""
 
@@ -333,6 +357,12 @@ def _describe(case, ctx, name: str, subject: str, label: str, usd: float, rhs_us
             of = f", {src.cvar_limit_share:.1%} of its {commit} commitment"
         level = f"CVaR{src.cvar_alpha * 100:g}%"
         return f"{subject}'s {level} limit must rise by {amount} (from {rhs}{of})"
+    if name == "min_households":
+        households = usd / USD_PER_UNIT * HOUSEHOLDS_PER_UNIT
+        return (
+            f"the households target asks {households:,.0f} more households than the programme "
+            "can reach within every other rule"
+        )
     if name == "mobilization":
         ratio = case.policy.min_private_per_concessional
         return (

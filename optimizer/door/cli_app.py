@@ -79,7 +79,7 @@ MethodOpt = Annotated[
     typer.Option(
         "--cvar-method",
         help="How CVaR enters the problem: auto, lp or cutting_plane (auto: the cutting plane "
-        "above 5,000 scenarios or on importance-sampled ones).",
+        "on every scenario set; lp is the reference and its fallback).",
     ),
 ]
 Float32Opt = Annotated[
@@ -98,6 +98,21 @@ ConfidenceOpt = Annotated[
     typer.Option(
         help="Each risk limit holds out of sample at this confidence (margins of z standard "
         "errors, re-solved): 0 = off; omitted = the case's policy.confidence (0.95 by default)."
+    ),
+]
+MinGapClosedOpt = Annotated[
+    float | None,
+    typer.Option(
+        "--min-gap-closed",
+        help="Programme target: close at least this much of the credit gap, US$ (sets "
+        "policy.min_gap_closed_usd; an unreachable one exits 2 with what must give).",
+    ),
+]
+MinHouseholdsOpt = Annotated[
+    float | None,
+    typer.Option(
+        "--min-households",
+        help="Programme target: reach at least this many households (sets policy.min_households).",
     ),
 ]
 ReplicationsOpt = Annotated[

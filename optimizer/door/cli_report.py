@@ -17,6 +17,8 @@ from optimizer.door.cli_app import (
     FormatOpt,
     JobsOpt,
     MethodOpt,
+    MinGapClosedOpt,
+    MinHouseholdsOpt,
     NoMarginalOpt,
     OutOpt,
     SamplingOpt,
@@ -31,6 +33,7 @@ from optimizer.door.cli_steps import (
     report_formats,
     staged,
     start,
+    with_targets,
 )
 from optimizer.door.cli_widgets import shown
 from optimizer.door.outputs import MANIFEST_NAME
@@ -50,6 +53,8 @@ def run_command(
     float32: Float32Opt = False,
     no_marginal: NoMarginalOpt = False,
     confidence: ConfidenceOpt = None,
+    min_gap_closed: MinGapClosedOpt = None,
+    min_households: MinHouseholdsOpt = None,
     replications: Annotated[
         int,
         typer.Option(
@@ -65,7 +70,8 @@ def run_command(
     from optimizer.door.run_files import save_run
 
     formats = report_formats(format)
-    loaded = start(case, out, "run", force, sampling)
+    given = start(case, out, "run", force, sampling)
+    loaded = with_targets(given, min_gap_closed, min_households)
     resolve_confidence(loaded, confidence)  # a bad value is refused before any work
     recipe = recipe_of(scenarios, seed, sampling, jobs, scheduler, float32)
     with console.status("Starting…") as status:
@@ -79,7 +85,7 @@ def run_command(
             on_step=lambda name: status.update(f"{name.capitalize()}…"),
         )
         status.update("Writing the report…")
-        with staged(out, "run", force, loaded) as stage:
+        with staged(out, "run", force, given) as stage:
             save_run(record, stage)
             record.allocation.allocation.to_csv(stage / "allocation.csv", index=False)
             written = _render(record, stage, formats)

@@ -46,7 +46,7 @@ def print_allocation(console: Console, case: Case, result, oos=None) -> None:
             highlight=False,
         )
     table = Table(title="Each funder's risk against its limit (US$ m)", box=box.SIMPLE_HEAD)
-    for col in ("source", "committed", "EL", "CVaR", "limit", "CVaR oos ± se"):
+    for col in ("source", "committed", "EL", "of it on funds", "CVaR", "limit", "CVaR oos ± se"):
         table.add_column(col, justify="left" if col == "source" else "right", no_wrap=True)
     oos_src = None if oos is None else oos.sources.set_index("source")
     for r in src[src["committed_usd"] > 0].itertuples():
@@ -60,6 +60,7 @@ def print_allocation(console: Console, case: Case, result, oos=None) -> None:
             r.source,
             f"{r.committed_usd / 1e6:,.1f}",
             f"{r.expected_loss_usd / 1e6:,.2f}",
+            _on_funds(r),
             f"{r.cvar_usd / 1e6:,.2f}",
             limit,
             oos_cell,
@@ -166,3 +167,10 @@ def print_replications(console: Console, reps) -> None:
     """``gap closed US$ X m +- Y m (R replications)`` and the scenario-count advice."""
     for line in reps.headline().splitlines():
         console.print(escape(line), highlight=False, soft_wrap=True)  # one line, grep-able
+
+
+def _on_funds(row) -> str:
+    """The part of a funder's expected loss on fund capital, blank when it has none (or the
+    saved table predates the split)."""
+    value = getattr(row, "expected_loss_capital_usd", None)
+    return "" if value is None or pd.isna(value) or value <= 0 else f"{value / 1e6:,.2f}"

@@ -19,6 +19,8 @@ from optimizer.door.cli_app import (
     ForceOpt,
     JobsOpt,
     MethodOpt,
+    MinGapClosedOpt,
+    MinHouseholdsOpt,
     NoMarginalOpt,
     OutOpt,
     ReplicationsOpt,
@@ -36,6 +38,7 @@ from optimizer.door.cli_steps import (
     recipe_of,
     staged,
     start,
+    with_targets,
 )
 from optimizer.door.cli_widgets import shown
 from optimizer.door.outputs import MANIFEST_NAME, OutputError
@@ -114,6 +117,8 @@ def optimize_command(
     float32: Float32Opt = False,
     no_marginal: NoMarginalOpt = False,
     confidence: ConfidenceOpt = None,
+    min_gap_closed: MinGapClosedOpt = None,
+    min_households: MinHouseholdsOpt = None,
     replications: ReplicationsOpt = 0,
 ) -> None:
     """Simulate, optimize, check out of sample; write result.json and allocation.csv."""
@@ -123,7 +128,8 @@ def optimize_command(
     from optimizer.door.pipeline import check_out_of_sample, replications_of, solve_headline
     from optimizer.persist import to_plain
 
-    loaded = start(case, out, "optimize", force, sampling)
+    given = start(case, out, "optimize", force, sampling)
+    loaded = with_targets(given, min_gap_closed, min_households)
     level = resolve_confidence(loaded, confidence)  # a bad value is refused before simulating
     check_replications(replications)
     recipe = recipe_of(scenarios, seed, sampling, jobs, scheduler, float32)
@@ -153,7 +159,7 @@ def optimize_command(
                 loaded, recipe, replications, level, method, result.warm_start, advance
             )
     written = ["result.json", "allocation.csv", "out_of_sample.json"]
-    with staged(out, "optimize", force, loaded) as stage:
+    with staged(out, "optimize", force, given) as stage:
         (stage / "result.json").write_text(result.to_json(), encoding="utf-8")
         result.allocation.to_csv(stage / "allocation.csv", index=False)
         (stage / "out_of_sample.json").write_text(json.dumps(to_plain(oos)), encoding="utf-8")

@@ -83,6 +83,24 @@ def recipe_of(
     return Recipe(scenarios, seed, sampling, dtype_of(float32), jobs, scheduler)
 
 
+def with_targets(case: Case, min_gap_closed: float | None, min_households: float | None) -> Case:
+    """The case with the programme targets given on the command line (tagged as such)."""
+    from models.case_edit import with_changes
+
+    changes = {
+        path: value
+        for path, value in (
+            ("policy.min_gap_closed_usd", min_gap_closed),
+            ("policy.min_households", min_households),
+        )
+        if value is not None
+    }
+    if not changes:
+        return case
+    why = "[A] set on the command line (was {before!r})"
+    return with_changes(case, changes, why, OptionError, "the command line's targets are invalid")
+
+
 def print_written(out: Path, files: list[str]) -> None:
     """``Written to OUT/: a, b, c``: the files a command wrote."""
     console.print(f"Written to {shown(out)}/: {', '.join(files)}", highlight=False)

@@ -284,7 +284,9 @@ def fund_table(
     Returns
     -------
     DataFrame, one row per fund: expected claims and claims CVaR at ``1 − ε`` with standard
-    errors, headroom, depletion probability ``P_π(C_g > capital)`` and its standard error.
+    errors, headroom, depletion probability ``P_π(C_g > capital)`` and its standard error,
+    and the expected claims it cannot pay, ``E_π[(C_g − capital)+]`` (they stay with the
+    covered lenders).
     """
     rows = []
     for g, fund in enumerate(case.funds):
@@ -312,6 +314,7 @@ def fund_table(
                 "depletion_probability": prob_dep,
                 "depletion_se": float(np.sqrt((p * p) @ (depleted - prob_dep) ** 2)),
                 "max_depletion_probability": eps,
+                "expected_unpaid_usd": float(p @ np.maximum(claim - capital[g], 0.0)),
             }
         )
     return pd.DataFrame(rows)

@@ -34,6 +34,12 @@ TOLERANCE_REL = 1e-6
 """CVaR overestimate accepted at convergence, relative to the CVaR (at least US$1)."""
 TOLERANCE_ABS_USD_M = 1e-8
 """Absolute floor of that tolerance (US$0.01), for a CVaR of zero."""
+STALL_TOLERANCE_USD_M = 1e-6
+"""A master that stalls (the same point twice, summed cuts tried) with every CVaR within this
+much of its limit or estimate, plus TOLERANCE_REL of it, is taken as converged: US$1, the
+limit checks' own breach tolerance. Measured on a replication of the default case at 300
+scenarios: a senior lender with US$0.86 of CVaR held US$0.83 over a US$0.02 limit for 400
+iterations, every row within HiGHS's tolerance."""
 
 
 @dataclass(frozen=True)
@@ -85,6 +91,9 @@ def solve_with_cuts(
     oracle_s = master_s = 0.0
     violation = np.inf
     buffer = None  # the scenario losses of the last pass, overwritten by the next
+    last: tuple[np.ndarray, np.ndarray] | None = None  # the previous master point and η
+    stalls = 0
+    iteration = 0
     for iteration in range(1, max_iterations + 1):
         master_s += solve_master()
         while master.restore_violated_cuts(POOL_TOLERANCE):  # cheaper than a pass
@@ -120,14 +129,31 @@ def solve_with_cuts(
         cuts = _tangent_cuts(
             oracle, master, point, losses, open_, var, thresholds, eta, allowed / factor
         )
-        cuts += _summed_cuts(cuts, open_, (cvar - estimate) / factor, master.groups)
+        # A master that returns the very point and η of the last iteration took none of its
+        # block cuts: each was violated by less than HiGHS holds a row to. Measured on the
+        # default case at 1,500 scenarios from a warm start: PRIV_BANK's CVaR US$45 over its
+        # limit for 380 iterations, 16 block rows 1.3e-8 each short. Then every open measure
+        # gets its blocks summed into one row, violated by the whole shortfall.
+        stalled = (
+            last is not None and np.array_equal(last[0], point) and np.array_equal(last[1], eta)
+        )
+        stalls = stalls + 1 if stalled else 0
+        last = (point, eta)
+        if stalls >= 2:  # the summed rows did not move it either: nothing more will
+            over = cvar - np.maximum(limit, estimate)
+            if (over[open_] <= STALL_TOLERANCE_USD_M + tolerance * scale[open_]).all():
+                oracle_s += time.perf_counter() - start
+                return CutReport(iteration, violation, oracle_s, master_s, len(master.cut_rows))
+            break
+        shortfall = np.zeros(len(measures)) if stalled else (cvar - estimate) / factor
+        cuts += _summed_cuts(cuts, open_, shortfall, master.groups)
         oracle_s += time.perf_counter() - start
         master.add_cuts(cuts)
     raise SolverFailure(
         "cutting_plane",
         "not_converged",
         stage,
-        f"no convergence in {max_iterations} iterations (largest CVaR overestimate "
+        f"no convergence in {iteration} iterations (largest CVaR overestimate "
         f"US${violation:.4f}m); use method='lp' for this case",
     )
 

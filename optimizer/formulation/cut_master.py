@@ -80,6 +80,7 @@ class CutMaster:
         # cvxpy drops a zero-sized variable (no lending anywhere): then no cut has columns
         self.expo_cols = offsets.get(expo.id, 0) + np.arange(expo.size if expo.id in offsets else 0)
         self.t_col = np.array([offsets[m.t.id] for m in measures])
+        self._row_cols = [m.row_cols for m in measures]
         self.eta_col = np.array([offsets[m.eta.id] for m in measures])
 
     def _fetch(self) -> dict:
@@ -175,13 +176,21 @@ class CutMaster:
     def _row_arrays(
         self, rows: list[tuple[int, int, np.ndarray, float]]
     ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """Row starts, column indices and values of cut rows ``η − g·e_k + P·t_k``."""
+        """Row starts, column indices and values of cut rows ``η − g·e_k + P·t_k``.
+
+        A measure whose row columns repeat (a fund's claims both in its loss and in a link)
+        gets each column once, its coefficients added: HiGHS refuses a row that names a
+        column twice."""
         starts, index, value = [], [], []
         n = 0
         for k, block, coef, prob in rows:
             eta = self.eta_col[k] if block < 0 else self.group_col[k, block]
-            idx = np.concatenate([[eta, self.t_col[k]], self.expo_cols[self.measures[k].cols]])
-            val = np.concatenate([[1.0, prob], -coef])
+            cols, neg = self._row_cols[k], -coef
+            if cols.size != np.unique(cols).size:
+                cols, where = np.unique(cols, return_inverse=True)
+                neg = np.bincount(where, neg, minlength=cols.size)
+            idx = np.concatenate([[eta, self.t_col[k]], self.expo_cols[cols]])
+            val = np.concatenate([[1.0, prob], neg])
             keep = val != 0.0
             keep[0] = True
             starts.append(n)
@@ -250,7 +259,7 @@ class CutMaster:
         OptimizerError
             The pool's cuts belong to a problem with other CVaR measures or scenario blocks.
         """
-        sizes = [m.cols.size for m in self.measures]
+        sizes = [m.row_cols.size for m in self.measures]
         for k, block, coef, _ in pool.rows + pool.pool:
             if k >= len(sizes) or coef.size != sizes[k] or block >= max(self.groups, 1):
                 raise OptimizerError(

@@ -34,6 +34,39 @@ def cut_groups(n_scenarios: int) -> int:
     return int(max(1, min(groups, MAX_GROUPS, n_scenarios)))
 
 
+EXPECTATION_LEVEL = 1e-12
+"""The level of a measure that stands for an expectation: ``CVaR_α`` of a loss that is never
+negative is its mean as α → 0 (with ``t >= 0`` the master's ``t + f·η`` is exact at t = 0)."""
+
+
+@dataclass(frozen=True, eq=False)
+class Link:
+    """Claims a fund cannot pay out of some of its capital: ``(C_g(ω) − Σ_{cap_cols} e)+``.
+
+    Convex in the exposures, so a CVaR of losses that include it is still a convex limit that
+    the cutting plane holds exactly: lenders keep the claims beyond all of a fund's capital
+    (``cap_cols`` every capital column of the fund), a senior capital layer loses at most the
+    claims beyond the layers junior to it (``cap_cols`` theirs).
+
+    Attributes
+    ----------
+    fund : int
+    fund_cols : ndarray of int
+        The fund's claim columns (``C_g = Σ r e`` over them).
+    cap_cols : ndarray of int
+        The capital columns subtracted.
+    """
+
+    fund: int
+    fund_cols: np.ndarray
+    cap_cols: np.ndarray
+
+    @property
+    def key(self) -> tuple[int, bytes]:
+        """Links with equal keys are the same function (one LP variable, one oracle series)."""
+        return (self.fund, np.sort(self.cap_cols).tobytes())
+
+
 @dataclass(eq=False)
 class CutMeasure:
     """One CVaR measure of the master problem.
@@ -54,6 +87,11 @@ class CutMeasure:
     limit : cvxpy Expression or None
         The right-hand side the CVaR must stay within (US$m); the loop stops adding cuts to a
         measure whose true CVaR at the master's point is within it.
+    links : tuple of Link
+        Terms ``(C_g − K)+`` added to the loss (claims a fund cannot pay).
+    row_cols : ndarray of int
+        The exposure columns of a cut row, in the order of a cut's coefficients: ``cols``, then
+        each link's fund and capital columns (a column may repeat; the master adds repeats).
     """
 
     name: str
@@ -63,10 +101,14 @@ class CutMeasure:
     eta: cp.Variable
     tail_factor: cp.Expression | float
     limit: cp.Expression | None = None
+    links: tuple[Link, ...] = ()
     estimate: cp.Expression = field(init=False)
+    row_cols: np.ndarray = field(init=False)
 
     def __post_init__(self) -> None:
         self.estimate = self.t + self.tail_factor * self.eta
+        parts = [self.cols] + [c for link in self.links for c in (link.fund_cols, link.cap_cols)]
+        self.row_cols = np.concatenate(parts).astype(np.int64)
 
     def factor(self) -> float:
         """Current value of ``1/(1 − α)``."""
@@ -81,6 +123,7 @@ def make_measure(
     tail_factor: cp.Expression | None = None,
     *,
     losses_nonneg: bool = True,
+    links: tuple[Link, ...] = (),
 ) -> CutMeasure:
     """A measure with no cut yet (η >= 0; t >= 0 too when losses are never negative)."""
     return CutMeasure(
@@ -90,4 +133,5 @@ def make_measure(
         t=cp.Variable(nonneg=losses_nonneg, name=f"var_{name}"),
         eta=cp.Variable(nonneg=True, name=f"tail_{name}"),
         tail_factor=1.0 / (1.0 - alpha) if tail_factor is None else tail_factor,
+        links=tuple(links),
     )

@@ -72,12 +72,20 @@ class ExposureColumns:
         Source position (``is_fund`` False) or fund position (``is_fund`` True).
     is_fund : ndarray of shape (n_cols,), bool
     cell : ndarray of shape (n_cols,), int
+        The cell (0 on a capital column).
     shape : ndarray of shape (n_cols,), int
-        Index into ``shapes``.
+        Index into ``shapes`` (0 on a capital column).
     shapes : tuple of FundClaims
         One representative per claim shape; index 0 is the plain loss ``ℓ`` (no cap, always).
-    from_x, from_z : scipy.sparse.csr_matrix of shape (n_cols, n_x) and (n_cols, n_z)
-        ``e = from_x @ x + from_z @ z``.
+    from_x, from_z, from_c : scipy.sparse.csr_matrix of shape (n_cols, n_x), (n_cols, n_z)
+        and (n_cols, n_c)
+        ``e = from_x @ x + from_z @ z + from_c @ c``.
+    is_capital : ndarray of shape (n_cols,), bool
+        Capital columns, the last ones: one per capital variable ``c[s, g]`` (owner the
+        fund), carrying no scenario loss; they hold what a fund can pay (see
+        :mod:`optimizer.formulation.attribution`).
+    capital_source : ndarray of shape (n_cols,), int
+        The source of a capital column (-1 elsewhere).
     """
 
     owner: np.ndarray
@@ -87,6 +95,20 @@ class ExposureColumns:
     shapes: tuple[FundClaims, ...]
     from_x: sp.csr_matrix
     from_z: sp.csr_matrix
+    from_c: sp.csr_matrix
+    is_capital: np.ndarray
+    capital_source: np.ndarray
+
+    def owned(self, position: int, *, fund: bool) -> np.ndarray:
+        """The loss columns of one source (claim columns of one fund if ``fund``)."""
+        return np.flatnonzero((self.owner == position) & (self.is_fund == fund) & ~self.is_capital)
+
+    def capital_of(self, fund: int, sources: np.ndarray | None = None) -> np.ndarray:
+        """The capital columns of one fund, of every source or of the given ones."""
+        mine = self.is_capital & (self.owner == fund)
+        if sources is not None:
+            mine &= np.isin(self.capital_source, sources)
+        return np.flatnonzero(mine)
 
     def scenario_matrix(self, losses: np.ndarray, position: int, *, fund: bool) -> sp.csc_matrix:
         """Loss (claims if ``fund``) coefficients of one source (fund) on every column.
@@ -96,7 +118,13 @@ class ExposureColumns:
         scipy.sparse.csc_matrix of shape (n_scenarios, n_cols)
             ``r_col(ω)`` in the owner's columns, nothing elsewhere: ``L_s = M @ e``.
         """
-        cols = np.flatnonzero((self.owner == position) & (self.is_fund == fund))
+        return self.matrix_of(losses, self.owned(position, fund=fund))
+
+    def matrix_of(self, losses: np.ndarray, cols: np.ndarray) -> sp.csc_matrix:
+        """Scenario coefficients ``r_col(ω)`` of the given loss columns, shape (n_scenarios,
+        n_cols), nothing elsewhere (a column given twice counts twice)."""
+        # CSC lays columns out in index order: the blocks must follow it
+        cols, times = np.unique(np.asarray(cols, dtype=np.int64), return_counts=True)
         n_scen, n_cols = losses.shape[0], self.owner.size
         block = np.empty((n_scen, cols.size))
         for k in np.unique(self.shape[cols]):
@@ -104,6 +132,7 @@ class ExposureColumns:
             block[:, mine] = self.shapes[k].rates(
                 losses, self.cell[cols[mine]], with_coverage=False
             )
+        block *= times[None, :]
         counts = np.zeros(n_cols, dtype=np.int64)
         counts[cols] = n_scen
         indptr = np.concatenate([[0], np.cumsum(counts)])
@@ -139,8 +168,13 @@ def exposure_columns(
         cov = float(claims[g].coverage[j])
         z_entries.append((col(False, s, j, k), i, -cov))
         z_entries.append((col(True, g, j, k), i, cov))
-    n = len(cols)
-    meta = np.array(list(cols), dtype=np.int64).reshape(n, 4)
+    # then one capital column per capital variable: (fund, its position), no loss of its own
+    n_loss, n_c = len(cols), elig.c_fund.size
+    c_entries = [(n_loss + i, i, 1.0) for i in range(n_c)]
+    n = n_loss + n_c
+    capital_meta = np.zeros((n_c, 4), dtype=np.int64)
+    capital_meta[:, 0], capital_meta[:, 1] = 1, elig.c_fund
+    meta = np.vstack([np.array(list(cols), dtype=np.int64).reshape(n_loss, 4), capital_meta])
 
     def matrix(entries: list, n_vars: int) -> sp.csr_matrix:
         r, c, v = (np.array(a) for a in zip(*entries, strict=True)) if entries else ([], [], [])
@@ -154,4 +188,9 @@ def exposure_columns(
         shapes=tuple(shapes),
         from_x=matrix(x_entries, elig.x_source.size),
         from_z=matrix(z_entries, elig.z_fund.size),
+        from_c=matrix(c_entries, elig.c_fund.size),
+        is_capital=np.arange(n) >= n_loss,
+        capital_source=np.concatenate(
+            [np.full(n_loss, -1, dtype=np.int64), np.asarray(elig.c_source, dtype=np.int64)]
+        ),
     )

@@ -292,4 +292,7 @@ def _plain_columns(n: int) -> ExposureColumns:
         shapes=(FundClaims("loss", np.ones(n), None, None),),
         from_x=sp.identity(n, format="csr"),
         from_z=sp.csr_matrix((n, 0)),
+        from_c=sp.csr_matrix((n, 0)),
+        is_capital=np.zeros(n, dtype=bool),
+        capital_source=np.full(n, -1, dtype=np.int64),
     )

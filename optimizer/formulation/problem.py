@@ -42,6 +42,7 @@ from optimizer.formulation.problem_rows import (
     depletion_floor,
     segment_weights,
 )
+from optimizer.formulation.problem_targets import add_targets
 from optimizer.formulation.tail_oracle import TailOracle
 
 __all__ = [
@@ -185,6 +186,7 @@ def build_problem(case: Case, scenarios: ScenarioSet, cvar_method: str = "lp") -
     b.cover()
     risk = add_risk_families(b, cvar)
     b.policy()
+    add_targets(b)
     weighted_gap, secondary = b.objectives()
     a = cp.Parameter(nonneg=True, name="stage_weight", value=1.0)
     w2 = cp.Parameter(nonneg=True, name="secondary_weight", value=0.0)

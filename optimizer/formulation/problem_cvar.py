@@ -3,9 +3,12 @@
 Two modes, one interface (:class:`ScenarioRowsCvar` for ``cvar_method="lp"``, :class:`CutCvar` for
 ``"cuts"``), so the risk families (:mod:`optimizer.formulation.problem_risk`) are written once:
 
-* ``loss(columns, expo, position, fund=...)`` — what a CVaR is taken of: one owner's scenario
-  losses (the one-LP mode), or its exposure columns (the cut mode: the oracle reads the
-  scenarios, not the LP);
+* ``loss(columns, expo, cols, links)`` — what a CVaR is taken of: the scenario losses of some
+  exposure columns plus terms ``(C_g − K)+`` (claims a fund cannot pay out of some of its
+  capital; one variable and row per scenario and link in the one-LP mode), or the columns and
+  links themselves (the cut mode: the oracle reads the scenarios, not the LP);
+* ``expectation(columns, expo, link)`` — ``E_π[(C_g − K)+]`` of one link (US$m): ``π·v`` in the
+  one-LP mode, a measure at level ~0 in the cut mode; each link's once;
 * ``cvar(loss, alpha, name, tail_factor)`` — the CVaR expression (US$m);
 * ``hold(limits)`` — the right-hand sides of the last CVaRs written, which the cut loop stops on;
 * ``rows`` — the constraints the mode added to the problem;
@@ -20,7 +23,13 @@ import numpy as np
 
 from models.scenarios import ScenarioSet
 from optimizer.formulation.cut_master import CutMaster
-from optimizer.formulation.cut_measures import CutMeasure, cut_groups, make_measure
+from optimizer.formulation.cut_measures import (
+    EXPECTATION_LEVEL,
+    CutMeasure,
+    Link,
+    cut_groups,
+    make_measure,
+)
 from optimizer.formulation.exposures import ExposureColumns
 from optimizer.formulation.tail_oracle import TailOracle
 
@@ -44,12 +53,37 @@ class ScenarioRowsCvar:
         self.p = np.asarray(scenarios.probabilities, dtype=np.float64)
         self.n_scenarios = scenarios.n_scenarios
         self.rows: list[cp.Constraint] = []
+        self._links: dict[tuple, cp.Variable] = {}
 
     def loss(
-        self, columns: ExposureColumns, expo: cp.Variable, position: int, *, fund: bool
+        self,
+        columns: ExposureColumns,
+        expo: cp.Variable,
+        cols: np.ndarray,
+        links: tuple[Link, ...] = (),
     ) -> cp.Expression:
-        """The owner's scenario losses (claims if ``fund``), shape (n_scenarios,), US$m."""
-        return columns.scenario_matrix(self.losses, position, fund=fund) @ expo
+        """Scenario losses of ``cols`` plus each link's ``(C_g − K)+``, shape (n_scenarios,),
+        US$m."""
+        out = columns.matrix_of(self.losses, cols) @ expo
+        for link in links:
+            out = out + self._link(columns, expo, link)
+        return out
+
+    def expectation(
+        self, columns: ExposureColumns, expo: cp.Variable, link: Link, name: str
+    ) -> cp.Expression:
+        """``E_π[(C_g − K)+]`` of the link, US$m."""
+        return self.p @ self._link(columns, expo, link)
+
+    def _link(self, columns: ExposureColumns, expo: cp.Variable, link: Link) -> cp.Variable:
+        """``v >= C_g − K, v >= 0`` per scenario, once per link: at the optimum of a problem
+        that limits a convex function of ``v`` it can be taken equal to ``(C_g − K)+``."""
+        if link.key not in self._links:
+            v = cp.Variable(self.n_scenarios, nonneg=True, name=f"unpaid_{len(self._links)}")
+            claims = columns.matrix_of(self.losses, link.fund_cols) @ expo
+            self.rows.append(claims - cp.sum(expo[link.cap_cols]) <= v)
+            self._links[link.key] = v
+        return self._links[link.key]
 
     def cvar(
         self,
@@ -97,24 +131,41 @@ class CutCvar:
         self.p = np.asarray(scenarios.probabilities, dtype=np.float64)
         self.measures: list[CutMeasure] = []
         self.rows: list[cp.Constraint] = []
+        self._expectations: dict[tuple, cp.Expression] = {}
 
     def loss(
-        self, columns: ExposureColumns, expo: cp.Variable, position: int, *, fund: bool
-    ) -> np.ndarray:
-        """The owner's exposure columns (the oracle reads the scenarios, not the LP)."""
-        return np.flatnonzero((columns.owner == position) & (columns.is_fund == fund))
+        self,
+        columns: ExposureColumns,
+        expo: cp.Variable,
+        cols: np.ndarray,
+        links: tuple[Link, ...] = (),
+    ) -> tuple[np.ndarray, tuple[Link, ...]]:
+        """The exposure columns and links (the oracle reads the scenarios, not the LP)."""
+        return np.asarray(cols, dtype=np.int64), tuple(links)
 
     def cvar(
         self,
-        loss: np.ndarray,
+        loss: tuple[np.ndarray, tuple[Link, ...]],
         alpha: float,
         name: str,
         tail_factor: cp.Expression | None = None,
     ) -> cp.Expression:
-        """A new measure on the exposure columns ``loss``; its estimate ``t + f·η``, US$m."""
-        measure = make_measure(name, loss, alpha, tail_factor)
+        """A new measure on the columns and links ``loss``; its estimate ``t + f·η``, US$m."""
+        cols, links = loss
+        measure = make_measure(name, cols, alpha, tail_factor, links=links)
         self.measures.append(measure)
         return measure.estimate
+
+    def expectation(
+        self, columns: ExposureColumns, expo: cp.Variable, link: Link, name: str
+    ) -> cp.Expression:
+        """``E_π[(C_g − K)+]`` of the link: a measure at level ~0 (once per link), US$m."""
+        if link.key not in self._expectations:
+            empty = np.zeros(0, dtype=np.int64)
+            measure = make_measure(name, empty, EXPECTATION_LEVEL, links=(link,))
+            self.measures.append(measure)
+            self._expectations[link.key] = measure.estimate
+        return self._expectations[link.key]
 
     def hold(self, limits: list[cp.Expression]) -> None:
         """Tell the last measures their limits (the cutting plane stops on feasibility)."""
@@ -135,7 +186,8 @@ class CutCvar:
         if not self.measures:
             return (), None, None
         cols = [m.cols for m in self.measures]
-        oracle = TailOracle(self.scenarios.losses, self.p, columns, cols)
+        links = [m.links for m in self.measures]
+        oracle = TailOracle(self.scenarios.losses, self.p, columns, cols, links)
         groups = cut_groups(self.scenarios.n_scenarios)
         return tuple(self.measures), oracle, CutMaster(problem, self.measures, expo, groups)
 

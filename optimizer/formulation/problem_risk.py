@@ -18,6 +18,8 @@ import cvxpy as cp
 import numpy as np
 
 from models.schema import GuaranteeFund
+from optimizer.formulation.attribution import capital_layers
+from optimizer.formulation.cut_measures import Link
 from optimizer.formulation.exposures import ExposureColumns, exposure_columns
 from optimizer.formulation.problem_cvar import CutCvar, ScenarioRowsCvar
 from optimizer.formulation.problem_rows import USD_PER_UNIT, RowBuilder, _stack
@@ -66,17 +68,86 @@ def add_risk_families(b: RowBuilder, cvar: ScenarioRowsCvar | CutCvar) -> RiskRo
     commit = b.lend + b.capital
     cols = exposure_columns(e, b.claims, len(b.cells))
     expo = cp.Variable(cols.owner.size, name="net_exposure")
-    b.internal.append(expo == cols.from_x @ b.x + cols.from_z @ b.z)
+    b.internal.append(expo == cols.from_x @ b.x + cols.from_z @ b.z + cols.from_c @ b.c)
+    losses = source_losses(b, cols)
 
-    def scenario_loss(position: int, *, fund: bool) -> cp.Expression | np.ndarray:
-        return cvar.loss(cols, expo, position, fund=fund)
+    def scenario_loss(position: int, *, fund: bool) -> cp.Expression | tuple:
+        if fund:
+            return cvar.loss(cols, expo, cols.owned(position, fund=True))
+        return cvar.loss(cols, expo, *losses[position].whole())
 
     cvar_scale = _cvar_limits(b, cvar, scenario_loss, commit)
-    _expected_loss_limits(b)
     funds = sorted(set(e.z_fund.tolist()))
     depletion_funds = tuple(b.fund_ids[g] for g in funds)
     fund_tail_factor = _fund_depletion(b, cvar, scenario_loss, funds) if funds else None
+    # expectations of links after every CVaR: the cut mode's measures keep their order
+    _expected_loss_limits(b, losses, lambda link, name: cvar.expectation(cols, expo, link, name))
     return RiskRows(cols, expo, cvar_scale, fund_tail_factor, depletion_funds)
+
+
+@dataclass(frozen=True)
+class SourceLoss:
+    """What a source's losses are made of in the LP, a convex bound on its attributed loss.
+
+    ``L_s = Σ_{lending} r e + Σ_{shortfall} (C_g − K_g)+ + Σ_{junior} C_g + Σ_{senior}
+    (C_g − A_sg)+``: its lending net of cover, all the claims of each fund covering it that the
+    fund cannot pay (its pro-rata share of them is at most that), the claims of each fund whose
+    junior capital layer it sits in, and of each fund where it is senior the claims beyond the
+    layers junior to it. Exact for a sole covered lender and a sole provider per layer while
+    claims stay within the fund (:mod:`optimizer.formulation.attribution` gives the exact
+    split after the solve).
+
+    Attributes
+    ----------
+    lending : ndarray of int
+        Its own exposure columns.
+    shortfall : tuple of Link
+        ``(C_g − K_g)+`` of each fund covering it.
+    junior : tuple of int
+        Funds whose claims it bears from the first dollar (their claim columns in the loss).
+    junior_cols : ndarray of int
+    senior : tuple of Link
+        ``(C_g − A_sg)+`` of each fund where it is senior.
+    """
+
+    lending: np.ndarray
+    shortfall: tuple[Link, ...]
+    junior: tuple[int, ...]
+    junior_cols: np.ndarray
+    senior: tuple[Link, ...]
+
+    def whole(self) -> tuple[np.ndarray, tuple[Link, ...]]:
+        """Columns and links of all its losses."""
+        return np.concatenate([self.lending, self.junior_cols]), self.shortfall + self.senior
+
+
+def source_losses(b: RowBuilder, cols: ExposureColumns) -> list[SourceLoss]:
+    """Each source's :class:`SourceLoss`, in ``case.sources`` order."""
+    case, e = b.case, b.e
+    out = []
+    for s in range(len(case.sources)):
+        shortfall = tuple(
+            Link(g, cols.owned(g, fund=True), cols.capital_of(g))
+            for g in sorted(set(e.z_fund[e.z_source == s].tolist()))
+        )
+        junior, senior = [], []
+        for g in sorted(set(e.c_fund[e.c_source == s].tolist())):
+            layers = capital_layers(case, case.funds[g])
+            below = next(k for k, layer in enumerate(layers) if s in layer)
+            if below == 0:
+                junior.append(g)
+            else:
+                ahead = np.concatenate(layers[:below])
+                senior.append(Link(g, cols.owned(g, fund=True), cols.capital_of(g, ahead)))
+        junior_cols = np.concatenate(
+            [cols.owned(g, fund=True) for g in junior] + [np.zeros(0, dtype=np.int64)]
+        )
+        out.append(
+            SourceLoss(
+                cols.owned(s, fund=False), shortfall, tuple(junior), junior_cols, tuple(senior)
+            )
+        )
+    return out
 
 
 def _cvar_limits(
@@ -122,19 +193,43 @@ def _cvar_limits(
     return cvar_scale
 
 
-def _expected_loss_limits(b: RowBuilder) -> None:
-    """``E[L_s] <= rate_s · lending_s`` for each source with an expected-loss limit."""
+def _expected_loss_limits(
+    b: RowBuilder,
+    losses: list[SourceLoss],
+    expectation: Callable[[Link, str], cp.Expression],
+) -> None:
+    """``E[L_s] <= rate_s · (lending_s + capital_s)`` for each source with an expected-loss
+    limit, ``L_s`` all its losses (:class:`SourceLoss`); each lender's expected share of
+    unpaid claims for the return hurdle (``b.expected_unpaid``)."""
     case = b.case
+
+    def unpaid(links: tuple[Link, ...]) -> cp.Expression | float:
+        terms = [expectation(link, f"unpaid_{b.fund_ids[link.fund]}") for link in links]
+        return cp.sum(cp.hstack(terms)) if terms else 0.0
+
+    for s, src in enumerate(case.sources):
+        if src.return_hurdle_rate is not None:
+            b.expected_unpaid[s] = unpaid(losses[s].shortfall)
     el, ids = b.where(case.sources, lambda s: s.expected_loss_limit_rate is not None)
     if el:
         rate = np.array([case.sources[s].expected_loss_limit_rate for s in el])
+        whole = []
+        for s in el:
+            loss = losses[s]
+            beyond = [
+                expectation(link, f"senior_{b.fund_ids[link.fund]}_{b.src_ids[s]}")
+                for link in loss.senior
+            ]
+            junior = cp.sum(b.expected_claims[list(loss.junior)]) if loss.junior else 0.0
+            whole.append(b.expected_loss[s] + unpaid(loss.shortfall) + junior + sum(beyond))
+        at_risk = b.lend[el] + b.capital[el]
         b.add(
             "expected_loss_limit",
-            b.expected_loss[el],
-            cp.multiply(rate, b.lend[el]),
-            b.lend[el],
+            _stack(whole),
+            cp.multiply(rate, at_risk),
+            at_risk,
             ids,
-            "expected-loss limit of {} (share of its lending)",
+            "expected-loss limit of {} (share of its lending and fund capital)",
             "US$1 more expected-loss allowance for {}",
         )
 

@@ -134,6 +134,11 @@ class RowBuilder:
             _group(e.x_source, n_src, n["x"], self.mean_loss[e.x_cell]) @ self.x
             - _group(e.z_source, n_src, n["z"], zc) @ self.z
         )
+        # E_π[C_g]: each fund's expected claims
+        self.expected_claims = _group(e.z_fund, n_fund, n["z"], zc) @ self.z
+        # E_π of each source's share of claims its funds cannot pay (the risk families fill
+        # it in; the return hurdle counts it as lending loss)
+        self.expected_unpaid: list[cp.Expression | float] = [0.0] * n_src
 
     def add(self, name, lhs, rhs, activity, subjects, label, relaxation: str) -> None:
         """Register ``lhs <= rhs``. ``label`` is a template filled per subject, or a list;
@@ -269,7 +274,8 @@ class RowBuilder:
             income = _group(e.x_source, n_src, nx, margin) @ self.x
             fees = _group(e.z_source, n_src, nz, fee) @ self.z
             rate = np.array([case.sources[s].return_hurdle_rate for s in hurdle])
-            cost = cp.multiply(rate, self.lend[hurdle]) + self.expected_loss[hurdle]
+            unpaid = _stack([self.expected_unpaid[s] for s in hurdle])
+            cost = cp.multiply(rate, self.lend[hurdle]) + self.expected_loss[hurdle] + unpaid
             self.add(
                 "return_hurdle",
                 cost + fees[hurdle],

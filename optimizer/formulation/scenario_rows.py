@@ -46,8 +46,10 @@ def scenario_rates(oracle: TailOracle, cols: np.ndarray) -> np.ndarray:
 def add_scenario_rows(master: CutMaster, oracle: TailOracle) -> int:
     """Append the whole Rockafellar–Uryasev formulation of every measure to ``master``.
 
-    Per measure ``k``: ``S`` columns ``z_kω >= 0``, ``S`` rows ``z_kω − r(ω)·e_k + t_k >= 0``
-    and one row ``η_k − Σ_ω π_ω z_kω >= 0``. The master must be synced (loaded); its next
+    Per measure ``k``: ``S`` columns ``z_kω >= 0``, ``S`` rows ``z_kω − r(ω)·e_k − Σ_l v_lω +
+    t_k >= 0`` and one row ``η_k − Σ_ω π_ω z_kω >= 0``; per link ``l`` of some measure (claims
+    a fund cannot pay, :class:`~optimizer.formulation.cut_measures.Link`) ``S`` columns
+    ``v_lω >= 0`` and rows ``v_lω − C_g(ω) + K_l >= 0``. The master must be synced (loaded); its next
     :meth:`CutMaster.solve` is the one-LP formulation's. Block columns ``η_kg``, if any, are
     left free to be 0: ``η_k >= Σ_g η_kg`` then binds nothing.
 
@@ -58,40 +60,70 @@ def add_scenario_rows(master: CutMaster, oracle: TailOracle) -> int:
     """
     highs = master.highs
     n = oracle.losses.shape[0]
-    none = np.zeros(0, dtype=np.int32)
     added = 0
+    # a link (C_g − K)+: S columns v_ω >= 0 with v_ω − C_g(ω) + K >= 0, shared by its measures
+    link_col: dict[tuple, int] = {}
+    for link in (x for m in master.measures for x in m.links):
+        if link.key not in link_col:
+            link_col[link.key] = highs.getNumCol()
+            capital = master.expo_cols[np.asarray(link.cap_cols, dtype=np.int64)]
+            added += _add_rows(master, oracle, link.fund_cols, [], capital)
     for k, measure in enumerate(master.measures):
-        cols = np.asarray(measure.cols)
-        rates = scenario_rates(oracle, cols)
-        z0 = highs.getNumCol()
-        highs.addCols(n, np.zeros(n), np.zeros(n), np.full(n, np.inf), 0, none, none, none)
-        held = rates != 0.0  # a contingent fund's rates are 0 outside its events
-        counts = held.sum(axis=1) + 2
-        starts = np.concatenate([[0], np.cumsum(counts)[:-1]])
-        index = np.empty(int(counts.sum()), dtype=np.int32)
-        value = np.empty(index.size)
-        # each row: z_kω, then t_k, then the exposures with a non-zero rate
-        index[starts], value[starts] = z0 + np.arange(n), 1.0
-        index[starts + 1], value[starts + 1] = master.t_col[k], 1.0
-        rest = np.ones(index.size, dtype=bool)
-        rest[starts] = rest[starts + 1] = False
-        row, col = np.nonzero(held)
-        index[rest], value[rest] = master.expo_cols[cols][col], -rates[row, col]
-        highs.addRows(
-            n, np.zeros(n), np.full(n, np.inf), index.size, starts.astype(np.int32), index, value
-        )
-        link = np.concatenate([[master.eta_col[k]], z0 + np.arange(n)]).astype(np.int32)
+        links = [link_col[link.key] for link in measure.links]
+        added += _add_rows(master, oracle, np.asarray(measure.cols), links, [master.t_col[k]])
+        z0 = highs.getNumCol() - n
+        eta_row = np.concatenate([[master.eta_col[k]], z0 + np.arange(n)]).astype(np.int32)
         highs.addRows(
             1,
             np.zeros(1),
             np.full(1, np.inf),
-            link.size,
+            eta_row.size,
             np.zeros(1, dtype=np.int32),
-            link,
+            eta_row,
             np.concatenate([[1.0], -oracle.p]),
         )
-        added += index.size + link.size
+        added += eta_row.size
     return added
+
+
+def _add_rows(
+    master: CutMaster,
+    oracle: TailOracle,
+    cols: np.ndarray,
+    links: list[int],
+    extra: np.ndarray | list[int],
+) -> int:
+    """S new columns ``y_ω >= 0`` and S rows ``y_ω − r(ω)·e_cols − Σ_l v_lω + Σ extra >= 0``,
+    ``links`` the first columns of the links' ``v_l``, ``extra`` HiGHS columns (``t_k`` for a
+    measure's rows, the fund's capital for a link's). Returns the non-zeros added."""
+    highs = master.highs
+    n = oracle.losses.shape[0]
+    none = np.zeros(0, dtype=np.int32)
+    rates = scenario_rates(oracle, cols)
+    y0 = highs.getNumCol()
+    highs.addCols(n, np.zeros(n), np.zeros(n), np.full(n, np.inf), 0, none, none, none)
+    extra = np.asarray(extra, dtype=np.int64)
+    held = rates != 0.0  # a contingent fund's rates are 0 outside its events
+    fixed = 1 + len(links) + extra.size
+    counts = held.sum(axis=1) + fixed
+    starts = np.concatenate([[0], np.cumsum(counts)[:-1]])
+    index = np.empty(int(counts.sum()), dtype=np.int32)
+    value = np.empty(index.size)
+    # each row: y_ω, the links' v_lω, t_k or the capital columns, then the non-zero rates
+    index[starts], value[starts] = y0 + np.arange(n), 1.0
+    for i, v0 in enumerate(links):
+        index[starts + 1 + i], value[starts + 1 + i] = v0 + np.arange(n), -1.0
+    for i, col in enumerate(extra):
+        index[starts + 1 + len(links) + i], value[starts + 1 + len(links) + i] = col, 1.0
+    rest = np.ones(index.size, dtype=bool)
+    for i in range(fixed):
+        rest[starts + i] = False
+    row, col = np.nonzero(held)
+    index[rest], value[rest] = master.expo_cols[cols][col], -rates[row, col]
+    highs.addRows(
+        n, np.zeros(n), np.full(n, np.inf), index.size, starts.astype(np.int32), index, value
+    )
+    return int(index.size)
 
 
 def solve_one_lp(prob: AllocationProblem, time_limit_s: float | None = None) -> tuple[str, float]:

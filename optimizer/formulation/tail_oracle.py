@@ -34,6 +34,7 @@ import scipy.sparse as sp
 from threadpoolctl import ThreadpoolController
 
 from models.risk_measures import _CUM_RTOL, var_and_excess_by_column
+from optimizer.formulation.cut_measures import Link
 from optimizer.formulation.exposures import ExposureColumns
 
 CHUNK_ROWS = 32_768
@@ -127,6 +128,10 @@ class TailOracle:
     columns : ExposureColumns
     measures : list of ndarray of int
         For each measure, the exposure columns whose losses it adds up.
+    links : list of tuple of Link, optional
+        For each measure, the terms ``(C_g − K)+`` added to its loss (claims a fund cannot
+        pay out of some of its capital). Each linked fund's claims ride the same pass as
+        one more column.
     """
 
     def __init__(
@@ -135,15 +140,27 @@ class TailOracle:
         probabilities: np.ndarray,
         columns: ExposureColumns,
         measures: list[np.ndarray],
+        links: list[tuple[Link, ...]] | None = None,
     ):
         self.losses = losses
         self.p = np.asarray(probabilities, dtype=np.float64)
         self.equal_weights = bool(self.p.size) and bool((self.p == self.p[0]).all())
         self.columns = columns
         self.measures = measures
+        self.links = [()] * len(measures) if links is None else [tuple(x) for x in links]
+        # one claims series per linked fund, after the measures' columns in the pass
+        self.series: dict[int, int] = {}
+        series_cols: list[np.ndarray] = []
+        for link in (x for links_k in self.links for x in links_k):
+            if link.fund not in self.series:
+                self.series[link.fund] = len(measures) + len(series_cols)
+                series_cols.append(np.asarray(link.fund_cols, dtype=np.int64))
+        self._passed = [*measures, *series_cols]
+        self._point: np.ndarray | None = None
+        self._series_values: np.ndarray | None = None
         self.n_cells = losses.shape[1]
         self.dtype = losses.dtype if losses.dtype == np.float32 else np.dtype(np.float64)
-        held = np.concatenate([*measures, np.zeros(0, dtype=np.int64)])
+        held = np.concatenate([*self._passed, np.zeros(0, dtype=np.int64)])
         # per claim shape, only the cells some measure holds (a fund covers few products)
         self.shape_cells = {
             int(s): np.unique(columns.cell[held[columns.shape[held] == s]])
@@ -189,8 +206,8 @@ class TailOracle:
         """Per claim shape, the (J_s, K) matrix of exposure by its cells and measure."""
         out = {}
         for s, cells in self.shape_cells.items():
-            mat = np.zeros((self.n_cells, len(self.measures)))
-            for k, cols in enumerate(self.measures):
+            mat = np.zeros((self.n_cells, len(self._passed)))
+            for k, cols in enumerate(self._passed):
                 mine = cols[self.columns.shape[cols] == s]
                 np.add.at(mat[:, k], self.columns.cell[mine], expo[mine])
             out[s] = mat[cells]
@@ -212,15 +229,20 @@ class TailOracle:
         product is only that precise; sums over them are taken in float64).
         """
         with one_blas_thread():
-            return self._losses(self._mapping(expo), out)
+            return self._losses(expo, out)
 
-    def _losses(self, mapping: dict[int, np.ndarray], out: np.ndarray | None = None) -> np.ndarray:
-        dense = np.zeros((self.n_cells, len(self.measures)))
+    def _losses(self, expo: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
+        mapping = self._mapping(expo)
+        n_k, n_all = len(self.measures), len(self._passed)
+        dense = np.zeros((self.n_cells, n_all))
         for s, mat in mapping.items():
             if s not in self.active_rows:
                 dense[self.shape_cells[s]] += mat
+        shape = (self.losses.shape[0], n_all)
+        if out is not None and out.shape != shape:
+            out = out.base if out.base is not None and out.base.shape == shape else None
         if out is None:
-            out = np.empty((self.losses.shape[0], len(self.measures)), dtype=self.dtype)
+            out = np.empty(shape, dtype=self.dtype)
         np.matmul(self.losses, dense.astype(self.dtype), out=out)
         for s, excess in self.cap_excess.items():
             held = np.flatnonzero(mapping[s].any(axis=0))  # most measures hold no capped claim
@@ -229,7 +251,22 @@ class TailOracle:
                 out[:, held] -= excess @ mapping[s][:, held].astype(self.dtype)
         for s, rows in self.active_rows.items():
             out[rows] += self.active_rates[s] @ mapping[s].astype(self.dtype)
-        return out
+        if n_all == n_k:
+            return out
+        self._point, self._series_values = np.array(expo, dtype=float), out[:, n_k:]
+        for k, links in enumerate(self.links):
+            for link in links:
+                over = out[:, self.series[link.fund]] - self.dtype.type(expo[link.cap_cols].sum())
+                out[:, k] += np.maximum(over, 0, out=over)
+        return out[:, :n_k]
+
+    def _series_at(self, expo: np.ndarray) -> np.ndarray:
+        """The linked funds' claims at ``expo``, shape (S, n_linked_funds), from the last
+        pass when it was at this point."""
+        if self._point is None or not np.array_equal(self._point, expo):
+            self._losses(expo)
+        assert self._series_values is not None
+        return self._series_values
 
     def var_and_excess(
         self, losses: np.ndarray, alphas: np.ndarray
@@ -305,8 +342,8 @@ class TailOracle:
         which = np.arange(len(self.measures)) if which is None else np.asarray(which)
         with one_blas_thread():
             if losses is None:
-                losses = self._losses(self._mapping(expo))
-            cuts = self._cuts(losses, np.asarray(thresholds, dtype=float), which, groups)
+                losses = self._losses(expo)
+            cuts = self._cuts(expo, losses, np.asarray(thresholds, dtype=float), which, groups)
             return cuts, losses
 
     def _tail_sums(
@@ -365,7 +402,12 @@ class TailOracle:
         return sums
 
     def _cuts(
-        self, losses: np.ndarray, thresholds: np.ndarray, which: np.ndarray, groups: int
+        self,
+        expo: np.ndarray,
+        losses: np.ndarray,
+        thresholds: np.ndarray,
+        which: np.ndarray,
+        groups: int,
     ) -> list[Cut]:
         lowest = np.full(losses.shape[1], np.inf)
         np.minimum.at(lowest, which, thresholds)
@@ -373,7 +415,25 @@ class TailOracle:
         tail = np.flatnonzero((losses > lowest[None, :]).any(axis=1))
         over = losses[tail][:, which] - thresholds[None, :]
         weight = self.p[tail][:, None] * (over > 0)
-        used = {int(s) for k in which for s in np.unique(self.columns.shape[self.measures[k]])}
+        n = weight.shape[1]
+        # a link (C_g − K)+ adds its fund's claim rates where the fund is past K: one more
+        # weight column per (threshold, link), the tail weight masked to those rows
+        terms = [(i, link) for i, k in enumerate(which) for link in self.links[k]]
+        if terms:
+            series = self._series_at(expo)[tail]
+            extra = np.column_stack(
+                [
+                    weight[:, i]
+                    * (
+                        series[:, self.series[link.fund] - len(self.measures)]
+                        > expo[link.cap_cols].sum()
+                    )
+                    for i, link in terms
+                ]
+            )
+            weight = np.hstack([weight, extra])
+        held = [self.measures[k] for k in which] + [link.fund_cols for _, link in terms]
+        used = {int(s) for cols in held for s in np.unique(self.columns.shape[cols])}
         bounds = group_bounds(losses.shape[0], groups)
         sums = self._tail_sums(tail, weight, used, bounds)
         split = np.searchsorted(tail, bounds)
@@ -384,16 +444,35 @@ class TailOracle:
             out[split[:-1] == split[1:]] = 0.0
             return out
 
-        tail_prob, excess = by_block(weight), by_block(weight * over)
+        tail_prob, excess = by_block(weight[:, :n]), by_block(weight[:, :n] * over)
+        linked = by_block(weight[:, n:]) if terms else None
         out = []
+        term = n
         for i, k in enumerate(which):
-            cols = self.measures[k]
-            coef = np.zeros((split.size - 1, cols.size))
-            for s in used:
-                mine = self.columns.shape[cols] == s
-                where = np.searchsorted(self.shape_cells[s], self.columns.cell[cols[mine]])
-                coef[:, mine] = sums[s][:, i, where]
+            parts = [self._coef(sums, used, i, self.measures[k], split.size - 1)]
+            for link in self.links[k]:
+                parts.append(self._coef(sums, used, term, link.fund_cols, split.size - 1))
+                parts.append(-np.repeat(linked[:, term - n, None], link.cap_cols.size, axis=1))
+                term += 1
+            coef = np.hstack(parts)
             for g in range(split.size - 1):
                 if groups == 1 or tail_prob[g, i] > 0.0:  # a block outside the tail says nothing
                     out.append(Cut(coef[g], float(tail_prob[g, i]), float(excess[g, i]), int(k), g))
         return out
+
+    def _coef(
+        self,
+        sums: dict[int, np.ndarray],
+        used: set[int],
+        column: int,
+        cols: np.ndarray,
+        n_blocks: int,
+    ) -> np.ndarray:
+        """A weight column's cut coefficients on the given loss columns, (n_blocks, n_cols)."""
+        coef = np.zeros((n_blocks, cols.size))
+        for s in used:
+            mine = self.columns.shape[cols] == s
+            if mine.any():
+                where = np.searchsorted(self.shape_cells[s], self.columns.cell[cols[mine]])
+                coef[:, mine] = sums[s][:, column, where]
+        return coef
