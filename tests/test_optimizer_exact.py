@@ -85,7 +85,7 @@ def test_one_cell_binding_cvar_limit_gives_limit_over_unit_cvar(rng):
 @pytest.fixture(scope="module")
 def small_result() -> Allocation:
     case = random_case(1)
-    return optimize(case, synthetic_scenarios(case, 300, 1, importance=True))
+    return optimize(case, synthetic_scenarios(case, 300, 1, importance=True), method="lp")
 
 
 def test_json_round_trip_is_exact(small_result):
@@ -143,7 +143,7 @@ def fake_run(outcomes: dict[str, tuple[str, str]]):
 def test_fallback_to_clarabel_is_recorded(monkeypatch):
     monkeypatch.setattr(stage_module, "_run", fake_run({"HIGHS": ("solver_error", ": boom")}))
     case = random_case(3)
-    res = optimize(case, synthetic_scenarios(case, 100, 3))
+    res = optimize(case, synthetic_scenarios(case, 100, 3), method="lp")
     assert res.solver == "CLARABEL"
     assert len(res.fallbacks) == 2  # one per stage
     assert all(
@@ -154,7 +154,7 @@ def test_fallback_to_clarabel_is_recorded(monkeypatch):
 def test_inaccurate_optimum_is_a_warning_not_a_silent_success(monkeypatch):
     monkeypatch.setattr(stage_module, "_run", fake_run({"HIGHS": ("optimal_inaccurate", "")}))
     case = random_case(3)
-    res = optimize(case, synthetic_scenarios(case, 100, 3))
+    res = optimize(case, synthetic_scenarios(case, 100, 3), method="lp")
     assert res.status == "optimal_inaccurate"
     assert len(res.warnings) == 2 and "inaccurate" in res.warnings[0]
     assert "WARNING" in res.summary()
@@ -173,7 +173,7 @@ def test_unusable_statuses_raise_solver_failure(monkeypatch, status, match):
     )
     case = random_case(3)
     with pytest.raises(SolverFailure, match=match) as err:
-        optimize(case, synthetic_scenarios(case, 50, 3), time_limit_s=5)
+        optimize(case, synthetic_scenarios(case, 50, 3), time_limit_s=5, method="lp")
     assert err.value.status == status and err.value.stage == 1
 
 
@@ -197,8 +197,8 @@ def test_bad_arguments_name_the_value():
 def test_clarabel_as_primary_reaches_the_same_optimum():
     case = random_case(4)
     scen = synthetic_scenarios(case, 200, 4, importance=True)
-    highs = optimize(case, scen)
-    clarabel = optimize(modified(case), scen, solver="clarabel")
+    highs = optimize(case, scen, method="lp")
+    clarabel = optimize(modified(case), scen, solver="clarabel", method="lp")
     assert clarabel.solver == "CLARABEL"
     assert clarabel.objective_weighted_gap_usd == pytest.approx(
         highs.objective_weighted_gap_usd, rel=1e-5

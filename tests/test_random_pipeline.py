@@ -29,6 +29,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import yaml
+from attribution_check import bear_fund_losses
 from conftest import MINIMAL_CASE
 from random_cases import broken_case, random_case, random_case_dict
 
@@ -237,6 +238,7 @@ def assert_limits_hold(case: Case, scen: ScenarioSet, res: Allocation) -> None:
     cells = scen.cells.set_index("cell")
     loss = {s.id: np.zeros(n) for s in case.sources}
     claims = {f.id: np.zeros(n) for f in case.funds}
+    claims_by: dict[tuple[str, str], np.ndarray] = {}
     cover = {f.id: 0.0 for f in case.funds}
     for row in res.allocation.to_dict("records"):
         label = f"{row['product']}|{row['segment']}"
@@ -247,7 +249,7 @@ def assert_limits_hold(case: Case, scen: ScenarioSet, res: Allocation) -> None:
             assert info["deforestation_pressure"] >= src.min_deforestation_pressure, label
         if src.max_pd_guaranteed is not None:
             assert info["pd"] <= src.max_pd_guaranteed, label
-        ell = scen.losses[:, cell[label]]
+        ell = np.asarray(scen.losses[:, cell[label]], dtype=np.float64)
         loss[src.id] += ell * x
         covered = 0.0
         for fund in case.funds:
@@ -260,6 +262,8 @@ def assert_limits_hold(case: Case, scen: ScenarioSet, res: Allocation) -> None:
             kappa = claim_rate(fund, row["product"], ell, scen.events[:, cols])
             loss[src.id] -= kappa * z
             claims[fund.id] += kappa * z
+            key = (fund.id, src.id)
+            claims_by[key] = claims_by.get(key, np.zeros(n)) + kappa * z
             cover[fund.id] += z
             covered += z
         _holds(covered, x, f"cover of {src.id}/{label}")
@@ -269,6 +273,15 @@ def assert_limits_hold(case: Case, scen: ScenarioSet, res: Allocation) -> None:
     alloc, table = res.allocation, res.sources.set_index("source")
     lending = alloc.groupby("source")["amount_usd"].sum()
     capital = res.guarantees.groupby("source")["capital_usd"].sum()
+    capital_by = {
+        (r.source, r.fund): r.capital_usd
+        for r in res.guarantees.groupby(["source", "fund"], as_index=False)["capital_usd"]
+        .sum()
+        .itertuples()
+    }
+    # every dollar on someone: lending (unpaid claims back) plus fund capital
+    on_lending, on_capital = bear_fund_losses(case, loss, claims_by, capital_by)
+    loss = {s.id: on_lending[s.id] + on_capital[s.id] for s in case.sources}
     for src in case.sources:
         lent, cap = float(lending.get(src.id, 0.0)), float(capital.get(src.id, 0.0))
         _holds(lent + cap + table.loc[src.id, "ta_usd"], src.amount_usd, f"budget of {src.id}")
@@ -280,7 +293,8 @@ def assert_limits_hold(case: Case, scen: ScenarioSet, res: Allocation) -> None:
             _holds(cvar, limit, f"CVaR{src.cvar_alpha:g} of {src.id}")
             assert table.loc[src.id, "cvar_usd"] == pytest.approx(cvar, rel=1e-9, abs=1e-6)
         if src.expected_loss_limit_rate is not None:
-            _holds(p @ loss[src.id], src.expected_loss_limit_rate * lent, f"EL of {src.id}")
+            at_risk = src.expected_loss_limit_rate * (lent + cap)
+            _holds(p @ loss[src.id], at_risk, f"EL of {src.id}")
 
     fund_capital = res.guarantees.groupby("fund")["capital_usd"].sum()
     for fund in case.funds:
