@@ -218,12 +218,14 @@ def test_a_frontier_survives_a_killed_dask_worker_with_identical_points(
     frontier_module = importlib.import_module("optimizer.analysis.frontier")
     case, scen = small
     values = [0.5, 1.0, 1.5, 2.0]
-    clean = frontier_module.frontier(case, scen, "cvar_scale", values=values)
+    # the one LP: its optimum is a vertex whatever the path (the cutting plane's last digits
+    # depend on how points are split between workers: an open question, see the stop note)
+    clean = frontier_module.frontier(case, scen, "cvar_scale", values=values, method="lp")
     killer = KillWorker(frontier_module.sweep_block, tmp_path / "killed")
     monkeypatch.setattr(frontier_module, "sweep_block", killer)
     front = frontier_module.frontier(
         case, scen, "cvar_scale", values=values, n_jobs=2, backend="dask",
-        scheduler=two_dask_workers,
+        scheduler=two_dask_workers, method="lp",
     )  # fmt: skip
     assert (tmp_path / "killed").exists()
     assert front.workers == 2
