@@ -9,13 +9,14 @@ to their claims.
 from __future__ import annotations
 
 import numpy as np
+import pandas as pd
 
 
 def bear_fund_losses(
     case,
     net: dict[str, np.ndarray],
     claims_by: dict[tuple[str, str], np.ndarray],
-    capital_by: dict[tuple[str, str], float],
+    guarantees: pd.DataFrame,
 ) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
     """Each source's lending loss (unpaid claims back) and its loss on fund capital.
 
@@ -25,13 +26,14 @@ def bear_fund_losses(
         Loss on lending net of every claim.
     claims_by : dict (fund id, source id) -> (S,)
         Each lender's claims on each fund.
-    capital_by : dict (source id, fund id) -> float
-        Capital per provider and fund.
+    guarantees : DataFrame
+        A result's guarantees table (``source, fund, capital_usd``).
 
     Returns
     -------
     lending, capital : dict source id -> (S,)
     """
+    capital_by = guarantees.groupby(["source", "fund"])["capital_usd"].sum().to_dict()
     lending = {k: v.astype(float).copy() for k, v in net.items()}
     n = len(next(iter(net.values())))
     capital = {s.id: np.zeros(n) for s in case.sources}

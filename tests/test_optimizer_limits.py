@@ -75,13 +75,7 @@ def check_all_limits(case, scen, res: Allocation) -> None:
             assert covered == pytest.approx(row.amount_usd, rel=1e-6, abs=USD)
 
     lending = alloc.groupby("source")["amount_usd"].sum()
-    capital_by = {
-        (r.source, r.fund): r.capital_usd
-        for r in res.guarantees.groupby(["source", "fund"], as_index=False)["capital_usd"]
-        .sum()
-        .itertuples()
-    }
-    on_lending, on_capital = bear_fund_losses(case, lend_loss, claims_by, capital_by)
+    on_lending, on_capital = bear_fund_losses(case, lend_loss, claims_by, res.guarantees)
     per_cell = np.asarray(scen.losses, dtype=np.float64)
     gross = sum(per_cell[:, cell_of[(r.product, r.segment)]] * r.amount_usd
                 for r in alloc.itertuples())  # fmt: skip

@@ -273,14 +273,8 @@ def assert_limits_hold(case: Case, scen: ScenarioSet, res: Allocation) -> None:
     alloc, table = res.allocation, res.sources.set_index("source")
     lending = alloc.groupby("source")["amount_usd"].sum()
     capital = res.guarantees.groupby("source")["capital_usd"].sum()
-    capital_by = {
-        (r.source, r.fund): r.capital_usd
-        for r in res.guarantees.groupby(["source", "fund"], as_index=False)["capital_usd"]
-        .sum()
-        .itertuples()
-    }
     # every dollar on someone: lending (unpaid claims back) plus fund capital
-    on_lending, on_capital = bear_fund_losses(case, loss, claims_by, capital_by)
+    on_lending, on_capital = bear_fund_losses(case, loss, claims_by, res.guarantees)
     loss = {s.id: on_lending[s.id] + on_capital[s.id] for s in case.sources}
     for src in case.sources:
         lent, cap = float(lending.get(src.id, 0.0)), float(capital.get(src.id, 0.0))
