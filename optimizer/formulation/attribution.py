@@ -17,6 +17,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from functools import cached_property
 
 import numpy as np
 
@@ -56,9 +57,10 @@ class Attribution:
     fund_capital: np.ndarray
     layers: tuple[tuple[np.ndarray, ...], ...]
 
-    @property
+    @cached_property
     def total(self) -> np.ndarray:
-        """Each source's whole loss, lending plus fund capital, shape (S, n_sources)."""
+        """Each source's whole loss, lending plus fund capital, shape (S, n_sources); summed
+        once (the sources table and the Euler table both read it)."""
         return self.lending + self.capital
 
     def capital_by_fund(self, rows: np.ndarray) -> np.ndarray:
