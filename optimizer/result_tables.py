@@ -89,7 +89,7 @@ def build_tables(prob: AllocationProblem, sol: Solution) -> dict[str, Any]:
             "capital_usd": sol.c,
         }
     )
-    out.update(_gaps(prob, lending.sum(axis=1)))
+    out.update(gap_tables(prob.case, prob.scenarios.cells, lending.sum(axis=1)))
     out["sources"] = _sources(prob, sol, lending, att, p)
     out["funds"] = _funds(prob, sol, covered, p, att.claims)
     out["euler"] = _euler(prob, lending, covered, att, p)
@@ -120,10 +120,26 @@ def _allocation(prob: AllocationProblem, sol: Solution, covered: np.ndarray) -> 
     return frame[frame["amount_usd"] > 0].reset_index(drop=True)
 
 
-def _gaps(prob: AllocationProblem, credit_by_cell: np.ndarray) -> dict[str, Any]:
+def gap_tables(case: Any, cells: pd.DataFrame, credit_by_cell: np.ndarray) -> dict[str, Any]:
+    """The segments, regions and chains tables and the gap figures of credit laid on cells.
+
+    Parameters
+    ----------
+    case : Case
+    cells : DataFrame
+        The scenario set's cells (one row per cell, with its ``segment``).
+    credit_by_cell : ndarray of shape (n_cells,)
+        Lending per cell, US$ (every source's).
+
+    Returns
+    -------
+    dict
+        ``segments``, ``regions``, ``chains`` (DataFrames) and ``weighted_gap_usd``,
+        ``unmet_gap_usd``, ``gap_closed_usd``, ``gap_closed_share``. Credit beyond a
+        segment's gap closes nothing.
+    """
     from optimizer.formulation.problem import segment_weights
 
-    case, cells = prob.case, prob.scenarios.cells
     credit = pd.Series(credit_by_cell).groupby(cells["segment"].to_numpy()).sum()
     seg = pd.DataFrame(
         {

@@ -39,7 +39,7 @@ from optimizer.saved_columns import (
     UNIQUE_KEYS,
 )
 
-RUN_FORMAT_VERSION = 3
+RUN_FORMAT_VERSION = 4
 """run.json: 2 stores the case file's absolute path and leaves timings to timings.json; 3 adds
 ``analyses``, the scenario set behind each analysis."""
 TIMINGS_FORMAT_VERSION = 1
@@ -182,6 +182,13 @@ class EvaluationFile(StrictModel):
     effective_sample_size: Annotated[FiniteFloat, Field(gt=0)]
     method: Text
     seed: Count
+    lending_usd: Annotated[FiniteFloat, Field(ge=0)]
+    gap_closed_usd: Annotated[FiniteFloat, Field(ge=0)]
+    unmet_gap_usd: Annotated[FiniteFloat, Field(ge=0)]
+    weighted_gap_usd: Annotated[FiniteFloat, Field(ge=0)]
+    money_withdrawn_usd: Annotated[FiniteFloat, Field(ge=0)]
+    cover_withdrawn_usd: Annotated[FiniteFloat, Field(ge=0)]
+    lending_withdrawn_usd: Annotated[FiniteFloat, Field(ge=0)]
 
 
 class FrontierFile(StrictModel):
@@ -264,9 +271,12 @@ class DrawFile(StrictModel):
 
 
 class RunFile(StrictModel):
-    """run.json: what ``ppcfin report`` needs besides result.json and scenarios.npz."""
+    """run.json: what ``ppcfin report`` needs besides result.json and scenarios.npz.
 
-    format_version: Literal[3]
+    Version 4: each evaluation carries the credit it evaluates, its gap figures and what a
+    stressed case could not fund (the stresses count money)."""
+
+    format_version: Literal[4]
     case_file: Annotated[StrictStr | None, AfterValidator(_absolute)]
     case_sha256: Sha256 | None
     seed: Count

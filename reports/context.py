@@ -326,13 +326,19 @@ def _money_or_na(value: float | None) -> str:
 class StressResult:
     """A fixed allocation evaluated on a stressed scenario set.
 
-    ``limits_held`` maps each limit's name ("Private senior notes 99% CVaR") to whether it held.
+    ``limits_held`` maps each limit's name ("Private senior notes 99% CVaR") to whether it held;
+    ``unmet_gap_usd`` is the weighted unmet gap of what the stressed case can still fund,
+    ``gap_given_up_usd`` how much more of it than in the base case, ``breach_notes`` each
+    breach with its size ("PRIV_MFI cvar99 +US$ 52.3 m, 40.4 SE").
     """
 
     name: str
     description: str
     unmet_gap_usd: float | None
     limits_held: Mapping[str, bool]
+    gap_closed_usd: float | None = None
+    gap_given_up_usd: float | None = None
+    breach_notes: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         _set(self, "limits_held", dict(self.limits_held))

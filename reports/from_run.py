@@ -6,6 +6,7 @@ and the saved scenario set, the same way the optimizer's result tables were.
 
 from __future__ import annotations
 
+import math
 from datetime import UTC, datetime
 
 import numpy as np
@@ -37,7 +38,7 @@ from reports.context import (
     StressResult,
     package_versions,
 )
-from reports.formats import ColumnFormat
+from reports.formats import ColumnFormat, money_m
 
 METHOD_NOTES = (
     "Losses: a multi-factor Gaussian (or Student-t) copula with one macro factor, one factor per "
@@ -76,6 +77,19 @@ def limits_held(evaluation: Evaluation) -> dict[str, bool]:
     checks = evaluation.checks
     risky = checks[checks["what"].str.startswith(RISK_CHECKS)]
     return {f"{r.owner} {r.what}": not r.breached for r in risky.itertuples()}
+
+
+def breach_notes(evaluation: Evaluation) -> tuple[str, ...]:
+    """Each risk limit a stressed evaluation breaches, with its size in US$ (or points of
+    probability) and in standard errors, largest first."""
+    checks = evaluation.checks
+    broken = checks[checks["what"].str.startswith(RISK_CHECKS) & checks["breached"]]
+    notes = []
+    for r in broken.sort_values("excess", ascending=False, kind="stable").itertuples():
+        size = f"+{r.excess:.2%}" if r.unit == "probability" else f"+{money_m(r.excess)}"
+        se = f"{r.excess_in_se:,.1f} SE" if math.isfinite(r.excess_in_se) else "exact"
+        notes.append(f"{r.owner} {r.what} {size}, {se}")
+    return tuple(notes)
 
 
 _FRONTIER_AXES: dict[str, tuple[str, ColumnFormat]] = {
@@ -335,12 +349,20 @@ def report_context(record: RunRecord) -> ReportContext:
         )
 
     prices = _prices(res.binding, binding)
+    base_gap = _usd_or_none(res.weighted_gap_usd)
     stresses = tuple(
         StressResult(
             name=o.name,
             description=o.description,
-            unmet_gap_usd=None,
+            unmet_gap_usd=_usd_or_none(o.evaluation.weighted_gap_usd),
             limits_held=limits_held(o.evaluation),
+            gap_closed_usd=_usd_or_none(o.evaluation.gap_closed_usd),
+            gap_given_up_usd=(
+                None
+                if base_gap is None or pd.isna(o.evaluation.weighted_gap_usd)
+                else float(o.evaluation.weighted_gap_usd) - base_gap
+            ),
+            breach_notes=breach_notes(o.evaluation),
         )
         for o in record.stresses
     )

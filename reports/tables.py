@@ -355,25 +355,32 @@ def shadow_table(prices: tuple[ShadowPrice, ...]) -> Table:
 
 
 def stress_table(stresses: tuple[StressResult, ...]) -> Table:
-    """One row per stress test: its weighted unmet gap and the limits held and breached.
+    """One row per stress test: the gap closed and left by what the stressed case can still
+    fund, the weighted gap given up against the base, and the limits held and breached.
 
-    The gap is US$ shown in US$ millions; "Limits held" reads "k of n", "Limits breached" names
-    them ("none" when every limit held).
+    Money is US$ shown in US$ millions; "Limits held" reads "k of n", "Limits breached" names
+    them with their size ("none" when every limit held).
     """
+    given_up = "Weighted gap given up (US$ m)"
+    closed = "Gap closed (US$ m)"
     frame = pd.DataFrame(
         {
             "Stress": [s.name for s in stresses],
             "Description": [s.description for s in stresses],
+            closed: [s.gap_closed_usd for s in stresses],
             WEIGHTED_GAP: [s.unmet_gap_usd for s in stresses],
+            given_up: [s.gap_given_up_usd for s in stresses],
             "Limits held": [
                 f"{len(s.limits_held) - len(s.breached)} of {len(s.limits_held)}" for s in stresses
             ],
-            "Limits breached": ["; ".join(s.breached) or "none" for s in stresses],
+            "Limits breached": [
+                "; ".join(s.breach_notes or s.breached) or "none" for s in stresses
+            ],
         }
-    ).astype({WEIGHTED_GAP: float})
+    ).astype({WEIGHTED_GAP: float, closed: float, given_up: float})
     return Table(
         frame,
-        {WEIGHTED_GAP: F.USD_M},
+        {WEIGHTED_GAP: F.USD_M, closed: F.USD_M, given_up: F.USD_M},
         caption="Stress tests of the allocation",
         sheet="Stress tests",
     )

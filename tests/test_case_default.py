@@ -414,6 +414,12 @@ EXPECTED_STRESS_CHANGES: dict[str, dict[str, float]] = {
         "funds[G_MUTUAL].uptake_share": 0.10,
         "funds[G_EMERG].uptake_share": 0.10,
     },
+    "roya_el_nino": {  # the two above in one year
+        "risk_model.events[coffee_rust].probability": 1.0,
+        "risk_model.price_factors.coffee.shock_share": -0.30,
+        "risk_model.events[amazon_climate_shock].probability": 1.0,
+        "risk_model.events[amazon_climate_shock].default_rate_add": 0.036,
+    },
     "governance_failure": {
         "risk_model.events[lender_or_policy_shock].probability": 1.0,
         "risk_model.state_lender_pd_uplift": 1.5,
@@ -426,7 +432,7 @@ EXPECTED_STRESS_CHANGES: dict[str, dict[str, float]] = {
 }
 
 
-def test_the_five_stress_overlays_ship(stressed: dict[str, Case]) -> None:
+def test_the_six_stress_overlays_ship(stressed: dict[str, Case]) -> None:
     assert set(stressed) == set(EXPECTED_STRESS_CHANGES)
 
 

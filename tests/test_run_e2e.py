@@ -30,7 +30,7 @@ def test_run_writes_every_file(run_dir):
             "report.pdf", "report.xlsx"} <= names  # fmt: skip
     assert not [n for n in names if n.startswith(".")]
     meta = json.loads((run_dir / "run.json").read_text())
-    assert len(meta["stresses"]) == 5 and meta["out_of_sample"] is not None
+    assert len(meta["stresses"]) == 6 and meta["out_of_sample"] is not None
 
 
 def test_same_figures_in_html_pdf_and_workbook(run_dir):

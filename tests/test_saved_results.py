@@ -236,7 +236,7 @@ def _set(value, *path):
             "missing [], not held ['replications']",
         ),
         (_set("relative/case.yaml", "case_file"), "is not an absolute path"),
-        (_set(1, "format_version"), "run.json: format version 1, this ppcfin reads version 3"),
+        (_set(1, "format_version"), "run.json: format version 1, this ppcfin reads version 4"),
     ],
     ids=lambda v: v if isinstance(v, str) else "",
 )

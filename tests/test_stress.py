@@ -25,6 +25,7 @@ from optimizer.analysis.stress_testing import (
     LIMIT_COLUMNS,
     REOPTIMIZED_COLUMNS,
     STRESS_DIR,
+    SUMMARY_COLUMNS,
     StressOutcome,
     read_allocation,
     shipped_stresses,
@@ -201,16 +202,30 @@ def test_an_overlay_that_changes_nothing_reproduces_the_baseline_exactly(small):
     assert reopt.at["noop", "weighted_gap_usd"] == report.base_weighted_gap_usd
     # the allocation was optimised on these very scenarios: in sample, nothing is breached
     assert report.baseline.breaches.empty
-    # halving private money: the fixed allocation over-spends it, re-optimising gives up gap
+    # halving private money: the stressed case funds half of what the allocation used of it
+    # (every use scaled by the same share), so its budget holds and the gap left grows
     limits = report.limits
     assert list(limits.columns) == list(LIMIT_COLUMNS)
     over = limits[(limits.stress_id == "half") & (limits.owner == "PRIV")].set_index("what")
-    assert not over.at["budget", "held"]
-    assert over.at["budget", "excess"] == pytest.approx(
-        alloc.sources.set_index("source").at["PRIV", "committed_usd"]
-        - case.finance_source("PRIV").amount_usd / 2
+    assert over.at["budget", "held"]
+    used = alloc.sources.set_index("source").at["PRIV", "committed_usd"]
+    half_amount = case.finance_source("PRIV").amount_usd / 2
+    summary = report.summary.set_index("stress_id")
+    assert list(report.summary.columns) == list(SUMMARY_COLUMNS)
+    assert summary.at["half", "money_withdrawn_usd"] == pytest.approx(used - half_amount)
+    funded = report.funders.set_index(["stress_id", "source"])
+    assert funded.at[("half", "PRIV"), "committed_usd"] == pytest.approx(half_amount)
+    assert funded.at[("half", "PRIV"), "lending_usd"] == pytest.approx(
+        alloc.sources.set_index("source").at["PRIV", "lending_usd"] * half_amount / used
     )
+    assert summary.at["noop", "gap_given_up_usd"] == 0.0
+    assert summary.at["base", "weighted_gap_usd"] == pytest.approx(alloc.weighted_gap_usd)
+    assert summary.at["base", "gap_closed_usd"] == pytest.approx(alloc.gap_closed_usd)
+    assert summary.at["half", "gap_given_up_usd"] > 0
+    assert summary.at["half", "gap_closed_usd"] < summary.at["base", "gap_closed_usd"]
     assert reopt.at["half", "gives_up_usd"] > 0
+    # re-optimising can only do better than holding the scaled-down allocation
+    assert reopt.at["half", "weighted_gap_usd"] <= summary.at["half", "weighted_gap_usd"] + 1.0
     assert set(limits["stress_id"]) == {"base", "noop", "half"}
     assert (report.funders.groupby("stress_id").size() == len(case.sources)).all()
     assert (report.funds.groupby("stress_id").size() == len(case.funds)).all()
@@ -234,9 +249,10 @@ def test_run_keeps_importing_the_stress_helpers():
     assert run.StressOutcome is StressOutcome and run.shipped_stresses is shipped_stresses
     assert [p.stem for p in shipped_stresses()] == [
         "concessional_shortfall", "el_nino_strong", "governance_failure",
-        "guarantee_non_uptake", "roya_2013",
+        "guarantee_non_uptake", "roya_2013", "roya_el_nino",
     ]  # fmt: skip
-    assert stress_steps(load_case(), None, reoptimize=True) == 1 + 5 + 1 + 5
+    assert stress_steps(load_case(), None, reoptimize=True) == 1 + 6 + 1 + 6
+    assert stress_steps(load_case(), None, reverse=True) == 1 + 6 + 1
 
 
 def test_stress_command_writes_its_files_and_exits_0(small, tmp_path, capsys):
@@ -245,19 +261,22 @@ def test_stress_command_writes_its_files_and_exits_0(small, tmp_path, capsys):
     saved.write_text(alloc.to_json(), encoding="utf-8")
     out = tmp_path / "st"
     code = main(["stress", case.source_file, "--allocation", str(saved), "--stress", noop,
-                 "--stress", half, "-n", "400", "--seed", "5", "--reoptimize",
+                 "--stress", half, "-n", "400", "--seed", "5", "--reoptimize", "--reverse",
                  "--out", str(out)])  # fmt: skip
     printed = capsys.readouterr().out
     assert code == 0
     assert {p.name for p in out.iterdir()} == {
-        "stress_limits.csv", "stress_funders.csv", "stress_funds.csv",
-        "stress_reoptimized.csv", "stress.json", "ppcfin-manifest.json",
+        "stress_summary.csv", "stress_limits.csv", "stress_funders.csv", "stress_funds.csv",
+        "stress_reoptimized.csv", "stress_reverse.csv", "stress.json", "ppcfin-manifest.json",
     }  # fmt: skip
-    assert "Half the private money" in printed and "PRIV budget" in printed
+    assert "Half the private" in printed and "Reverse stress" in printed, printed
     limits = pd.read_csv(out / "stress_limits.csv")
-    assert not limits.query("stress_id == 'half' and owner == 'PRIV' and what == 'budget'")[
+    assert limits.query("stress_id == 'half' and owner == 'PRIV' and what == 'budget'")[
         "held"
     ].item()
+    summary = pd.read_csv(out / "stress_summary.csv").set_index("stress_id")
+    assert summary.at["half", "money_withdrawn_usd"] > 0
+    assert summary.at["half", "gap_given_up_usd"] > 0
     meta = json.loads((out / "stress.json").read_text())
     assert [o["stress_id"] for o in meta["outcomes"]] == ["noop", "half"]
     assert read_allocation(saved) == alloc

@@ -16,24 +16,24 @@ otherwise within Monte Carlo noise.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
 
-from models.errors import OptionError
 from models.scenarios import ScenarioSet
 from models.schema import Case
+from optimizer.analysis.holdings import Holdings, fundable, holdings_of
 from optimizer.analysis.limit_checks import (
     limit_checks,
     z_ratio,
 )
-from optimizer.errors import ScenarioMismatch
-from optimizer.formulation.attribution import Attribution, attribute_losses
-from optimizer.formulation.exposures import FundClaims, check_cells, fund_claims, fund_table
+from optimizer.formulation.attribution import Attribution
+from optimizer.formulation.exposures import check_cells, fund_claims, fund_table
 from optimizer.result import Allocation
-from optimizer.result_tables import source_rows
+from optimizer.result_tables import gap_tables, source_rows
+
+__all__ = ["Evaluation", "Holdings", "evaluate", "holdings_of"]
 
 
 @dataclass(frozen=True, eq=False)
@@ -71,6 +71,13 @@ class Evaluation:
         How the scenario set was drawn (``"mc"``, ``"importance"``...).
     seed : int
         The scenario set's seed.
+    lending_usd, gap_closed_usd, unmet_gap_usd, weighted_gap_usd : float
+        The credit evaluated and the gap it leaves (as in ``Allocation``; credit beyond a
+        segment's gap closes nothing), US$.
+    money_withdrawn_usd, cover_withdrawn_usd, lending_withdrawn_usd : float
+        With ``fund=True``: what the case could not fund of the allocation — money (lending,
+        fund capital and TA) its sources no longer have, guarantee cover and lending given
+        up (:func:`optimizer.analysis.holdings.fundable`); 0 otherwise, US$.
     """
 
     sources: pd.DataFrame
@@ -83,6 +90,13 @@ class Evaluation:
     effective_sample_size: float
     method: str
     seed: int
+    lending_usd: float = math.nan
+    gap_closed_usd: float = math.nan
+    unmet_gap_usd: float = math.nan
+    weighted_gap_usd: float = math.nan
+    money_withdrawn_usd: float = 0.0
+    cover_withdrawn_usd: float = 0.0
+    lending_withdrawn_usd: float = 0.0
 
     __hash__ = None  # type: ignore[assignment]  # holds DataFrames
 
@@ -142,27 +156,9 @@ class Evaluation:
         return pd.DataFrame(rows, columns=columns)
 
 
-@dataclass(frozen=True)
-class Holdings:
-    """The allocation on the scenario set's cells, US$.
-
-    lending (n_cells, n_sources); covered (n_funds, n_cells, n_sources); capital
-    (n_sources, n_funds); ta (n_sources,).
-    """
-
-    lending: np.ndarray
-    covered: np.ndarray
-    capital: np.ndarray
-    ta: np.ndarray
-
-    def attribution(
-        self, case: Case, claims: Sequence[FundClaims], losses: np.ndarray
-    ) -> Attribution:
-        """Every scenario's losses of these holdings, by whom they fall on (US$)."""
-        return attribute_losses(case, claims, losses, self.lending, self.covered, self.capital)
-
-
-def evaluate(case: Case, allocation: Allocation, scenarios: ScenarioSet) -> Evaluation:
+def evaluate(
+    case: Case, allocation: Allocation, scenarios: ScenarioSet, *, fund: bool = False
+) -> Evaluation:
     """Price a fixed allocation on a scenario set and check it against the case's limits.
 
     Parameters
@@ -177,6 +173,11 @@ def evaluate(case: Case, allocation: Allocation, scenarios: ScenarioSet) -> Eval
     scenarios : ScenarioSet
         Losses of shape (n_scenarios, n_cells) simulated for ``case``, with probabilities
         (honoured, e.g. importance-sampling weights).
+    fund : bool, default False
+        Evaluate only what ``case`` can fund of the allocation
+        (:func:`optimizer.analysis.holdings.fundable`: less money, lower fund caps or uptake
+        scale it down, by a stated rule) instead of the allocation as it stands, whose
+        budgets and uptake the case may then breach. The stress tests use it.
 
     Returns
     -------
@@ -193,12 +194,16 @@ def evaluate(case: Case, allocation: Allocation, scenarios: ScenarioSet) -> Eval
     """
     cells = check_cells(case, scenarios)
     holdings = holdings_of(case, allocation, cells)
+    withdrawn = fundable(case, holdings, cells) if fund else None
+    if withdrawn is not None:
+        holdings = withdrawn.holdings
     claims = fund_claims(case, scenarios)
     p = np.asarray(scenarios.probabilities, dtype=np.float64)
     att = holdings.attribution(case, claims, scenarios.losses)
     sources = _source_table(case, holdings, att, p)
     funds = fund_table(case, holdings.capital.sum(axis=0), holdings.covered, att.claims, p)
     checks = limit_checks(case, cells, holdings, sources, funds)
+    gaps = gap_tables(case, cells, holdings.lending.sum(axis=1))
     breaches = checks[checks["breached"]].sort_values(
         ["excess_in_se", "excess"], ascending=False, kind="stable"
     )
@@ -213,64 +218,12 @@ def evaluate(case: Case, allocation: Allocation, scenarios: ScenarioSet) -> Eval
         effective_sample_size=scenarios.effective_sample_size,
         method=str(scenarios.method),
         seed=int(scenarios.seed),
+        lending_usd=float(holdings.lending.sum()),
+        gap_closed_usd=gaps["gap_closed_usd"],
+        unmet_gap_usd=gaps["unmet_gap_usd"],
+        weighted_gap_usd=gaps["weighted_gap_usd"],
+        **(withdrawn.totals() if withdrawn is not None else {}),
     )
-
-
-# --- the allocation on the set's cells --------------------------------------------------------
-def holdings_of(case: Case, allocation: Allocation, cells: pd.DataFrame) -> Holdings:
-    """The allocation laid on a scenario set's cells (by PRODUCT|SEGMENT label), US$."""
-    src_pos = {s.id: i for i, s in enumerate(case.sources)}
-    fund_pos = {f.id: g for g, f in enumerate(case.funds)}
-    alloc, guar = allocation.allocation, allocation.guarantees
-    _known("source", set(alloc["source"]) | set(guar["source"]), src_pos, case)
-    _known("fund", set(guar["fund"]), fund_pos, case)
-    cover_cols = {
-        c[len("covered_usd_") :]: c for c in alloc.columns if c.startswith("covered_usd_")
-    }
-    used = {f for f, col in cover_cols.items() if (alloc[col] > 0).any()}
-    _known("fund", used, fund_pos, case)
-
-    cell_pos = {label: j for j, label in enumerate(cells["cell"])}
-    labels = (alloc["product"].astype(str) + "|" + alloc["segment"].astype(str)).to_numpy()
-    missing = sorted({lab for lab in labels if lab not in cell_pos})
-    if missing:
-        raise ScenarioMismatch(
-            f"the allocation lends into {len(missing)} cell(s) the scenario set of case "
-            f"{case.name!r} does not have: {missing[:5]} (the case's eligibility changed, e.g. "
-            "a stress excluded a product or segment); evaluate on a set whose case keeps these "
-            "cells, or re-optimise for the new case"
-        )
-    j = np.array([cell_pos[lab] for lab in labels], dtype=np.int64)
-    s = alloc["source"].map(src_pos).to_numpy(dtype=np.int64)
-    n_cells, n_src, n_fund = len(cells), len(case.sources), len(case.funds)
-    lending = np.zeros((n_cells, n_src))
-    np.add.at(lending, (j, s), alloc["amount_usd"].to_numpy(dtype=np.float64))
-    covered = np.zeros((n_fund, n_cells, n_src))
-    for fund_id, col in cover_cols.items():
-        if fund_id in fund_pos:
-            np.add.at(covered[fund_pos[fund_id]], (j, s), alloc[col].to_numpy(dtype=np.float64))
-    capital = np.zeros((n_src, n_fund))
-    np.add.at(
-        capital,
-        (
-            guar["source"].map(src_pos).to_numpy(dtype=np.int64),
-            guar["fund"].map(fund_pos).to_numpy(dtype=np.int64),
-        ),
-        guar["capital_usd"].to_numpy(dtype=np.float64),
-    )
-    ta = allocation.sources.set_index("source")["ta_usd"]
-    ta_usd = np.array([float(ta.get(src.id, 0.0)) for src in case.sources])
-    return Holdings(lending, covered, capital, ta_usd)
-
-
-def _known(what: str, ids: set, known: dict[str, int], case: Case) -> None:
-    unknown = sorted(str(i) for i in ids if i not in known)
-    if unknown:
-        raise OptionError(
-            f"the allocation names {what}(s) {unknown} that case {case.name!r} does not have "
-            f"(it has {sorted(known)}); evaluate with the case the allocation was made for or "
-            "a stress overlay of it"
-        )
 
 
 # --- tables ---------------------------------------------------------------------------------

@@ -12,7 +12,7 @@ import numpy as np
 
 from models.scenarios import ScenarioSet
 from models.schema import Case
-from optimizer.analysis.evaluate import holdings_of
+from optimizer.analysis.holdings import holdings_of
 from optimizer.formulation.exposures import check_cells, fund_claims
 from optimizer.result import Allocation
 

@@ -16,7 +16,7 @@ import pandas as pd
 from models.schema import Case
 
 if TYPE_CHECKING:
-    from optimizer.analysis.evaluate import Holdings
+    from optimizer.analysis.holdings import Holdings
 
 SIGNIFICANT_SE = 2.0
 """A breach larger than this many standard errors is statistically significant."""
@@ -62,12 +62,7 @@ def limit_checks(
 
     def add(kind, owner, what, bound, value, limit, unit, se=0.0) -> None:
         value, limit, se = float(value), float(limit), float(se)
-        excess = value - limit if bound == "max" else limit - value
-        if unit == "probability":
-            tol = BREACH_ATOL_PROBABILITY
-        else:
-            tol = BREACH_RTOL * abs(limit) + BREACH_ATOL_USD
-        breached = excess > tol
+        excess, breached = breach(value, limit, bound, unit)
         rows.append(
             (
                 kind,
@@ -85,8 +80,6 @@ def limit_checks(
             )
         )
 
-    margin = (cells["rate"] - cells["transaction_cost_rate"]).to_numpy(dtype=np.float64)
-    fee = np.array([f.fee_rate for f in case.funds])
     for s, (src, row) in enumerate(zip(case.sources, sources.itertuples(), strict=True)):
         add("source", src.id, "budget", "max", row.committed_usd, src.amount_usd, "US$")
         if not math.isnan(row.cvar_limit_usd):
@@ -112,15 +105,12 @@ def limit_checks(
                 row.expected_loss_se_usd,
             )
         if src.return_hurdle_rate is not None and row.lending_usd > 0:
-            # Net income after funding cost, expected loss and guarantee fees (as in the LP).
-            income = (margin - src.cost_of_funds_rate) @ h.lending[:, s]
-            fees = fee @ h.covered[:, :, s].sum(axis=1)
             add(
                 "source",
                 src.id,
                 "return_hurdle",
                 "min",
-                income - _lending_loss(row) - fees,
+                income_before_loss(case, cells, h, s) - _lending_loss(row),
                 src.return_hurdle_rate * row.lending_usd,
                 "US$",
                 row.expected_loss_se_usd,
@@ -163,6 +153,29 @@ def limit_checks(
         )
     frame = pd.DataFrame(rows, columns=list(CHECK_COLUMNS))
     return frame.astype({"breached": bool, "significant": bool})
+
+
+def breach(value: float, limit: float, bound: str, unit: str) -> tuple[float, bool]:
+    """``(excess, breached)`` of a figure against its limit: ``excess`` is by how much it
+    passes (``bound`` ``"max"``: above, ``"min"``: below; negative: room left); breached
+    beyond the optimiser's own tolerance (:data:`BREACH_RTOL`, :data:`BREACH_ATOL_USD`, or
+    :data:`BREACH_ATOL_PROBABILITY` for a probability)."""
+    excess = value - limit if bound == "max" else limit - value
+    if unit == "probability":
+        tol = BREACH_ATOL_PROBABILITY
+    else:
+        tol = BREACH_RTOL * abs(limit) + BREACH_ATOL_USD
+    return excess, bool(excess > tol)
+
+
+def income_before_loss(case: Case, cells: pd.DataFrame, h: Holdings, s: int) -> float:
+    """Source ``s``'s net income on its lending before expected loss, US$: margin (rate less
+    transaction cost) less its cost of funds, less the guarantee fees it pays (as in the LP's
+    return hurdle)."""
+    margin = (cells["rate"] - cells["transaction_cost_rate"]).to_numpy(dtype=np.float64)
+    fee = np.array([f.fee_rate for f in case.funds])
+    income = (margin - case.sources[s].cost_of_funds_rate) @ h.lending[:, s]
+    return float(income - fee @ h.covered[:, :, s].sum(axis=1))
 
 
 def z_ratio(excess: float, se: float) -> float:

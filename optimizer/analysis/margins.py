@@ -19,7 +19,8 @@ import pandas as pd
 from models.risk_measures import conditional_value_at_risk
 from models.scenarios import ScenarioSet
 from models.schema import Case
-from optimizer.analysis.evaluate import Evaluation, holdings_of
+from optimizer.analysis.evaluate import Evaluation
+from optimizer.analysis.holdings import holdings_of
 from optimizer.analysis.limit_checks import BREACH_ATOL_USD, BREACH_RTOL
 from optimizer.formulation.exposures import owner_losses
 from optimizer.formulation.problem import depletion_floor

@@ -3,15 +3,16 @@
 Each overlay is loaded through :func:`models.load_case` (it names its base case) and simulated
 with the same seed as the base case: common random numbers, so a stress differs from the base
 only by what it changes, and an overlay that changes nothing reproduces the base figures exactly.
-:func:`stress` evaluates the allocation on each stressed set (losses, limit breaches, fund
-depletion per funder and fund) and, with ``reoptimize``, solves the stressed case afresh to show
-how much gap the structure would have to give up.
+:func:`stress` evaluates on each stressed set what the stressed case can still fund of the
+allocation (:func:`optimizer.analysis.holdings.fundable`: a stress that removes money or uptake
+scales the allocation down by a stated rule) — losses, limit breaches in US$ and in standard
+errors, fund depletion, the gap left — and, with ``reoptimize``, solves the stressed case afresh
+to show how much gap the structure would have to give up.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
@@ -22,6 +23,15 @@ from models.loader import DEFAULT_CASE
 from models.yaml_io import CASE_SUFFIXES, ReadProblem, read_yaml
 from optimizer.analysis.diagnose import optimize_or_diagnose
 from optimizer.analysis.evaluate import Evaluation, evaluate
+from optimizer.analysis.reverse_stress import reverse_stress
+from optimizer.analysis.stress_report import (
+    BASE_ID,
+    LIMIT_COLUMNS,
+    REOPTIMIZED_COLUMNS,
+    SUMMARY_COLUMNS,
+    StressOutcome,
+    StressReport,
+)
 from optimizer.choices import PointStatus
 from optimizer.errors import InfeasibleCase, OptimizerError
 from optimizer.persist import SavedRunError
@@ -29,151 +39,21 @@ from optimizer.result import Allocation
 from optimizer.saved_case import made_from
 
 STRESS_DIR = DEFAULT_CASE.parent / "stress"
-BASE_ID = "base"
-"""``stress_id`` of the unstressed case in the long tables."""
-REOPTIMIZED_COLUMNS = (
-    "stress_id",
-    "name",
-    "status",
-    "weighted_gap_usd",
-    "gap_closed_usd",
-    "gives_up_usd",
-    "gap_closed_change_usd",
-    "reason",
-)
-LIMIT_COLUMNS = (
-    "stress_id",
-    "name",
-    "owner_kind",
-    "owner",
-    "what",
-    "value",
-    "limit",
-    "excess",
-    "unit",
-    "std_error",
-    "held",
-    "significant",
-)
-
-
-@dataclass(frozen=True)
-class StressOutcome:
-    """A fixed allocation evaluated under one stress overlay."""
-
-    stress_id: str
-    name: str
-    description: str
-    evaluation: Evaluation
-
-
-@dataclass(frozen=True, eq=False)
-class StressReport:
-    """A fixed allocation under each stress, next to the same allocation on the base case.
-
-    Attributes
-    ----------
-    baseline : Evaluation
-        The allocation on the base case's scenarios (same size and seed as the stresses).
-    outcomes : tuple of StressOutcome
-        One per overlay, in the order given.
-    reoptimized : DataFrame or None
-        With ``reoptimize``: one row per stress, columns :data:`REOPTIMIZED_COLUMNS`;
-        ``weighted_gap_usd`` is the stressed case's optimal weighted unmet gap (US$),
-        ``gives_up_usd`` how much more weighted gap stays unmet than in the base case
-        re-optimised on the same scenarios (``base_weighted_gap_usd``), ``status`` is
-        ``"optimal"``, ``"optimal_inaccurate"``, ``"infeasible"`` (``reason`` then says what
-        must give) or ``"failed"``. None without ``reoptimize``.
-    base_weighted_gap_usd : float or None
-        Optimal weighted unmet gap of the base case on the base scenarios (with ``reoptimize``).
-    base_gap_closed_usd : float or None
-    case_name : str
-    n_scenarios, seed : int
-    method : str
-        Sampling method (``"importance"``, ``"mc"``...).
-    """
-
-    baseline: Evaluation
-    outcomes: tuple[StressOutcome, ...]
-    reoptimized: pd.DataFrame | None
-    base_weighted_gap_usd: float | None
-    base_gap_closed_usd: float | None
-    case_name: str
-    n_scenarios: int
-    seed: int
-    method: str
-
-    @property
-    def limits(self) -> pd.DataFrame:
-        """Stress x (funder or fund) x limit: held or breached, columns :data:`LIMIT_COLUMNS`.
-
-        The base case comes first (``stress_id = "base"``), then each stress in order.
-        """
-
-        def checks(ev: Evaluation) -> pd.DataFrame:
-            c = ev.checks
-            kept = ["owner_kind", "owner", "what", "value", "limit", "excess", "unit", "std_error"]
-            return c[kept].assign(
-                held=~c["breached"].astype(bool), significant=c["significant"].astype(bool)
-            )
-
-        return self._per_stress(checks)[list(LIMIT_COLUMNS)]
-
-    @property
-    def funders(self) -> pd.DataFrame:
-        """Per stress and source: committed, expected loss (and its change vs base), VaR, CVaR
-        against its limit, US$."""
-        base = self.baseline.sources.set_index("source")["expected_loss_usd"]
-        cols = [
-            "source",
-            "kind",
-            "committed_usd",
-            "expected_loss_usd",
-            "expected_loss_change_usd",
-            "expected_loss_se_usd",
-            "var_usd",
-            "cvar_alpha",
-            "cvar_usd",
-            "cvar_se_usd",
-            "cvar_limit_usd",
-            "cvar_headroom_usd",
-        ]
-
-        def sources(ev: Evaluation) -> pd.DataFrame:
-            s = ev.sources
-            change = s["expected_loss_usd"].to_numpy() - s["source"].map(base).to_numpy()
-            return s.assign(expected_loss_change_usd=change)[cols]
-
-        return self._per_stress(sources)
-
-    @property
-    def funds(self) -> pd.DataFrame:
-        """Per stress and guarantee fund: capital, expected claims, claims CVaR, depletion
-        probability against its maximum."""
-        cols = [
-            "fund",
-            "capital_usd",
-            "guaranteed_usd",
-            "expected_claims_usd",
-            "claims_cvar_usd",
-            "depletion_probability",
-            "depletion_se",
-            "max_depletion_probability",
-        ]
-        return self._per_stress(lambda ev: ev.funds[cols])
-
-    def _per_stress(self, frame_of: Callable[[Evaluation], pd.DataFrame]) -> pd.DataFrame:
-        """``frame_of`` each evaluation (base first), with its stress id and name in front."""
-        parts = []
-        for sid, name, ev in self._evaluations():
-            frame = frame_of(ev)
-            parts.append(frame.assign(stress_id=sid, name=name)[["stress_id", "name", *frame]])
-        return pd.concat(parts, ignore_index=True)
-
-    def _evaluations(self) -> list[tuple[str, str, Evaluation]]:
-        return [(BASE_ID, "Base case", self.baseline)] + [
-            (o.stress_id, o.name, o.evaluation) for o in self.outcomes
-        ]
+__all__ = [
+    "BASE_ID",
+    "LIMIT_COLUMNS",
+    "REOPTIMIZED_COLUMNS",
+    "STRESS_DIR",
+    "SUMMARY_COLUMNS",
+    "StressOutcome",
+    "StressReport",
+    "check_overlay",
+    "read_allocation",
+    "shipped_stresses",
+    "stress",
+    "stress_outcomes",
+    "stress_steps",
+]
 
 
 def shipped_stresses() -> list[Path]:
@@ -205,7 +85,7 @@ def stress_outcomes(
         if on_step:
             on_step(f"stress {stressed.stress.id if stressed.stress else path.stem}")
         scen = recipe.draw(stressed)
-        out.append(_outcome(stressed, path, evaluate(stressed, allocation, scen)))
+        out.append(_outcome(stressed, path, evaluate(stressed, allocation, scen, fund=True)))
     return tuple(out)
 
 
@@ -242,10 +122,12 @@ def read_allocation(path: str | Path, case: Case | None = None) -> Allocation:
     return allocation
 
 
-def stress_steps(case: Case, n_stresses: int | None = None, reoptimize: bool = False) -> int:
+def stress_steps(
+    case: Case, n_stresses: int | None = None, reoptimize: bool = False, reverse: bool = False
+) -> int:
     """How many steps :func:`stress` reports through ``on_step`` (for a progress bar)."""
     n = len(shipped_stresses()) if n_stresses is None else int(n_stresses)
-    return 1 + n + (1 + n if reoptimize else 0)
+    return 1 + n + (1 + n if reoptimize else 0) + int(reverse)
 
 
 def check_overlay(case: Case, path: Path) -> Path:
@@ -309,6 +191,7 @@ def stress(
     n_jobs: int = 1,
     scheduler: str | None = None,
     on_step: Callable[[int, str], None] | None = None,
+    reverse: bool = False,
 ) -> StressReport:
     """A fixed allocation under each stress overlay, and what re-optimising would give up.
 
@@ -319,7 +202,7 @@ def stress(
     allocation : Allocation
         The allocation to hold fixed (typically ``optimize(case, ...)``).
     stresses : list of path, optional
-        Stress overlays whose ``base_case`` is ``case``'s file. Default: the five shipped ones
+        Stress overlays whose ``base_case`` is ``case``'s file. Default: the six shipped ones
         (``inputs/stress/*.yaml``), which stress the shipped default case only.
     n_scenarios, seed, method
         Every set (base and stressed) is drawn with these: common random numbers.
@@ -328,6 +211,10 @@ def stress(
         optimal weighted gap, what it gives up against the base, or why it is infeasible.
     n_jobs, scheduler
         Passed to :func:`models.simulate`.
+    reverse : bool
+        Also the reverse stress (:func:`optimizer.analysis.reverse_stress.reverse_stress`)
+        on the base scenarios: per binding risk limit of the allocation, the smallest PD
+        multiplier and event probabilities that break it (one step more).
     on_step : callable, optional
         Called as ``on_step(steps_done, what_next)`` before each step (progress display); there
         are ``1 + len(stresses)`` steps, plus one per solve with ``reoptimize``.
@@ -370,7 +257,7 @@ def stress(
     step("simulate the base case")
     recipe = Recipe(n_scenarios, seed, method, n_jobs=n_jobs, scheduler=scheduler)
     base_scen = recipe.draw(case)
-    baseline = evaluate(case, allocation, base_scen)
+    baseline = evaluate(case, allocation, base_scen, fund=True)
     base_gap = base_closed = None
     if reoptimize:
         step("optimize the base case")
@@ -381,11 +268,15 @@ def stress(
         sid = stressed.stress.id if stressed.stress else path.stem
         step(f"stress {sid}")
         scen = recipe.draw(stressed)
-        outcome = _outcome(stressed, path, evaluate(stressed, allocation, scen))
+        outcome = _outcome(stressed, path, evaluate(stressed, allocation, scen, fund=True))
         outcomes.append(outcome)
         if reoptimize:
             step(f"re-optimize {sid}")
             rows.append(_reoptimize(stressed, scen, outcome, base_gap, base_closed))
+    reverse_table = None
+    if reverse:
+        step("reverse stress")
+        reverse_table = reverse_stress(case, allocation, recipe, base_scen)
     if on_step:
         on_step(done, "done")
     return StressReport(
@@ -398,6 +289,7 @@ def stress(
         n_scenarios=int(n_scenarios),
         seed=int(seed),
         method=str(method),
+        reverse=reverse_table,
     )
 
 

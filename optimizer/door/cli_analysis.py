@@ -158,10 +158,17 @@ def stress_command(
     ] = None,
     stress_files: Annotated[
         list[Path] | None,
-        typer.Option("--stress", help="Stress overlay (repeatable); omitted = the shipped five."),
+        typer.Option("--stress", help="Stress overlay (repeatable); omitted = the shipped six."),
     ] = None,
     reoptimize: Annotated[
         bool, typer.Option(help="Also re-optimise under each stress: what must give.")
+    ] = False,
+    reverse: Annotated[
+        bool,
+        typer.Option(
+            help="Also the reverse stress: per binding risk limit, the smallest PD multiplier "
+            "and event probabilities that break it."
+        ),
     ] = False,
     scenarios: ScenariosOpt = DEFAULT_SCENARIOS,
     seed: SeedOpt = 7,
@@ -187,7 +194,9 @@ def stress_command(
         with console.status("No --allocation: simulating and optimizing first…"):
             fixed = optimize_or_diagnose(loaded, recipe.draw(loaded))
     n_stresses = len(stress_files) if stress_files else None
-    with progress_bar(console, "Stress", stress_steps(loaded, n_stresses, reoptimize)) as advance:
+    with progress_bar(
+        console, "Stress", stress_steps(loaded, n_stresses, reoptimize, reverse)
+    ) as advance:
         report = stress(
             loaded,
             fixed,
@@ -199,15 +208,21 @@ def stress_command(
             n_jobs=jobs,
             scheduler=scheduler,
             on_step=advance,
+            reverse=reverse,
         )
-    written = ["stress_limits.csv", "stress_funders.csv", "stress_funds.csv", "stress.json"]
+    written = ["stress_summary.csv", "stress_limits.csv", "stress_funders.csv"]
+    written += ["stress_funds.csv", "stress.json"]
     with staged(out, "stress", force, loaded) as stage:
+        report.summary.to_csv(stage / "stress_summary.csv", index=False)
         report.limits.to_csv(stage / "stress_limits.csv", index=False)
         report.funders.to_csv(stage / "stress_funders.csv", index=False)
         report.funds.to_csv(stage / "stress_funds.csv", index=False)
         if report.reoptimized is not None:
             report.reoptimized.to_csv(stage / "stress_reoptimized.csv", index=False)
-            written.insert(3, "stress_reoptimized.csv")
+            written.insert(4, "stress_reoptimized.csv")
+        if report.reverse is not None:
+            report.reverse.to_csv(stage / "stress_reverse.csv", index=False)
+            written.insert(-1, "stress_reverse.csv")
         (stage / "stress.json").write_text(json.dumps(to_plain(report)), encoding="utf-8")
     print_stress(console, report)
     print_written(out, written)

@@ -86,42 +86,56 @@ def print_stress(console: Console, report) -> None:
         f"{report.seed} (common random numbers with the base case)",
         highlight=False,
     )
-    limits, funders = report.limits, report.funders
+    limits, summary = report.limits, report.summary.set_index("stress_id")
     reopt = None if report.reoptimized is None else report.reoptimized.set_index("stress_id")
     table = Table(
         title="Stress tests (US$ m)",
-        caption="Δ EL: change of the funders' expected losses. Re-optimised: the optimal "
-        "weighted gap under the stress and how much more of it stays unmet.",
+        caption="What the stressed case can still fund of the allocation (less money or "
+        "uptake scales it down): gap closed, unmet gap, weighted gap given up beyond the "
+        "base; risk limits broken, the largest in US$ m and in standard errors (SE). Every "
+        "column is in stress_summary.csv.",
         box=box.SIMPLE_HEAD,
     )
-    table.add_column("stress", no_wrap=True, overflow="ellipsis", max_width=26)
-    table.add_column("breached", justify="right", no_wrap=True, min_width=8)
-    table.add_column("Δ EL", justify="right", no_wrap=True, min_width=7)
-    if reopt is not None:
-        table.add_column("re-optimised", justify="right", no_wrap=True, min_width=12)
-        table.add_column("gives up", justify="right", no_wrap=True, min_width=9)
-    for sid, name in [("base", "Base case")] + [(o.stress_id, o.name) for o in report.outcomes]:
-        lim = limits[limits["stress_id"] == sid]
-        el = funders.loc[funders["stress_id"] == sid, "expected_loss_change_usd"].sum()
-        cells = [name, f"{int((~lim['held']).sum())} of {len(lim)}", f"{el / 1e6:+,.1f}"]
-        if reopt is not None:
-            if sid == "base":
-                cells += [usd_m(report.base_weighted_gap_usd), ""]
-            elif reopt.at[sid, "status"] in ("optimal", "optimal_inaccurate"):
-                cells += [
-                    usd_m(reopt.at[sid, "weighted_gap_usd"]),
-                    usd_m_signed(reopt.at[sid, "gives_up_usd"]),
-                ]
-            else:
-                cells += [str(reopt.at[sid, "status"]), ""]
-        add_row(table, *cells)
+    table.add_column("stress", no_wrap=True, overflow="ellipsis", max_width=18)
+    for col in ("closed", "unmet", "given up", "broken", "largest", "SE"):
+        table.add_column(col, justify="right", no_wrap=True)
+    for sid, r in summary.iterrows():
+        add_row(
+            table,
+            str(r["name"]),
+            usd_m(r.gap_closed_usd),
+            usd_m(r.unmet_gap_usd),
+            "" if sid == "base" else usd_m_signed(r.gap_given_up_usd),
+            f"{r.breaches}/{r.limits_checked}",
+            f"{r.largest_breach_usd / 1e6:,.1f}" if r.breaches else "—",
+            f"{r.largest_breach_in_se:,.1f}" if r.breaches else "",
+        )
     console.print(table)
+    if reopt is not None:
+        again = Table(
+            title="Re-optimised under each stress (US$ m)",
+            caption="The optimal weighted gap of the stressed case on the same scenarios, and "
+            "how much more of it stays unmet than in the base case re-optimised.",
+            box=box.SIMPLE_HEAD,
+        )
+        again.add_column("stress", no_wrap=True, overflow="ellipsis", max_width=30)
+        again.add_column("weighted gap", justify="right", no_wrap=True)
+        again.add_column("gives up", justify="right", no_wrap=True)
+        add_row(again, "Base case", usd_m(report.base_weighted_gap_usd), "")
+        for _, r in reopt.iterrows():
+            if r.status in ("optimal", "optimal_inaccurate"):
+                add_row(
+                    again, str(r["name"]), usd_m(r.weighted_gap_usd), usd_m_signed(r.gives_up_usd)
+                )
+            else:
+                add_row(again, str(r["name"]), str(r.status), "")
+        console.print(again)
     breached = limits[~limits["held"]]
     if breached.empty:
         console.print("[green]Every limit holds under every stress.[/]")
     else:
         grid = Table(title="Limits breached (US$ m or probability)", box=box.SIMPLE_HEAD)
-        for n, col in enumerate(("stress", "limit", "value", "limit", "excess")):
+        for n, col in enumerate(("stress", "limit", "value", "limit", "excess", "in SE")):
             grid.add_column(col, justify="left" if n < 2 else "right")
         for r in breached.itertuples():
             noise = "" if r.significant else " (noise)"
@@ -132,10 +146,47 @@ def print_stress(console: Console, report) -> None:
                 _limit_value(r.value, r.unit),
                 _limit_value(r.limit, r.unit),
                 _limit_value(r.excess, r.unit) + noise,
+                f"{r.excess_in_se:,.1f}",
             )
         console.print(grid)
+    if report.reverse is not None:
+        print_reverse(console, report.reverse)
     if reopt is not None:
         for sid, r in reopt[reopt["reason"] != ""].iterrows():
             console.print(
                 f"[yellow]{escape(str(sid))}:[/] {escape(str(r.reason))}", highlight=False
             )
+
+
+def print_reverse(console: Console, reverse) -> None:
+    """The reverse stress, one row per binding limit: the PD multiplier and each event's
+    probability at which it breaks ("holds" to x3 or probability 1; "breached" already)."""
+    if reverse.empty:
+        console.print("Reverse stress: the allocation binds on no risk limit.")
+        return
+    drivers = list(dict.fromkeys(zip(reverse["driver"], reverse["event"], strict=True)))
+    table = Table(
+        title="Reverse stress: the smallest setting that breaks each binding limit",
+        caption="PD: every base PD times this (base x1). An event: its probability (base in "
+        "the heading), the base's scenarios re-weighted.",
+        box=box.SIMPLE_HEAD,
+    )
+    table.add_column("limit", overflow="fold")
+    base = reverse.drop_duplicates(["driver", "event"]).set_index(["driver", "event"])
+    for driver, event in drivers:
+        q0 = base.at[(driver, event), "base_setting"]
+        head = "PD x" if driver == "pd_multiplier" else f"{event.replace('_', ' ')} ({q0:.0%})"
+        table.add_column(head, justify="right", overflow="fold", min_width=6)
+    for (owner, what), rows in reverse.groupby(["owner", "what"], sort=False):
+        by = rows.set_index(["driver", "event"])
+        cells = [f"{owner} {what}"]
+        for key in drivers:
+            r = by.loc[key]
+            if r.status != "breaks":
+                cells.append(str(r.status))
+            elif key[0] == "pd_multiplier":
+                cells.append(f"x{r.breaks_at:.2f}")
+            else:
+                cells.append(f"{r.breaks_at:.1%}")
+        add_row(table, *cells)
+    console.print(table)
