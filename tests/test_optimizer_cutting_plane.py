@@ -306,15 +306,61 @@ def test_a_master_solve_without_answer_is_rerun_cold_once(default_pair, monkeypa
     check_all_limits(case, scen, res)
 
 
-def test_a_master_that_fails_cold_too_is_reported(monkeypatch):
-    """A run that fails again from scratch is not retried a second time: the master reports
-    a solver error (and ``optimize`` falls back to the one-LP formulation, saying so)."""
+def test_a_master_that_fails_cold_too_is_solved_scaled(monkeypatch):
+    """A run that fails again from scratch gets one more run with HiGHS's own scaling, which
+    answers: the same optimum, no fallback."""
     case = random_case(1)
     scen = synthetic_scenarios(case, 300, 1)
+    plain = optimize(case, scen, method="cutting_plane")
     _fail_runs(monkeypatch, {1, 2})
+    res = optimize(case, scen, method="cutting_plane")
+    assert res.method == "cutting_plane" and not res.fallbacks
+    assert res.objective_weighted_gap_usd == pytest.approx(
+        plain.objective_weighted_gap_usd, rel=1e-6
+    )
+    check_all_limits(case, scen, res)
+
+
+def test_a_master_that_fails_scaled_too_is_reported(monkeypatch):
+    """A run that fails cold and scaled is not retried again: the master reports a solver
+    error (and ``optimize`` falls back to the one-LP formulation, saying so)."""
+    case = random_case(1)
+    scen = synthetic_scenarios(case, 300, 1)
+    _fail_runs(monkeypatch, {1, 2, 3})
     res = optimize(case, scen, method="cutting_plane")
     assert res.method == "lp"
     assert any("solver_error" in f for f in res.fallbacks)
+
+
+def test_a_stage_2_the_master_cannot_solve_keeps_stage_1s_exact_optimum(monkeypatch):
+    """Stage 2 only breaks ties among allocations of the optimal gap: when its master has no
+    answer, the allocation is stage 1's optimum (every limit held, the same weighted gap),
+    with a warning, not a one-LP re-solve of both stages."""
+    import optimizer.solve as solve_module
+    from optimizer.errors import SolverFailure
+
+    case = random_case(2)
+    scen = synthetic_scenarios(case, 300, 2)
+    plain = optimize(case, scen, method="cutting_plane")
+    original = solve_module.solve_stage
+
+    def failing(prob, stage, *args, **kwargs):
+        if stage == 2:
+            raise SolverFailure("HIGHS", "solver_error", 2, "the master has no usable answer")
+        return original(prob, stage, *args, **kwargs)
+
+    monkeypatch.setattr(solve_module, "solve_stage", failing)
+    res = optimize(case, scen, method="cutting_plane")
+    assert res.method == "cutting_plane" and not res.fallbacks
+    assert any(w.startswith("stage 2 (least loss and cost") for w in res.warnings)
+    assert res.objective_weighted_gap_usd == plain.objective_weighted_gap_usd
+    # stage 2 may give up the gap tolerance for less loss; stage 1's point does not
+    assert res.weighted_gap_usd <= plain.weighted_gap_usd + 1.0
+    assert res.weighted_gap_usd == pytest.approx(res.objective_weighted_gap_usd, rel=1e-6)
+    check_all_limits(case, scen, res)
+    # the one LP has no such shortcut: its own fallback is the other solver
+    with pytest.raises(SolverFailure):
+        optimize(case, scen, method="lp")
 
 
 @pytest.mark.parametrize(("seed", "importance"), [(1, False), (2, True)])
