@@ -148,8 +148,16 @@ def var_and_excess_by_column(
     alphas = np.broadcast_to(np.asarray(alpha, dtype=float), (k,))
     equal = bool((p == p[0]).all())
     var, excess = np.empty(k), np.empty(k)
+    weighted = p > 0
+    lightest = float(p[weighted].min() / p.sum()) if weighted.any() else 0.0
     for j in range(k):
         col, threshold = x[:, j], alphas[j] * (1.0 - _CUM_RTOL)
+        if 0.0 < threshold <= lightest:
+            # a level below every scenario's probability (an expectation written as a CVaR at
+            # α ≈ 0): the quantile is the least loss of a weighted scenario, found without a sort
+            var[j] = float(col[weighted].min())
+            excess[j] = p @ np.maximum(np.asarray(col, dtype=np.float64) - var[j], 0.0)
+            continue
         top = _above_bound(col, p, threshold, equal)
         if top is None:
             var[j] = _column_var(col, p, threshold, equal, 0, 0.0)
