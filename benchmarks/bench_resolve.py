@@ -48,8 +48,8 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(sys.argv[1:] if argv is None else argv)
 
     from models import load_case, simulate
+    from optimizer.formulation.blas_threads import one_blas_thread
     from optimizer.formulation.problem import build_problem
-    from optimizer.formulation.tail_oracle import one_blas_thread
 
     case = load_case()
     dtype = "float32" if args.scenarios >= 500_000 else "float64"

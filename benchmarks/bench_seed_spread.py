@@ -42,7 +42,7 @@ def main() -> None:
     from optimizer.analysis.confidence import VALIDATION_SEED_OFFSET, hold_limits
     from optimizer.analysis.evaluate import evaluate
     from optimizer.door.run import OUT_OF_SAMPLE_SEED_OFFSET
-    from optimizer.formulation.tail_oracle import one_blas_thread
+    from optimizer.formulation.blas_threads import one_blas_thread
 
     case = load_case()
     levels = [case.policy.confidence] + ([0.0] if args.without else [])

@@ -8,7 +8,9 @@ import numpy as np
 import pytest
 
 from models.risk_measures import var_and_excess_by_column
-from optimizer.formulation.tail_oracle import SELECT_MIN_ROWS, TailOracle, one_blas_thread
+from optimizer.formulation.blas_threads import one_blas_thread
+from optimizer.formulation.tail_oracle import TailOracle
+from optimizer.formulation.tail_select import SELECT_MIN_ROWS
 
 
 def _oracle(p: np.ndarray) -> TailOracle:

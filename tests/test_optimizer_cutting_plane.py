@@ -163,7 +163,7 @@ def _oracle_at_a_point(method: str):
 def test_block_cuts_add_up_to_the_aggregated_cut():
     """Split over 7 scenario blocks, the cuts of a threshold sum to its aggregated cut, and
     each block's cut is its block's exact tail excess at the point (weighted scenarios)."""
-    from optimizer.formulation.tail_oracle import group_bounds
+    from optimizer.formulation.cuts import group_bounds
 
     scen, prob, oracle, expo, losses, k_all = _oracle_at_a_point("importance")
     thresholds = np.quantile(losses, 0.9, axis=0)
@@ -215,7 +215,7 @@ def test_a_limit_met_within_the_blocks_tolerance_converges():
     CVaR, recomputed from its scenario losses, is within its limit."""
     from optimizer.analysis.confidence import hold_limits
     from optimizer.analysis.sensitivity_analysis import perturbed_case
-    from optimizer.formulation.tail_oracle import one_blas_thread
+    from optimizer.formulation.blas_threads import one_blas_thread
 
     case = load_case()
     scen = simulate(case, 100_000, seed=7, dtype="float32")

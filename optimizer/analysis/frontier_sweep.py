@@ -15,7 +15,7 @@ point about twice slower on the default case (20,000 scenarios, 8 points: 40 s f
 cuts and basis, 21 s from none): HiGHS's iterations got dearer faster than the cut loop's got fewer.
 The ~120 binding ones alone cut the frontier's master solves by a fifth (measured in
 :meth:`_Sweeper._base_cuts`). A block runs on one BLAS thread
-(:func:`~optimizer.formulation.tail_oracle.one_blas_thread`): some products' last digits depend on
+(:func:`~optimizer.formulation.blas_threads.one_blas_thread`): some products' last digits depend on
 the thread count, which is not the same in this process, a loky worker or a dask worker.
 """
 
@@ -36,9 +36,9 @@ from models.schema import Case
 from optimizer.analysis.frontier_spec import Sweep
 from optimizer.choices import PointStatus
 from optimizer.errors import InfeasibleCase, OptimizerError
+from optimizer.formulation.blas_threads import one_blas_thread
 from optimizer.formulation.cutting_plane import CutMaster, CutPool
 from optimizer.formulation.problem import USD_PER_UNIT, AllocationProblem, build_problem
-from optimizer.formulation.tail_oracle import one_blas_thread
 from optimizer.formulation.warm_start import WarmStart
 from optimizer.solve import PROGRAMME_FAMILIES, SolveLog, binding_constraints, solve_stage
 

@@ -32,9 +32,9 @@ from models.scenarios import ScenarioSet
 from models.schema import Case
 from optimizer.errors import InfeasibleCase, OptimizerError
 from optimizer.formulation import warm_start
+from optimizer.formulation.blas_threads import one_blas_thread
 from optimizer.formulation.cutting_plane import CutMaster, master_options
 from optimizer.formulation.problem import USD_PER_UNIT, AllocationProblem, build_problem
-from optimizer.formulation.tail_oracle import one_blas_thread
 from optimizer.formulation.warm_start import WarmStart
 from optimizer.solve import ACTIVE_USD_M, HOLD_SLACK_USD_M, SolveLog, solve_stage
 

@@ -28,7 +28,7 @@ from models import DEFAULT_SAMPLING, Case, simulate
 from models.errors import OptionError
 from models.workers import Backend, run_in_order
 from optimizer.errors import OptimizerError
-from optimizer.formulation.tail_oracle import one_blas_thread
+from optimizer.formulation.blas_threads import one_blas_thread
 from optimizer.formulation.warm_start import WarmStart
 
 DEFAULT_TARGET = 0.01
@@ -276,7 +276,7 @@ def _one_replication(
 ) -> dict[str, Any]:
     """Simulate and optimise one replication; a case that does not solve becomes a status.
 
-    On one BLAS thread (:func:`optimizer.formulation.tail_oracle.one_blas_thread`), in this process
+    On one BLAS thread (:func:`optimizer.formulation.blas_threads.one_blas_thread`), in this process
     or a worker alike, so the numbers are those of any other worker count.
     """
     from optimizer.analysis.confidence import VALIDATION_SEED_OFFSET, optimize_with_confidence

@@ -36,8 +36,8 @@ from optimizer.analysis.sensitivity_inputs import (
 )
 from optimizer.choices import PointStatus
 from optimizer.errors import InfeasibleCase, OptimizerError
+from optimizer.formulation.blas_threads import one_blas_thread
 from optimizer.formulation.eligibility import check_cells
-from optimizer.formulation.tail_oracle import one_blas_thread
 from optimizer.formulation.warm_start import WarmStart
 from optimizer.result import Allocation
 from optimizer.solve import optimize
@@ -144,7 +144,7 @@ def _simulate_and_optimize(
 
     On one BLAS thread: the last digits of some products depend on the thread count, which differs
     between this process, a loky worker and a dask worker (see
-    :func:`optimizer.formulation.tail_oracle.one_blas_thread`). Nothing else is carried between
+    :func:`optimizer.formulation.blas_threads.one_blas_thread`). Nothing else is carried between
     points: each builds and solves its own problem, from the base's warm start when there is one
     (its cuts where the point's scenarios are the base's, cuts at its optimum where a risk input
     moved them: :mod:`optimizer.formulation.warm_start`), on ``scenarios`` when given (the base's
@@ -250,7 +250,7 @@ def sensitivity(
     n_jobs : int
         Points solved in parallel (loky processes); -1 for all cores. Results do not depend
         on it, bit for bit: every point, the base included, is simulated and solved on its
-        own, on one BLAS thread (:func:`optimizer.formulation.tail_oracle.one_blas_thread`).
+        own, on one BLAS thread (:func:`optimizer.formulation.blas_threads.one_blas_thread`).
     scheduler : str, optional
         A dask.distributed scheduler address (``tcp://host:port``): points run on that cluster
         (on all its worker threads, whatever ``n_jobs``).

@@ -18,7 +18,8 @@ import numpy as np
 from optimizer.errors import SolverFailure
 from optimizer.formulation.cut_master import CutMaster
 from optimizer.formulation.cut_pool import FEASIBILITY_TOL
-from optimizer.formulation.tail_oracle import Cut, TailOracle
+from optimizer.formulation.cuts import Cut
+from optimizer.formulation.tail_oracle import TailOracle
 
 MAX_ITERATIONS = 400
 IDLE_SOLVES = 10

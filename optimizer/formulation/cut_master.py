@@ -23,7 +23,7 @@ from cvxpy.error import SolverError
 from optimizer.errors import OptimizerError
 from optimizer.formulation.cut_measures import CutMeasure
 from optimizer.formulation.cut_pool import CutPool
-from optimizer.formulation.tail_oracle import Cut
+from optimizer.formulation.cuts import Cut
 
 SCALED_RETRY_STRATEGY = 2
 """HiGHS's ``simplex_scale_strategy`` for a master's last attempt (2: HiGHS's default)."""
@@ -51,7 +51,7 @@ class CutMaster:
     expo : cvxpy Variable
         The net exposure columns the measures' ``cols`` index.
     groups : int, default 1
-        Scenario blocks per measure (see :func:`optimizer.formulation.tail_oracle.group_bounds`).
+        Scenario blocks per measure (see :func:`optimizer.formulation.cuts.group_bounds`).
     """
 
     def __init__(

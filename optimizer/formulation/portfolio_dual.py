@@ -16,7 +16,7 @@ import numpy as np
 from threadpoolctl import threadpool_limits
 
 from optimizer.errors import SolverFailure
-from optimizer.formulation.tail_oracle import BLAS_THREADS
+from optimizer.formulation.blas_threads import BLAS_THREADS
 
 SAMPLE_TAIL_PER_ASSET = 2.0
 """The first sample holds about this many tail scenarios per asset (n + 1 rows to price)."""

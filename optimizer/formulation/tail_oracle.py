@@ -23,97 +23,21 @@ times more finely per pass (measurements in :mod:`optimizer.formulation.cutting_
 
 from __future__ import annotations
 
-import threading
-from collections.abc import Iterator
-from contextlib import contextmanager
-from dataclasses import dataclass
-from typing import Any
-
 import numpy as np
 import scipy.sparse as sp
-from threadpoolctl import ThreadpoolController
 
-from models.risk_measures import _CUM_RTOL, var_and_excess_by_column
+from models.risk_measures import var_and_excess_by_column
+from optimizer.formulation.blas_threads import one_blas_thread
 from optimizer.formulation.cut_measures import Link
+from optimizer.formulation.cuts import Cut, group_bounds
 from optimizer.formulation.exposures import ExposureColumns
+from optimizer.formulation.tail_select import SELECT_MIN_ROWS, var_and_excess_equal
 
 CHUNK_ROWS = 32_768
 """Rows per block of the sparse cap excess and of gathered tail rows (bounds temporaries)."""
 GATHER_MAX_SHARE = 0.05
 """Up to this share of a block's rows in some tail, cut coefficients gather those rows; above
 it one transposed pass over the block is cheaper."""
-SELECT_MIN_ROWS = 65_536
-"""Columns this long select their VaR among the values above a sampled bound (the tail is a
-few per cent of them); shorter ones go to :func:`var_and_excess_by_column` whole."""
-SAMPLE_ROWS = 4_096
-BLAS_THREADS = 1
-"""The pass is bound by memory bandwidth, its other products are tiny: OpenBLAS threads gained
-nothing on 2 cores and made the small products 50x slower when the cores were busy."""
-
-_pin_lock = threading.Lock()
-_pin_depth = 0
-_pin_limiter: Any = None
-_controller: ThreadpoolController | None = None
-
-
-@contextmanager
-def one_blas_thread() -> Iterator[None]:
-    """BLAS on one thread while any caller in this process is inside; re-entrant, thread-safe.
-
-    OpenBLAS splits some products (``w @ block`` with a short ``w``, as in the expected loss
-    rates) between its threads and adds the partial sums, so their last digits depend on the
-    number of threads: the parent process has one per core, a loky worker ``cores / n_jobs``
-    (joblib's limit), a dask worker whatever it inherited. A frontier block or a sensitivity
-    point run inside this context gives the same numbers in any of them. The thread count is
-    one setting for the whole process, so the context is counted: the first caller in sets it,
-    the last one out restores it, and two threads of one process (``backend="threading"``, a
-    dask worker with several threads) never undo each other's limit mid-product.
-    """
-    global _pin_depth, _pin_limiter, _controller
-    with _pin_lock:
-        if _pin_depth == 0:
-            if _controller is None:  # inspecting the loaded libraries costs ~1 ms: once
-                _controller = ThreadpoolController()
-            _pin_limiter = _controller.limit(limits=BLAS_THREADS, user_api="blas")
-        _pin_depth += 1
-    try:
-        yield
-    finally:
-        with _pin_lock:
-            _pin_depth -= 1
-            if _pin_depth == 0:
-                _pin_limiter.restore_original_limits()
-                _pin_limiter = None
-
-
-@dataclass(frozen=True)
-class Cut:
-    """An aggregated cut for one measure: ``η >= coef @ e_k − tail_probability · t``.
-
-    Attributes
-    ----------
-    coef : ndarray of shape (n_cols_k,)
-        Coefficients on the measure's exposure columns.
-    tail_probability : float
-        Σ π over the tail scenarios (of the cut's group).
-    excess : float
-        Σ π (L − t)+ at the point the cut was made (its value there).
-    measure : int
-        The measure it bounds (its position in the oracle's ``measures``).
-    group : int
-        The scenario block the cut sums over (0 when cuts are not split by group).
-    """
-
-    coef: np.ndarray
-    tail_probability: float
-    excess: float
-    measure: int = 0
-    group: int = 0
-
-
-def group_bounds(n_scenarios: int, groups: int) -> np.ndarray:
-    """Row bounds of ``groups`` contiguous, near-equal scenario blocks, shape (groups + 1,)."""
-    return np.linspace(0, n_scenarios, max(1, min(groups, n_scenarios)) + 1).astype(np.int64)
 
 
 class TailOracle:
@@ -285,29 +209,7 @@ class TailOracle:
         with one_blas_thread():
             if not self.equal_weights or losses.shape[0] < SELECT_MIN_ROWS:
                 return var_and_excess_by_column(losses, self.p, alphas)
-            return self._var_and_excess_equal(losses, alphas)
-
-    def _var_and_excess_equal(
-        self, losses: np.ndarray, alphas: np.ndarray
-    ) -> tuple[np.ndarray, np.ndarray]:
-        n, k = losses.shape
-        var, excess = np.empty(k), np.empty(k)
-        columns = np.ascontiguousarray(losses.T)  # (K, S): 36 MB at 10^6 x 9 in float32
-        for j in range(k):
-            col = columns[j]
-            # the same order statistic as models.risk_measures._column_var with equal weights
-            i = int(np.ceil(alphas[j] * (1.0 - _CUM_RTOL) * n)) - 1
-            sample = np.sort(col[:: max(1, n // SAMPLE_ROWS)])
-            # twice the tail below the quantile, plus ~3 standard errors of the sample's
-            level = max(0.0, 1.0 - 2.0 * (1.0 - alphas[j]) - 0.02)
-            top = col[col > sample[int(level * (sample.size - 1))]]
-            below = n - top.size
-            if below > i:  # the bound passed the quantile: select among all the values
-                top, below = col, 0
-            var[j] = float(np.partition(top, i - below)[i - below])
-            over = top.astype(np.float64) - var[j]
-            excess[j] = self.p[0] * float(over[over > 0.0].sum())
-        return var, excess
+            return var_and_excess_equal(losses, self.p[0], alphas)
 
     def cuts(
         self,
