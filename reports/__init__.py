@@ -1,5 +1,6 @@
 """ppcfin's telling: HTML and PDF reports, Excel workbooks and charts built from result objects."""
 
+from reports.analysis_sections import Frontier, Sensitivity, ShadowPrice, StressResult
 from reports.charts import (
     capital_stack_svg,
     claims_distribution_svg,
@@ -13,21 +14,15 @@ from reports.context import (
     Assumption,
     CapitalStack,
     ExecutiveSummary,
-    Frontier,
-    FunderRisk,
     GapClosure,
-    GuaranteeFundRisk,
     ReportContext,
     Reproducibility,
-    RiskEstimate,
-    Sensitivity,
-    ShadowPrice,
-    StressResult,
 )
 from reports.excel import write_workbook
 from reports.formats import ColumnFormat, Table
 from reports.html import render_html
 from reports.pdf import write_pdf
+from reports.risk_sections import FunderRisk, GuaranteeFundRisk, RiskEstimate
 from reports.tables import report_tables
 
 __all__ = [

@@ -22,23 +22,18 @@ from optimizer.choices import FAILED_STATUSES
 from optimizer.door.run import RunRecord
 from optimizer.result import Allocation
 from optimizer.solve import PROGRAMME_FAMILIES
+from reports.analysis_sections import Frontier, Sensitivity, ShadowPrice, StressResult
 from reports.context import (
     Assumption,
     CapitalStack,
     ExecutiveSummary,
-    Frontier,
-    FunderRisk,
     GapClosure,
-    GuaranteeFundRisk,
     ReportContext,
     Reproducibility,
-    RiskEstimate,
-    Sensitivity,
-    ShadowPrice,
-    StressResult,
     package_versions,
 )
 from reports.formats import ColumnFormat, money_m
+from reports.risk_sections import FunderRisk, GuaranteeFundRisk, RiskEstimate
 
 METHOD_NOTES = (
     "Losses: a multi-factor Gaussian (or Student-t) copula with one macro factor, one factor per "

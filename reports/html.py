@@ -14,7 +14,7 @@ from pathlib import Path
 from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoescape
 from markupsafe import Markup
 
-from reports import charts, tables
+from reports import analysis_tables, charts, risk_tables, tables
 from reports.context import ReportContext
 from reports.formats import format_value, money_m, percent
 
@@ -112,19 +112,19 @@ def _tables(ctx: ReportContext) -> dict[str, object]:
         "capital_stack": tables.capital_stack_table(ctx.capital_stack),
         "gap_region": tables.gap_table(ctx.gap_closure, "region"),
         "gap_chain": tables.gap_table(ctx.gap_closure, "value_chain"),
-        "funders": [tables.funder_table(f) for f in ctx.funder_risks],
+        "funders": [risk_tables.funder_table(f) for f in ctx.funder_risks],
         "reproducibility": tables.reproducibility_table(ctx.reproducibility),
     }
     if ctx.guarantee_funds:
-        t["funds"] = tables.funds_table(ctx.guarantee_funds)
+        t["funds"] = risk_tables.funds_table(ctx.guarantee_funds)
     if ctx.frontier is not None:
-        t["frontier"] = tables.frontier_table(ctx.frontier)
+        t["frontier"] = analysis_tables.frontier_table(ctx.frontier)
     if ctx.sensitivity is not None:
-        t["sensitivity"] = tables.sensitivity_table(ctx.sensitivity)
+        t["sensitivity"] = analysis_tables.sensitivity_table(ctx.sensitivity)
     if ctx.shadow_prices:
-        t["shadow"] = tables.shadow_table(ctx.shadow_prices)
+        t["shadow"] = analysis_tables.shadow_table(ctx.shadow_prices)
     if ctx.stress_tests:
-        t["stress"] = tables.stress_table(ctx.stress_tests)
+        t["stress"] = analysis_tables.stress_table(ctx.stress_tests)
     if ctx.assumptions:
         t["assumptions"] = tables.assumptions_table(ctx)
     return t

@@ -1,39 +1,29 @@
-"""The report's tables, built from a :class:`ReportContext`; HTML and Excel show the same ones."""
+"""The report's tables, built from a :class:`ReportContext`; HTML and Excel show the same ones.
+
+This module holds the tables of the sections every report has (summary, capital stack, gap
+closure, assumptions, reproducibility) and :func:`report_tables`, every table by sheet name;
+the risk tables are in :mod:`reports.risk_tables`, the analyses' in
+:mod:`reports.analysis_tables`.
+"""
 
 from __future__ import annotations
 
 import pandas as pd
 
+from reports.analysis_tables import frontier_table, sensitivity_table, shadow_table, stress_table
 from reports.charts import aggregate_gap
 from reports.context import (
     CapitalStack,
     ExecutiveSummary,
-    Frontier,
-    FunderRisk,
     GapClosure,
-    GuaranteeFundRisk,
     ReportContext,
     Reproducibility,
-    RiskEstimate,
-    Sensitivity,
-    ShadowPrice,
-    StressResult,
 )
 from reports.formats import ColumnFormat as F
 from reports.formats import Table
+from reports.risk_tables import funders_table, funds_table
 
 __all__ = ["report_tables"]
-
-# A risk figure within this of its limit counts as holding: a binding CVaR limit sits on it.
-_LIMIT_TOLERANCE_USD = 1.0
-
-
-WEIGHTED_GAP = "Weighted unmet gap (US$ m)"
-WEIGHTED_GAP_NOTE = (
-    "Weighted unmet gap: the optimizer's objective, each segment's unmet credit gap times "
-    "1 + priority × deforestation pressure; it is not the plain credit gap in US$ (the headline "
-    "figures), which it exceeds where forest is at risk."
-)
 
 
 def summary_table(s: ExecutiveSummary) -> Table:
@@ -133,256 +123,6 @@ def gap_table(gc: GapClosure, by: str) -> Table:
         caption=f"Gap closure by {label.lower()}",
         note="Deforestation pressure is averaged over segments weighted by their gap.",
         sheet=f"Gap by {label.lower()}",
-    )
-
-
-def _status(values: list[float | None], limit: float | None) -> str:
-    if limit is None:
-        return "no limit"
-    checked = [v for v in values if v is not None]
-    held = all(v <= limit + _LIMIT_TOLERANCE_USD for v in checked)
-    return "holds" if held else "breached"
-
-
-def funder_frame(f: FunderRisk) -> pd.DataFrame:
-    """One funder's risk figures against its limits, unformatted.
-
-    Returns
-    -------
-    DataFrame of shape (3, 7), or (5, 7) for a funder with losses on fund capital
-        Rows expected loss, VaR and CVaR at ``f.alpha``; after the expected loss, for a capital
-        provider, its parts on lending and on fund capital (in sample, no limit). Columns ``Measure``; the in- and
-        out-of-sample estimates and their Monte Carlo standard errors, US$ (the headers' "US$ m"
-        is how they are shown; NaN where not evaluated); ``Limit (US$ m)``, US$ (NaN for VaR and
-        where there is none); and ``Status``: "holds" when every evaluated estimate is at most
-        US$ 1 above the limit, else "breached", or "no limit".
-    """
-    level = f"{f.alpha:.1%}".replace(".0%", "%")
-    rows = []
-    measures: list[tuple[str, RiskEstimate, float | None]] = [
-        ("Expected loss", f.el, f.el_limit_usd)
-    ]
-    if f.el_on_capital_usd > 0:
-        lending = f.el.in_sample_usd - f.el_on_capital_usd
-        measures += [
-            ("  of it on lending", RiskEstimate(lending, None, None, None), None),
-            ("  of it on fund capital", RiskEstimate(f.el_on_capital_usd, None, None, None), None),
-        ]
-    measures += [(f"VaR {level}", f.var, None), (f"CVaR {level}", f.cvar, f.cvar_limit_usd)]
-    for measure, est, limit in measures:
-        rows.append(
-            {
-                "Measure": measure,
-                "In sample (US$ m)": est.in_sample_usd,
-                "± s.e. in": est.in_sample_se_usd,
-                "Out of sample (US$ m)": est.out_of_sample_usd,
-                "± s.e. out": est.out_of_sample_se_usd,
-                "Limit (US$ m)": limit,
-                "Status": (
-                    ""
-                    if measure.startswith("  of it")
-                    else _status([est.in_sample_usd, est.out_of_sample_usd], limit)
-                ),
-            }
-        )
-    return pd.DataFrame(rows).astype({c: float for c in list(rows[0])[1:6]})
-
-
-_RISK_FORMATS = {
-    "In sample (US$ m)": F.USD_M2,
-    "± s.e. in": F.USD_M2,
-    "Out of sample (US$ m)": F.USD_M2,
-    "± s.e. out": F.USD_M2,
-    "Limit (US$ m)": F.USD_M2,
-}
-
-
-def funder_table(f: FunderRisk) -> Table:
-    """One funder's risk against its limits (:func:`funder_frame`), formatted, with a note."""
-    return Table(
-        funder_frame(f),
-        _RISK_FORMATS,
-        caption=f"{f.name}: risk against limits",
-        note="± s.e.: Monte Carlo standard error. A limit holds if it holds in and out of sample.",
-    )
-
-
-def funders_table(funders: tuple[FunderRisk, ...]) -> Table:
-    """Every funder's risk figures in one table, ``Funder`` and ``Kind`` columns first."""
-    parts = [funder_frame(f).assign(Funder=f.name, Kind=f.kind) for f in funders]
-    frame = pd.concat(parts, ignore_index=True)
-    frame = frame[["Funder", "Kind", *frame.columns[:-2]]]
-    return Table(frame, _RISK_FORMATS, caption="Risk per funder", sheet="Risk per funder")
-
-
-def funds_table(funds: tuple[GuaranteeFundRisk, ...]) -> Table:
-    """Capital, guaranteed volume, leverage and depletion probability of each guarantee fund.
-
-    ``Status`` is "holds" when the probability of depletion, in sample and (if evaluated) out of
-    sample, is at most the fund's maximum and its leverage at most its cap, else "breached". Money
-    is US$ shown in US$ millions; probabilities are fractions.
-    """
-    rows = []
-    for g in funds:
-        probs = [g.depletion_probability, g.depletion_probability_oos]
-        held = all(p <= g.max_depletion_probability + 1e-12 for p in probs if p is not None)
-        lev_ok = g.leverage_used <= g.leverage_cap + 1e-9 if g.capital_usd > 0 else True
-        rows.append(
-            {
-                "Fund": g.name,
-                "Capital (US$ m)": g.capital_usd,
-                "Guaranteed (US$ m)": g.guaranteed_usd,
-                "Leverage used": g.leverage_used,
-                "Leverage cap": g.leverage_cap,
-                "P(depletion) in sample": probs[0],
-                "P(depletion) out of sample": probs[1],
-                "Max P(depletion)": g.max_depletion_probability,
-                "Status": "holds" if held and lev_ok else "breached",
-            }
-        )
-    frame = pd.DataFrame(rows).astype({"P(depletion) out of sample": float})
-    formats = {
-        "Capital (US$ m)": F.USD_M,
-        "Guaranteed (US$ m)": F.USD_M,
-        "Leverage used": F.RATIO,
-        "Leverage cap": F.RATIO,
-        "P(depletion) in sample": F.PCT2,
-        "P(depletion) out of sample": F.PCT2,
-        "Max P(depletion)": F.PCT2,
-    }
-    return Table(
-        frame,
-        formats,
-        caption="Guarantee funds: capital, use and depletion risk",
-        note="P(depletion) = probability that a year's claims exceed the fund's capital.",
-        sheet="Guarantee funds",
-    )
-
-
-def frontier_table(fr: Frontier) -> Table:
-    """The frontier's points: swept value, optimal weighted unmet gap, whether each solved.
-
-    The gap is US$ shown in US$ millions (NaN where the point failed); ``Status`` is "solved" or
-    "failed: " and the reason.
-    """
-    frame = pd.DataFrame(
-        {
-            fr.x_label: fr.x,
-            WEIGHTED_GAP: fr.gap_usd,
-            "Status": ["solved" if not r else f"failed: {r}" for r in fr.failure_reasons],
-        }
-    )
-    return Table(
-        frame,
-        {fr.x_label: fr.x_format, WEIGHTED_GAP: F.USD_M},
-        caption="Efficient frontier points",
-        note=WEIGHTED_GAP_NOTE,
-        sheet="Frontier",
-    )
-
-
-def sensitivity_table(se: Sensitivity) -> Table:
-    """Change of the optimal weighted unmet gap when each input is set low and high.
-
-    Changes are US$ shown in US$ millions, NaN where the point has no solution. The low and high
-    settings and the notes are columns only when the sensitivity has them.
-    """
-    data: dict[str, object] = {"Input": list(se.labels)}
-    if se.low_settings:
-        data["Low setting"] = list(se.low_settings)
-    data["Weighted gap change, low (US$ m)"] = se.low_delta_usd
-    if se.high_settings:
-        data["High setting"] = list(se.high_settings)
-    data["Weighted gap change, high (US$ m)"] = se.high_delta_usd
-    if any(se.notes):
-        data["Note"] = list(se.notes)
-    formats = {
-        "Weighted gap change, low (US$ m)": F.USD_M,
-        "Weighted gap change, high (US$ m)": F.USD_M,
-    }
-    return Table(
-        pd.DataFrame(data),
-        formats,
-        caption="Sensitivity of the optimal weighted unmet gap",
-        note="Positive: more of the gap stays unmet than in the base case; — where the point "
-        f"has no solution (see the note). {WEIGHTED_GAP_NOTE}",
-        sheet="Sensitivity",
-    )
-
-
-def shadow_table(prices: tuple[ShadowPrice, ...]) -> Table:
-    """What relaxing each binding limit buys, one row per limit.
-
-    With LP duals only, the weighted gap each relaxation closes by the dual. When any marginal value
-    was re-solved: the weighted and credit gap closed, the weighted gap opened by the step back, the
-    LP dual and "yes" where the dual disagrees. Money is US$, shown in US$ millions.
-    """
-    if not any(p.resolved_gain_usd is not None for p in prices):
-        frame = pd.DataFrame(
-            {
-                "Constraint": [p.constraint for p in prices],
-                "Relaxation": [p.relaxation for p in prices],
-                "Weighted gap closed, LP dual (US$ m)": [p.gap_closed_usd for p in prices],
-            }
-        )
-        return Table(
-            frame,
-            {"Weighted gap closed, LP dual (US$ m)": F.USD_M},
-            caption="Shadow prices of binding limits (LP duals)",
-            sheet="Shadow prices",
-        )
-    money = {
-        "Weighted gap closed (US$ m)": [p.resolved_gain_usd for p in prices],
-        "Credit gap closed (US$ m)": [p.resolved_gain_gap_usd for p in prices],
-        "Weighted gap opened, step back (US$ m)": [p.resolved_loss_usd for p in prices],
-        "LP dual (US$ m)": [p.gap_closed_usd for p in prices],
-    }
-    frame = pd.DataFrame(
-        {
-            "Constraint": [p.constraint for p in prices],
-            "Relaxation": [p.relaxation for p in prices],
-            **money,
-            "Dual disagrees": ["yes" if p.dual_disagrees else "" for p in prices],
-        }
-    ).astype({c: float for c in money})
-    return Table(
-        frame,
-        dict.fromkeys(money, F.USD_M),
-        caption="Marginal values of binding limits, re-solved on the same scenarios (the LP "
-        "dual alongside; 'yes' where it disagrees: a degenerate vertex)",
-        sheet="Marginal values",
-    )
-
-
-def stress_table(stresses: tuple[StressResult, ...]) -> Table:
-    """One row per stress test: the gap closed and left by what the stressed case can still
-    fund, the weighted gap given up against the base, and the limits held and breached.
-
-    Money is US$ shown in US$ millions; "Limits held" reads "k of n", "Limits breached" names
-    them with their size ("none" when every limit held).
-    """
-    given_up = "Weighted gap given up (US$ m)"
-    closed = "Gap closed (US$ m)"
-    frame = pd.DataFrame(
-        {
-            "Stress": [s.name for s in stresses],
-            "Description": [s.description for s in stresses],
-            closed: [s.gap_closed_usd for s in stresses],
-            WEIGHTED_GAP: [s.unmet_gap_usd for s in stresses],
-            given_up: [s.gap_given_up_usd for s in stresses],
-            "Limits held": [
-                f"{len(s.limits_held) - len(s.breached)} of {len(s.limits_held)}" for s in stresses
-            ],
-            "Limits breached": [
-                "; ".join(s.breach_notes or s.breached) or "none" for s in stresses
-            ],
-        }
-    ).astype({WEIGHTED_GAP: float, closed: float, given_up: float})
-    return Table(
-        frame,
-        {WEIGHTED_GAP: F.USD_M, closed: F.USD_M, given_up: F.USD_M},
-        caption="Stress tests of the allocation",
-        sheet="Stress tests",
     )
 
 

@@ -423,9 +423,9 @@ def test_the_frontier_axis_says_what_the_swept_value_is(sweep, label, x_label, c
     from types import SimpleNamespace
 
     from optimizer.analysis.frontier import Frontier as SweptFrontier
+    from reports.analysis_tables import frontier_table
     from reports.formats import format_value
     from reports.from_run import _frontier
-    from reports.tables import frontier_table
 
     x = [0.5, 2.0] if sweep != "depletion:GP" else [0.025, 0.10]
     table = pd.DataFrame(
