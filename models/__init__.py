@@ -15,11 +15,10 @@ from models.schema import (
     GuaranteeStructure,
     LoanProduct,
     Policy,
-    RiskModel,
     Segment,
-    ShockEvent,
     SourceKind,
 )
+from models.schema_risk import RiskModel, ShockEvent
 from models.simulate import Method, Tilt, simulate
 from models.text import printable
 

@@ -25,9 +25,9 @@ from models.schema import (
     LoanProduct,
     Region,
     Segment,
-    ShockEvent,
     ValueChain,
 )
+from models.schema_risk import ShockEvent
 
 # Tables that may live in a CSV file next to the YAML: ``segments: {csv: segments.csv}``.
 TABLES: dict[tuple[str, ...], type[BaseModel]] = {

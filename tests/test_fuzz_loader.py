@@ -50,6 +50,7 @@ from pydantic.fields import FieldInfo
 
 from models import Case, CaseError, CaseProblem, load_case
 from models import schema as S
+from models import schema_risk as R
 from optimizer.door.cli import main
 
 HARD_TIMEOUT_S = 20
@@ -214,11 +215,11 @@ ENTITIES: list[tuple[tuple[str | int, ...], type[BaseModel]]] = [
     *[(("products", i), S.LoanProduct) for i in range(2)],
     (("funds", 0), S.GuaranteeFund),
     *[(("sources", i), S.FinanceSource) for i in range(3)],
-    (("risk_model",), S.RiskModel),
-    (("risk_model", "copula"), S.Copula),
-    (("risk_model", "price_factors", "coffee"), S.PriceFactor),
-    (("risk_model", "chain_correlations", 0), S.ChainCorrelation),
-    (("risk_model", "events", 0), S.ShockEvent),
+    (("risk_model",), R.RiskModel),
+    (("risk_model", "copula"), R.Copula),
+    (("risk_model", "price_factors", "coffee"), R.PriceFactor),
+    (("risk_model", "chain_correlations", 0), R.ChainCorrelation),
+    (("risk_model", "events", 0), R.ShockEvent),
     (("policy",), S.Policy),
 ]
 NUMBER_FIELDS = [
