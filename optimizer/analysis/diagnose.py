@@ -27,9 +27,10 @@ max_weighted_gap_usd=X)`` asks what must give so that the weighted unmet gap can
 question a programme designer asks of a feasible case ("what would it take to close 60 %?").
 
 The work is split by job: :mod:`optimizer.analysis.elastic` builds and solves the elastic problem,
-:mod:`optimizer.analysis.relaxations` reads its slacks back into case fields and sentences; this
-module holds the entry points, the weights and the :class:`Diagnosis` (which applies a relaxation to
-a case), and re-exports the names that moved.
+:mod:`optimizer.analysis.relaxations` reads its slacks back into case fields and sentences,
+:mod:`optimizer.analysis.diagnose_targets` checks a gap target and says what the case's
+requirements in money must give alone; this module holds the entry points, the weights and the
+:class:`Diagnosis` (which applies a relaxation to a case), and re-exports the names that moved.
 """
 
 from __future__ import annotations
@@ -51,6 +52,7 @@ from models.errors import InputError, OptionError
 from models.options import check_choice
 from models.scenarios import ScenarioSet
 from models.schema import Case
+from optimizer.analysis.diagnose_targets import TARGET_FAMILIES, _check_target, _targets_alone
 from optimizer.analysis.elastic import elastic_problem, solve_elastic
 from optimizer.analysis.relaxations import (
     MARGIN_SHARE,
@@ -61,12 +63,7 @@ from optimizer.analysis.relaxations import (
 )
 from optimizer.choices import Solver
 from optimizer.errors import InfeasibleCase, OptimizerError
-from optimizer.formulation.problem import (
-    USD_PER_UNIT,
-    AllocationProblem,
-    build_problem,
-    segment_weights,
-)
+from optimizer.formulation.problem import USD_PER_UNIT, build_problem
 from optimizer.result import Allocation
 
 __all__ = [
@@ -117,11 +114,6 @@ KNOWN_FAMILIES = (
     "min_households",
 )
 """The constraint families of :mod:`optimizer.formulation.problem` (names ``weights`` may use)."""
-TARGET_FAMILIES = ("min_deploy", "climate_earmark_usd", "min_gap_closed", "min_households")
-"""Requirements in money: when one is relaxed less than the cheapest mix, the diagnosis also
-says how much it alone must give (every other rule kept)."""
-OTHER_RULES_WEIGHT = 1e4
-"""The slack weight multiplier that keeps every other rule while the targets alone give."""
 DIAGNOSIS_MAX_SCENARIOS = 1_000
 """The elastic problem is the one-LP formulation: beyond this many scenarios it is solved on
 an evenly spaced subset (weights renormalised), said in its warnings. Measured on the default
@@ -345,30 +337,6 @@ def diagnose(
     )
 
 
-def _targets_alone(
-    prob: AllocationProblem,
-    wmap: Mapping[str, float],
-    max_weighted_gap_usd: float | None,
-    solver: str,
-    time_limit_s: float | None,
-) -> tuple[str, ...]:
-    """How much the case's requirements in money must give if every other rule is kept: the
-    elastic problem again with every other family's slack :data:`OTHER_RULES_WEIGHT` times
-    dearer. Empty when the case has none, or they cannot make it feasible alone."""
-    names = {f.name for f in prob.families}
-    if not names & set(TARGET_FAMILIES):
-        return ()
-    weights = {
-        n: w * (1.0 if n in TARGET_FAMILIES else OTHER_RULES_WEIGHT) for n, w in wmap.items()
-    }
-    elastic, slacks, _ = elastic_problem(prob, weights, max_weighted_gap_usd)
-    solve_elastic(elastic, solver, time_limit_s)
-    alone = relaxation_table(prob, slacks, weights, max_weighted_gap_usd is not None)
-    if alone.empty or not alone["family"].isin(TARGET_FAMILIES).all():
-        return ()
-    return tuple(f"or, keeping every other rule: {m}" for m in alone["message"])
-
-
 def optimize_or_diagnose(case: Case, scenarios: ScenarioSet, **kwargs: Any) -> Allocation:
     """:func:`optimizer.optimize`, and on :class:`InfeasibleCase` attach a :class:`Diagnosis`.
 
@@ -387,21 +355,6 @@ def optimize_or_diagnose(case: Case, scenarios: ScenarioSet, **kwargs: Any) -> A
         except OptimizerError as failure:
             exc.add_note(f"the infeasibility diagnosis failed too: {failure}")
         raise
-
-
-def _check_target(prob: AllocationProblem, target_usd: float) -> None:
-    if not (isinstance(target_usd, int | float) and math.isfinite(target_usd) and target_usd >= 0):
-        raise OptionError(f"max_weighted_gap_usd must be a finite number >= 0, got {target_usd!r}")
-    case = prob.case
-    lendable = set(prob.scenarios.cells["segment"].to_numpy()[prob.elig.x_cell])
-    w = segment_weights(case)
-    floor = sum(w[k] * seg.gap_usd for k, seg in enumerate(case.segments) if seg.id not in lendable)
-    if target_usd < floor * (1 - 1e-12):
-        shut = [seg.id for seg in case.segments if seg.id not in lendable and seg.gap_usd > 0]
-        raise OptionError(
-            f"max_weighted_gap_usd={target_usd:,.0f} can never be met: no source may lend to "
-            f"segments {shut}, whose weighted gap alone is US${floor:,.0f}"
-        )
 
 
 def _clip_cvar_limits(case: Case, changes: dict[str, float], tags: dict[str, str]) -> None:
