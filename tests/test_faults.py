@@ -555,6 +555,38 @@ def test_a_signal_during_ppcfin_run_exits_cleanly(signum, code, previous_run, tm
     assert still_running(procs, grace_s=1.0) == []
 
 
+def test_a_signal_before_the_pools_manager_thread_starts_still_stops_its_workers(monkeypatch):
+    """loky refuses to shut down a pool whose manager thread was made but not yet started
+    ("cannot join thread before it is started"): the workers it spawned are killed directly."""
+    import types
+
+    from optimizer.door import cli_signals
+
+    worker = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+
+    class Process:  # the two calls loky's worker processes answer
+        kill = worker.kill
+
+        def join(self, timeout=None):
+            worker.wait(timeout)
+
+    class HalfStartedPool:
+        _processes = {worker.pid: Process()}
+
+        def shutdown(self, wait=True, kill_workers=False):
+            raise RuntimeError("cannot join thread before it is started")
+
+    module = types.SimpleNamespace(_executor=HalfStartedPool())
+    monkeypatch.setitem(sys.modules, "joblib.externals.loky.reusable_executor", module)
+    try:
+        assert cli_signals.interrupted(signal.SIGTERM) == 143
+        assert worker.poll() is not None
+    finally:
+        if worker.poll() is None:
+            worker.kill()
+        worker.wait()
+
+
 def test_a_failed_cutting_plane_on_many_scenarios_does_not_build_the_huge_lp(monkeypatch):
     """Above LP_FALLBACK_MAX_SCENARIOS the one-LP fallback would need tens of GB: a typed error
     that says so, instead of a silent build."""

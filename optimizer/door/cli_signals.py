@@ -71,5 +71,14 @@ def _stop_workers() -> None:
     """
     module = sys.modules.get("joblib.externals.loky.reusable_executor")
     executor = getattr(module, "_executor", None) if module else None
-    if executor is not None:
+    if executor is None:
+        return
+    try:
         executor.shutdown(wait=True, kill_workers=True)
+    except RuntimeError:
+        # The signal came between the pool creating its manager thread and starting it
+        # ("cannot join thread before it is started"): no thread will stop the workers it
+        # has already spawned, so stop them here.
+        for process in list((getattr(executor, "_processes", None) or {}).values()):
+            process.kill()
+            process.join(timeout=5)
