@@ -571,7 +571,8 @@ def test_a_signal_before_the_pools_manager_thread_starts_still_stops_its_workers
             worker.wait(timeout)
 
     class HalfStartedPool:
-        _processes = {worker.pid: Process()}
+        def __init__(self):
+            self._processes = {worker.pid: Process()}
 
         def shutdown(self, wait=True, kill_workers=False):
             raise RuntimeError("cannot join thread before it is started")
