@@ -274,25 +274,60 @@ def _two_stages(
     optimum = float(prob.weighted_gap.value)
     binding = binding_constraints(prob)
     warm = warm_start.take(prob)
+    if not solve_held_stage(prob, optimum, tol, solver, time_limit_s, log):
+        return prob, optimum, binding, warm
+    return prob, optimum, binding, warm_start.finish(warm, prob)
+
+
+def solve_held_stage(
+    prob: AllocationProblem,
+    optimum: float,
+    tol: float,
+    solver: str,
+    time_limit_s: float | None,
+    log: SolveLog,
+    retry: bool = True,
+) -> bool:
+    """Hold stage 1's weighted gap and solve stage 2 in place; False if stage 1's point stays.
+
+    Parameters
+    ----------
+    prob : AllocationProblem
+        Solved at stage 1: its variables hold stage 1's point.
+    optimum : float
+        Stage 1's weighted gap, US$m; stage 2 may give up ``tol`` of it (plus
+        :data:`HOLD_SLACK_USD_M`).
+    tol, solver, time_limit_s, log
+        As for :func:`_two_stages`.
+    retry : bool, default True
+        Passed to :func:`solve_stage`: whether a cutting-plane master that ends without an
+        answer is run again from scratch and scaled.
+
+    Returns
+    -------
+    bool
+        True when stage 2 solved. False when the cutting plane's master found no answer: stage
+        1's point is put back and ``log`` says so. Stage 1's point is exact and optimal in
+        weighted gap; stage 2 only picks, among allocations as good, the one of least loss and
+        cost. Measured: a held replication of the default case at 300 importance-sampled
+        scenarios whose stage-2 master no HiGHS setting could solve, and whose one-LP fallback
+        ran past its 120 s limit.
+    """
     stage1 = [(v, None if v.value is None else np.array(v.value)) for v in prob.problem.variables()]
     prob.set_stage(2, optimum * (1.0 + tol) + HOLD_SLACK_USD_M)
     try:
-        solve_stage(prob, 2, solver, time_limit_s, log)
+        solve_stage(prob, 2, solver, time_limit_s, log, retry)
     except SolverFailure as exc:
         if prob.cut_master is None:
             raise
-        # Stage 1's point is exact and optimal in weighted gap; stage 2 only picks, among
-        # allocations as good, the one of least loss and cost. Measured: a held replication
-        # of the default case at 300 importance-sampled scenarios whose stage-2 master no
-        # HiGHS setting could solve, and whose one-LP fallback ran past its 120 s limit.
         for var, value in stage1:
             var.value = value
         log.warnings.append(
             f"stage 2 (least loss and cost at the optimal gap) was not solved ({exc.advice}); "
             "the allocation is stage 1's optimum, which meets every limit"
         )
-        return prob, optimum, binding, warm
-    return prob, optimum, binding, warm_start.finish(warm, prob)
+        return False
+    return True
 
 
 def _worst(statuses: list[str]) -> str:

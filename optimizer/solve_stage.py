@@ -61,11 +61,14 @@ def solve_stage(
     solver: str = "HIGHS",
     time_limit_s: float | None = None,
     log: SolveLog | None = None,
+    retry: bool = True,
 ) -> SolveLog:
     """Solve one stage of a built problem in place, whatever its CVaR method.
 
     The solution is left in the problem's variables and the duals in its constraints. Callers
-    that change parameters between calls (frontiers) re-use the compiled problem.
+    that change parameters between calls (frontiers) re-use the compiled problem. ``retry``
+    (the cutting plane's master): run a master that ends without an answer again from scratch
+    and then scaled (:meth:`~optimizer.formulation.cut_master.CutMaster.solve`).
 
     Returns
     -------
@@ -85,7 +88,7 @@ def solve_stage(
     log.add_time(f"stage{stage}_canonicalize_s", time.perf_counter() - start)
 
     def solve_master() -> float:
-        status, seconds = master.solve()
+        status, seconds = master.solve(retry)
         if status in _SOLVED:
             return seconds
         reason = f"HIGHS (cutting-plane master): {status}"

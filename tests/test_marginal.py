@@ -6,6 +6,7 @@ from __future__ import annotations
 import math
 
 import numpy as np
+import pandas as pd
 import pytest
 from optimizer_cases import (
     _product,
@@ -277,3 +278,39 @@ def test_optimize_command_quotes_the_resolves_unless_told_not_to(
     assert has_marginal_values(result) is not skip
     assert ("(re-solved)" in printed) is not skip
     assert ("(LP dual)" in printed) is skip
+
+
+def test_a_what_if_whose_stage_2_fails_keeps_its_exact_stage_1_figure_without_retries(
+    monkeypatch,
+):
+    """A what-if's stage 2 only picks the plain gap among allocations of one weighted gap: a
+    master that fails there is not run again cold and scaled, and the re-solved weighted gain
+    (stage 1's, exact) stays, with a note, instead of a NaN."""
+    import optimizer.solve as solve_module
+    from optimizer.errors import SolverFailure
+
+    case = random_case(1)
+    scen = synthetic_scenarios(case, 300, 1)
+    base = optimize(case, scen, method="cutting_plane")
+    plain = marginal_values(case, scen, base)
+    original, retries = solve_module.solve_stage, []
+
+    def stage_2_fails_without_retries(prob, stage, *args, **kwargs):
+        retry = args[3] if len(args) > 3 else kwargs.get("retry", True)
+        if stage == 2:
+            retries.append(retry)
+            if not retry:
+                raise SolverFailure("HIGHS", "solver_error", 2, "the master has no usable answer")
+        return original(prob, stage, *args, **kwargs)
+
+    monkeypatch.setattr(solve_module, "solve_stage", stage_2_fails_without_retries)
+    failed = marginal_values(case, scen, base)
+    assert retries[0] is True and retries.count(True) == 1  # the base keeps its retries
+    assert len(retries) > 1 and not any(retries[1:])  # every what-if runs without
+    gains = ["resolved_gain_usd", "resolved_loss_usd"]
+    assert failed.binding[gains].notna().equals(plain.binding[gains].notna())
+    pd.testing.assert_frame_equal(failed.binding[gains], plain.binding[gains], rtol=1e-6)
+    resolved = failed.binding["resolved_gain_usd"].notna()
+    assert resolved.any()
+    notes = failed.binding.loc[resolved, "marginal_note"]
+    assert notes.str.contains("stage 2 (least loss and cost", regex=False).all()

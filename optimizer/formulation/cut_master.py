@@ -345,23 +345,23 @@ class CutMaster:
         self._idle = np.concatenate([self._idle, np.zeros(len(rows), dtype=np.int64)])
         self._add_rows(rows)
 
-    def solve(self) -> tuple[str, float]:
+    def solve(self, retry: bool = True) -> tuple[str, float]:
         """Run HiGHS; unpack values and duals into cvxpy. Returns (cvxpy status, seconds).
 
-        A warm start that ends without an answer is run again once from scratch (counted in
-        ``cold_restarts``), then once more with HiGHS's scaling (:meth:`_run_scaled`). Measured
-        at 10^6 scenarios: after stage 1's last cuts the dual simplex from the kept basis stopped
-        with status unknown (dual infeasibilities of ~800 it could not remove); the same model
-        from scratch, presolved, solved in 0.65 s.
+        With ``retry``, a warm start that ends without an answer is run again once from scratch
+        (counted in ``cold_restarts``), then once more with HiGHS's scaling
+        (:meth:`_run_scaled`). Measured at 10^6 scenarios: after stage 1's last cuts the dual
+        simplex from the kept basis stopped with status unknown (dual infeasibilities of ~800
+        it could not remove); the same model from scratch, presolved, solved in 0.65 s.
         """
         highs = self.highs
         start = time.perf_counter()
         run_status = highs.run()
-        if self._no_answer(run_status):
+        if retry and self._no_answer(run_status):
             self.cold_restarts += 1
             highs.clearSolver()  # drops the basis and factorisation, keeps the model
             run_status = highs.run()
-        if self._no_answer(run_status):
+        if retry and self._no_answer(run_status):
             run_status = self._run_scaled()
         seconds = time.perf_counter() - start
         status_name = highs.getModelStatus().name
