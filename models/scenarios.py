@@ -22,6 +22,7 @@ import numpy as np
 import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictStr, ValidationError
 
+from models.atomic_file import write_atomically
 from models.cells import CELL_COLUMNS
 from models.errors import OptionError, ScenarioFileError
 
@@ -172,19 +173,12 @@ class ScenarioSet:
             "cells": self.cells.to_dict(orient="list"),
             "shape": list(self.losses.shape),
         }
-        tmp = path.with_name(f".{path.name}.tmp")
         suffix = path.suffix.lower()
         if suffix not in (".npz", ".parquet"):
             raise ScenarioFileError(
                 f"{path}: unknown scenario file type {suffix!r}; use .npz or .parquet"
             )
-        try:
-            self._write(tmp, suffix, meta)
-            tmp.replace(path)
-        except BaseException:
-            tmp.unlink(missing_ok=True)  # never leave a half-written temp file behind
-            raise
-        return path
+        return write_atomically(path, lambda tmp: self._write(tmp, suffix, meta))
 
     def _write(self, tmp: Path, suffix: str, meta: dict[str, Any]) -> None:
         if suffix == ".npz":

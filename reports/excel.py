@@ -15,7 +15,7 @@ from openpyxl.cell.cell import ILLEGAL_CHARACTERS_RE
 from openpyxl.styles import Alignment, Font
 from openpyxl.utils import get_column_letter
 
-from reports._files import write_atomically
+from models.atomic_file import write_atomically
 from reports.formats import EXCEL_FORMATS, ColumnFormat, Table, format_value
 
 __all__ = ["sheet_names", "write_workbook"]

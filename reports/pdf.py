@@ -7,7 +7,7 @@ import os
 import re
 from pathlib import Path
 
-from reports._files import write_atomically
+from models.atomic_file import write_atomically
 from reports.html import TEMPLATES
 
 __all__ = ["ALLOWED_PROTOCOLS", "write_pdf"]

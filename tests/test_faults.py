@@ -375,10 +375,12 @@ def previous_run(tmp_path) -> Path:
 
 
 def enospc_half_way(real_write, name: str):
-    """A Path.write_text that writes half of ``name`` and then finds the disk full."""
+    """A Path.write_text that writes half of ``name`` (or of a temporary file for it,
+    ``.name.<random>.tmp``) and then finds the disk full."""
 
     def write_text(self, data, *args, **kwargs):
-        if self.name != name:
+        temporary = self.name.startswith(f".{name}.") and self.name.endswith(".tmp")
+        if self.name != name and not temporary:
             return real_write(self, data, *args, **kwargs)
         real_write(self, data[: len(data) // 2], *args, **kwargs)
         raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(self))
@@ -471,7 +473,7 @@ def test_write_text_atomic_on_a_full_disk_keeps_the_previous_file(tmp_path, monk
     path = tmp_path / "note.txt"
     path.write_text("previous", encoding="utf-8")
     real = pathlib.Path.write_text
-    monkeypatch.setattr(pathlib.Path, "write_text", enospc_half_way(real, ".note.txt.tmp"))
+    monkeypatch.setattr(pathlib.Path, "write_text", enospc_half_way(real, "note.txt"))
     with pytest.raises(OutputError, match=r"note.txt: No space left on device \(the disk is full"):
         write_text_atomic(path, "new text " * 100)
     assert path.read_text() == "previous" and hidden_entries(tmp_path) == []

@@ -16,9 +16,10 @@ import signal
 import tempfile
 import threading
 from collections.abc import Iterable, Iterator
-from contextlib import contextmanager, suppress
+from contextlib import contextmanager
 from pathlib import Path
 
+from models.atomic_file import write_atomically
 from optimizer.door.outputs import (
     MANIFEST_NAME,
     STAGE_MARKER,
@@ -184,20 +185,7 @@ def write_text_atomic(path: str | Path, text: str) -> Path:
         sibling is removed, also when the write is interrupted.
     """
     path = Path(path)
-    tmp = path.with_name(f".{path.name}.tmp")
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp.write_text(text, encoding="utf-8")
-        os.replace(tmp, path)
+        return write_atomically(path, lambda tmp: tmp.write_text(text, encoding="utf-8"))
     except OSError as exc:
-        _remove(tmp)
         raise OutputError(f"cannot write {path}: {describe_os_error(exc)}") from None
-    except BaseException:
-        _remove(tmp)
-        raise
-    return path
-
-
-def _remove(path: Path) -> None:
-    with suppress(OSError):  # a parent that is a file, or gone: nothing to remove
-        path.unlink(missing_ok=True)
