@@ -13,8 +13,16 @@ from collections.abc import Callable
 from contextlib import suppress
 from pathlib import Path
 
-SHARED_MODE = 0o644
-"""Mode of a written file: ``mkstemp`` makes it private, and outputs are meant to be shared."""
+
+def _process_umask() -> int:
+    mask = os.umask(0o022)  # the only way to read it is to set it: put it straight back
+    os.umask(mask)
+    return mask
+
+
+FILE_MODE = 0o666 & ~_process_umask()
+"""Mode of a written file: what ``open`` would give it under the user's umask (read once, at
+import), where ``mkstemp`` would leave it private to the user."""
 
 
 def write_atomically(path: str | os.PathLike[str], write: Callable[[Path], None]) -> Path:
@@ -45,7 +53,7 @@ def write_atomically(path: str | os.PathLike[str], write: Callable[[Path], None]
     tmp = Path(tmp_name)
     try:
         write(tmp)
-        os.chmod(tmp, SHARED_MODE)
+        os.chmod(tmp, FILE_MODE)
         os.replace(tmp, target)
     except BaseException:
         with suppress(OSError):  # a parent that is gone: nothing to remove

@@ -311,3 +311,21 @@ def test_loky_workers_exit_when_their_parent_is_killed(tmp_path):
     finally:
         if proc.poll() is None:
             proc.kill()
+
+
+@pytest.mark.parametrize(("umask", "mode"), [(0o022, 0o644), (0o077, 0o600)])
+def test_a_written_file_has_the_mode_the_users_umask_gives(umask, mode, tmp_path):
+    """The one atomic writer leaves a file as ``open`` would under the user's umask: shared
+    under the usual 022, private under 077 (not mkstemp's private mode, nor a forced 0644)."""
+    script = textwrap.dedent(
+        f"""
+        import os, sys
+        os.umask({umask:#o})
+        from models.atomic_file import write_atomically
+        write_atomically(sys.argv[1], lambda tmp: tmp.write_text("x"))
+        """
+    )
+    target = tmp_path / "out" / "result.json"
+    subprocess.run([sys.executable, "-c", script, str(target)], check=True)
+    assert target.stat().st_mode & 0o777 == mode
+    assert [p.name for p in target.parent.iterdir()] == ["result.json"]

@@ -188,13 +188,13 @@ def _is_scenario_file(path: Path) -> bool:
 def _write_atomically(write, target: Path) -> None:
     """Run a writer that replaces ``target`` atomically; turn OS errors into one message.
 
-    The writer owns its temporary file and removes it on any failure (a full disk, Ctrl-C);
-    here an ``OSError`` becomes an :class:`OutputError` naming ``target`` and what to do.
+    The writer (:func:`models.atomic_file.write_atomically`) makes the folder and owns its
+    temporary file, removed on any failure (a full disk, Ctrl-C); here an ``OSError`` becomes
+    an :class:`OutputError` naming ``target`` and what to do.
     """
     from optimizer.door.atomic import describe_os_error
 
     try:
-        target.parent.mkdir(parents=True, exist_ok=True)
         write()
     except OSError as exc:
         raise OutputError(f"cannot write {target}: {describe_os_error(exc)}") from None
