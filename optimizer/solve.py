@@ -316,7 +316,7 @@ def solve_held_stage(
     stage1 = [(v, None if v.value is None else np.array(v.value)) for v in prob.problem.variables()]
     prob.set_stage(2, optimum * (1.0 + tol) + HOLD_SLACK_USD_M)
     try:
-        solve_stage(prob, 2, solver, time_limit_s, log, retry)
+        solve_stage(prob, 2, solver, time_limit_s, log, retry=retry)
     except SolverFailure as exc:
         if prob.cut_master is None:
             raise

@@ -296,7 +296,7 @@ def test_a_what_if_whose_stage_2_fails_keeps_its_exact_stage_1_figure_without_re
     original, retries = solve_module.solve_stage, []
 
     def stage_2_fails_without_retries(prob, stage, *args, **kwargs):
-        retry = args[3] if len(args) > 3 else kwargs.get("retry", True)
+        retry = kwargs.get("retry", True)
         if stage == 2:
             retries.append(retry)
             if not retry:
